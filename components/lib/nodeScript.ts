@@ -1,0 +1,53 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+
+import { SshTarget } from "./connection";
+import { loadScript, remoteRunner, ScriptParams, scriptPayload } from "./script";
+
+/**
+ * One phase of a node's bootstrap as plain data: which script runs with which parameters.
+ * Components turn steps into `remote.Command`s; the lab runner runs the very same steps over
+ * SSH, so both execute identical payloads in the same order.
+ */
+export interface NodeStep {
+    /** Suffix of the resource name: the command is named `${componentName}-${step.name}`. */
+    readonly name: string;
+    /** Absolute path of the script file. */
+    readonly script: string;
+    /** Parameters, passed as `ZT_*` environment variables. */
+    readonly params: ScriptParams;
+    /** Whether the script has a `delete` branch that undoes its `create`. */
+    readonly hasDelete: boolean;
+    /** Whether the output may carry a credential: not logged, `stdout`/`stderr` secret. */
+    readonly sensitive: boolean;
+}
+
+/**
+ * Creates the `remote.Command` for a step. It runs again only when the script text or its
+ * parameters change (their sha256 is the trigger), so an unchanged `pulumi up` runs nothing.
+ */
+export function nodeScript(
+    name: string,
+    step: NodeStep,
+    connection: pulumi.Input<command.types.input.remote.ConnectionArgs>,
+    target: SshTarget,
+    opts: pulumi.CustomResourceOptions,
+): command.remote.Command {
+    const payload = scriptPayload(loadScript(step.script), step.params);
+    return new command.remote.Command(
+        name,
+        {
+            connection,
+            create: remoteRunner(target.user, "create"),
+            ...(step.hasDelete ? { delete: remoteRunner(target.user, "delete") } : {}),
+            stdin: payload.stdin,
+            triggers: [payload.hash],
+            addPreviousOutputInEnv: false,
+            ...(step.sensitive ? { logging: "none" as const } : {}),
+        },
+        {
+            ...opts,
+            ...(step.sensitive ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
+        },
+    );
+}
