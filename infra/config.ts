@@ -1,0 +1,383 @@
+import { isIP } from "net";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+import { parseCidr } from "../components/lib/cidr";
+
+/**
+ * The stack configuration of zerotouch: one zod schema, validated before any resource exists.
+ *
+ * Every rejection names the config key (with its path), the node it concerns, the value given
+ * and what is allowed. Unknown keys are rejected so that a typo never passes silently. The SSH
+ * private key is checked for presence, secrecy and shape, and never echoed.
+ */
+
+/** The Pulumi project name, which is also the config namespace. */
+export const PROJECT = "zerotouch";
+
+export const ROLES = ["control-plane", "worker"] as const;
+export type NodeRole = (typeof ROLES)[number];
+
+/** Control-plane counts that keep an etcd quorum (an odd number of members, at most 5). */
+export const CONTROL_PLANE_COUNTS = [1, 3, 5] as const;
+
+/** Values `systemd-detect-virt` prints; the allowed list is checked against these. */
+export const VIRTUALIZATION_TYPES = [
+    "kvm",
+    "qemu",
+    "amazon",
+    "zvm",
+    "vmware",
+    "microsoft",
+    "oracle",
+    "powervm",
+    "xen",
+    "bochs",
+    "uml",
+    "parallels",
+    "bhyve",
+    "qnx",
+    "acrn",
+    "apple",
+    "sre",
+    "google",
+    "none",
+    "systemd-nspawn",
+    "lxc",
+    "lxc-libvirt",
+    "openvz",
+    "docker",
+    "podman",
+    "rkt",
+    "wsl",
+    "proot",
+    "pouch",
+] as const;
+export type VirtualizationType = (typeof VIRTUALIZATION_TYPES)[number];
+
+const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const DNS_NAME = /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+const SSH_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+const HOST_KEY = /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}$/;
+const ABSOLUTE_PATH = /^\/[A-Za-z0-9._/-]*$/;
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** What each key allows, by key path (`*` stands for a node name). Used in every message. */
+export const ALLOWED: Readonly<Record<string, string>> = {
+    "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight",
+    nodes: "a map of node name to node settings, with 1, 3 or 5 control-plane nodes",
+    "nodes.*": "a lower-case DNS label (a-z, 0-9, '-', at most 63 characters) as node name, mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs",
+    "nodes.*.host": "an IPv4 or IPv6 address or a DNS name, unique across nodes",
+    "nodes.*.sshPort": "an integer from 1 to 65535 (default 22)",
+    "nodes.*.sshUser": "a Unix user name, root or with passwordless sudo (default root)",
+    "nodes.*.sshHostKey": "a public host key as `ssh-ed25519 AAAA…` (the key type and base64, no host name or comment)",
+    "nodes.*.role": "control-plane or worker",
+    "nodes.*.location": "the keys country, region, datacenter, provider",
+    "nodes.*.location.country": "an ISO 3166-1 alpha-2 country code in capitals, quoted in YAML (e.g. \"NO\")",
+    "nodes.*.location.region": "a lower-case label (a-z, 0-9, '-'), e.g. oslo",
+    "nodes.*.location.datacenter": "a lower-case label (a-z, 0-9, '-'), e.g. osl1",
+    "nodes.*.location.provider": "a lower-case label (a-z, 0-9, '-'), e.g. the VPS provider's name",
+    "nodes.*.etcdDataPath": "an absolute path such as /var/lib/etcd (default /var/lib/etcd)",
+    "nodes.*.fsyncThresholdMs": "a number of milliseconds greater than 0 and at most 1000, overriding fsyncGate.thresholdMs for this node",
+    sshPrivateKey: "an OpenSSH or PEM private key, set as a secret: pulumi config set --secret zerotouch:sshPrivateKey < ~/.ssh/zerotouch_ed25519",
+    vpnCidr: "one CIDR block of the VPN's client range (e.g. 10.8.0.0/24), host bits zero, not 0.0.0.0/0 or ::/0",
+    managementCidrs: "a non-empty list of CIDR blocks (e.g. 198.51.100.0/28), host bits zero, none of them 0.0.0.0/0 or ::/0",
+    "managementCidrs.*": "a CIDR block (e.g. 198.51.100.0/28), host bits zero, not 0.0.0.0/0 or ::/0",
+    fsyncGate: "the keys thresholdMs, runs",
+    "fsyncGate.thresholdMs": "a number of milliseconds greater than 0 and at most 1000 (default 10)",
+    "fsyncGate.runs": "an integer from 1 to 10 (default 2); the gate uses the worst run",
+    preflight: "the keys allowedVirtualization, requireNvme",
+    "preflight.allowedVirtualization": `a non-empty list of systemd-detect-virt names (default [kvm]); known: ${VIRTUALIZATION_TYPES.join(", ")}`,
+    "preflight.allowedVirtualization.*": `a systemd-detect-virt name: ${VIRTUALIZATION_TYPES.join(", ")}`,
+    "preflight.requireNvme": "true or false (default true): whether a control-plane node's etcd data path must be on an NVMe disk",
+};
+
+const thresholdMs = z.number().gt(0).max(1000);
+
+function cidrSchema() {
+    return z.string().superRefine((value, ctx) => {
+        const parsed = parseCidr(value);
+        if (!parsed.ok) {
+            ctx.addIssue({ code: "custom", message: `malformed CIDR: ${parsed.reason}` });
+        } else if (parsed.cidr.prefix === 0) {
+            ctx.addIssue({ code: "custom", message: "a CIDR of the whole address space would open the port to everyone" });
+        }
+    });
+}
+
+const locationSchema = z.strictObject({
+    country: z.string().regex(/^[A-Z]{2}$/),
+    region: z.string().regex(LABEL),
+    datacenter: z.string().regex(LABEL),
+    provider: z.string().regex(LABEL),
+});
+
+const nodeSchema = z.strictObject({
+    host: z.string().refine((h) => isIP(h) !== 0 || DNS_NAME.test(h)),
+    sshPort: z.number().int().min(1).max(65535).default(22),
+    sshUser: z.string().regex(SSH_USER).default("root"),
+    sshHostKey: z.string().trim().regex(HOST_KEY).optional(),
+    role: z.enum(ROLES),
+    location: locationSchema,
+    etcdDataPath: z
+        .string()
+        .regex(ABSOLUTE_PATH)
+        .refine((p) => p !== "/" && !p.split("/").includes(".."))
+        .default("/var/lib/etcd"),
+    fsyncThresholdMs: thresholdMs.optional(),
+});
+
+const PRIVATE_KEY = /^-----BEGIN ((OPENSSH|RSA|EC|DSA) )?PRIVATE KEY-----\r?\n[\s\S]+\r?\n-----END ((OPENSSH|RSA|EC|DSA) )?PRIVATE KEY-----\s*$/;
+
+export const configSchema = z
+    .strictObject({
+        nodes: z.record(z.string().regex(NODE_NAME), nodeSchema),
+        sshPrivateKey: z.string().regex(PRIVATE_KEY),
+        vpnCidr: cidrSchema(),
+        managementCidrs: z.array(cidrSchema()).min(1),
+        fsyncGate: z
+            .strictObject({
+                thresholdMs: thresholdMs.default(10),
+                runs: z.number().int().min(1).max(10).default(2),
+            })
+            .prefault({}),
+        preflight: z
+            .strictObject({
+                allowedVirtualization: z.array(z.enum(VIRTUALIZATION_TYPES)).min(1).default(["kvm"]),
+                requireNvme: z.boolean().default(true),
+            })
+            .prefault({}),
+    })
+    .superRefine((cfg, ctx) => {
+        const names = Object.keys(cfg.nodes);
+        if (names.length === 0) {
+            ctx.addIssue({ code: "custom", path: ["nodes"], message: "no nodes are configured" });
+            return;
+        }
+        const byHost = new Map<string, string>();
+        for (const name of names) {
+            const host = cfg.nodes[name].host.toLowerCase();
+            const other = byHost.get(host);
+            if (other !== undefined) {
+                ctx.addIssue({
+                    code: "custom",
+                    path: ["nodes", name, "host"],
+                    message: `duplicate host: node ${other} has the same host`,
+                });
+            } else {
+                byHost.set(host, name);
+            }
+        }
+        const controlPlanes = names.filter((n) => cfg.nodes[n].role === "control-plane");
+        if (!(CONTROL_PLANE_COUNTS as readonly number[]).includes(controlPlanes.length)) {
+            ctx.addIssue({
+                code: "custom",
+                path: ["nodes"],
+                message: `${controlPlanes.length} control-plane nodes (${controlPlanes.join(", ") || "none"}); etcd needs 1, 3 or 5 for a quorum`,
+            });
+        }
+        const seen = new Map<string, number>();
+        cfg.managementCidrs.forEach((c, i) => {
+            const canonical = parseCidr(c);
+            const key = canonical.ok ? canonical.cidr.text : c;
+            const first = seen.get(key);
+            if (first !== undefined) {
+                ctx.addIssue({
+                    code: "custom",
+                    path: ["managementCidrs", i],
+                    message: `duplicate CIDR: the same as managementCidrs[${first}]`,
+                });
+            } else {
+                seen.set(key, i);
+            }
+        });
+    });
+
+export type PlatformConfig = z.output<typeof configSchema>;
+export type NodeConfig = PlatformConfig["nodes"][string];
+export type Location = NodeConfig["location"];
+
+/** A rejected configuration. `problems` holds one line per rejected key. */
+export class ConfigError extends Error {
+    constructor(readonly problems: readonly string[]) {
+        super(
+            `${PROJECT}: invalid stack configuration; nothing was created.\n` +
+                problems.map((p) => `  - ${p}`).join("\n"),
+        );
+        this.name = "ConfigError";
+    }
+}
+
+/** Keys whose values must never appear in a message. */
+const SECRET_KEYS = new Set(["sshPrivateKey"]);
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+    let cur: unknown = root;
+    for (const key of path) {
+        if (cur === null || typeof cur !== "object") {
+            return undefined;
+        }
+        cur = (cur as Record<PropertyKey, unknown>)[key];
+    }
+    return cur;
+}
+
+function describeValue(value: unknown): string {
+    if (value === undefined) {
+        return "nothing (missing)";
+    }
+    const text = JSON.stringify(value);
+    return text.length > 120 ? `${text.slice(0, 117)}...` : text;
+}
+
+function keyText(path: readonly PropertyKey[]): string {
+    const parts: string[] = [];
+    for (const p of path) {
+        if (typeof p === "number") {
+            parts.push(`[${p}]`);
+        } else {
+            parts.push(`${parts.length > 0 ? "." : ""}${String(p)}`);
+        }
+    }
+    return `${PROJECT}:${parts.join("")}`;
+}
+
+function allowedFor(path: readonly PropertyKey[]): string {
+    const pattern = path
+        .map((p, i) => {
+            if ((path[0] === "nodes" && i === 1) || typeof p === "number") {
+                return "*";
+            }
+            return String(p);
+        })
+        .join(".");
+    return ALLOWED[pattern] ?? "see the configuration reference in README.md";
+}
+
+function nodeOf(path: readonly PropertyKey[]): string | undefined {
+    return path[0] === "nodes" && typeof path[1] === "string" ? path[1] : undefined;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
+    const path = issue.path;
+    const node = nodeOf(path);
+    const where = node !== undefined ? ` (node ${node})` : "";
+    if (issue.code === "unrecognized_keys") {
+        return issue.keys
+            .map((k) => {
+                const keyPath = [...path, k];
+                const given = SECRET_KEYS.has(k) ? "a value" : describeValue(valueAt(raw, keyPath));
+                return `${keyText(keyPath)}${where}: unknown key (given ${given}); allowed: ${allowedFor(path)}`;
+            })
+            .join("\n  - ");
+    }
+    const secret = path.some((p) => typeof p === "string" && SECRET_KEYS.has(p));
+    const value = valueAt(raw, path);
+    let given = secret ? (value === undefined ? "nothing (missing)" : "a value that is not a private key (not shown)") : describeValue(value);
+    if (issue.code === "invalid_key") {
+        given = describeValue(path[path.length - 1]);
+        return `${keyText(path)}: invalid node name ${given}; allowed: ${allowedFor(path)}`;
+    }
+    if (value === false && path[path.length - 1] === "country") {
+        given += " (an unquoted NO is read as false by YAML 1.1 tools; quote the code)";
+    }
+    const detail = issue.code === "custom" && issue.message !== "Invalid input" ? `${issue.message}; ` : "";
+    return `${keyText(path)}${where}: ${detail}given ${given}; allowed: ${allowedFor(path)}`;
+}
+
+/**
+ * Validates raw configuration (the `zerotouch:` keys without their namespace).
+ * `secretKeys` lists the keys that were set as secrets.
+ */
+export function validateConfig(raw: Record<string, unknown>, secretKeys: ReadonlySet<string>): PlatformConfig {
+    const problems: string[] = [];
+    if (raw.sshPrivateKey !== undefined && !secretKeys.has("sshPrivateKey")) {
+        problems.push(
+            `${keyText(["sshPrivateKey"])}: given as plain text (not shown); allowed: ${ALLOWED.sshPrivateKey}`,
+        );
+    }
+    const result = configSchema.safeParse(raw);
+    if (!result.success) {
+        problems.push(...result.error.issues.map((i) => describeIssue(i, raw)));
+    }
+    if (problems.length > 0 || !result.success) {
+        throw new ConfigError(problems);
+    }
+    return result.data;
+}
+
+function decodeConfigValue(value: string): unknown {
+    try {
+        return JSON.parse(value) as unknown;
+    } catch {
+        return value;
+    }
+}
+
+/**
+ * Collects this project's keys from a flat Pulumi config map (`zerotouch:nodes` → `nodes`).
+ * Pulumi hands structured values over as JSON text.
+ */
+export function projectConfig(all: Readonly<Record<string, string>>): Record<string, unknown> {
+    const raw: Record<string, unknown> = {};
+    const prefix = `${PROJECT}:`;
+    for (const [key, value] of Object.entries(all)) {
+        if (key.startsWith(prefix)) {
+            raw[key.slice(prefix.length)] = decodeConfigValue(value);
+        }
+    }
+    return raw;
+}
+
+/** The config keys Pulumi marks as secret (`PULUMI_CONFIG_SECRET_KEYS`), without namespace. */
+export function secretConfigKeys(env: NodeJS.ProcessEnv = process.env): Set<string> {
+    const text = env.PULUMI_CONFIG_SECRET_KEYS;
+    const keys = text ? (JSON.parse(text) as string[]) : [];
+    return new Set(keys.filter((k) => k.startsWith(`${PROJECT}:`)).map((k) => k.slice(PROJECT.length + 1)));
+}
+
+/**
+ * Reads a `Pulumi.<stack>.yaml` file's text into raw project config. Duplicate keys (such as
+ * a node listed twice) are rejected here, since a map cannot hold them. `secure:` values cannot
+ * be decrypted without the stack's secrets provider: they count as secrets, and their plain
+ * value is taken from `secrets` (e.g. the lab's own key) or left out.
+ */
+export function parseStackFile(
+    text: string,
+    secrets: Readonly<Record<string, string>> = {},
+): { raw: Record<string, unknown>; secretKeys: Set<string> } {
+    let doc: unknown;
+    try {
+        doc = parseYaml(text, { uniqueKeys: true });
+    } catch (err) {
+        const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
+        const dup = /Map keys must be unique/.test(message);
+        throw new ConfigError([
+            dup
+                ? `${PROJECT}: a key is listed twice, such as a node name (${message}); allowed: each key and each node name once`
+                : `stack file: not valid YAML (${message})`,
+        ]);
+    }
+    const config = (doc as { config?: Record<string, unknown> } | null)?.config ?? {};
+    const flat: Record<string, string> = {};
+    const secretKeys = new Set<string>();
+    const prefix = `${PROJECT}:`;
+    for (const [key, value] of Object.entries(config)) {
+        const name = key.startsWith(prefix) ? key.slice(prefix.length) : key;
+        if (value !== null && typeof value === "object" && "secure" in value) {
+            secretKeys.add(name);
+            if (secrets[name] !== undefined) {
+                flat[key] = secrets[name];
+            }
+            continue;
+        }
+        flat[key] = typeof value === "string" ? value : JSON.stringify(value);
+    }
+    for (const [name, value] of Object.entries(secrets)) {
+        if (flat[`${prefix}${name}`] === undefined) {
+            flat[`${prefix}${name}`] = value;
+            secretKeys.add(name);
+        }
+    }
+    return { raw: projectConfig(flat), secretKeys };
+}

@@ -1,0 +1,361 @@
+import { readFileSync } from "fs";
+import * as path from "path";
+
+import { ConfigError, parseStackFile, projectConfig, secretConfigKeys, validateConfig } from "../infra/config";
+
+const TEST_KEY = readFileSync(path.join(__dirname, "fixtures", "test-ssh-key"), "utf8");
+const SECRET = new Set(["sshPrivateKey"]);
+
+function location(datacenter = "osl1") {
+    return { country: "NO", region: "oslo", datacenter, provider: "example-vps" };
+}
+
+/** A valid config: 3 control-plane nodes and 2 workers. Each case changes one thing. */
+function valid(): Record<string, any> {
+    return {
+        nodes: {
+            "cp-1": { host: "203.0.113.11", role: "control-plane", location: location() },
+            "cp-2": { host: "203.0.113.12", role: "control-plane", location: location() },
+            "cp-3": { host: "203.0.113.13", role: "control-plane", location: location("osl2") },
+            "worker-1": { host: "203.0.113.21", role: "worker", location: location() },
+            "worker-2": { host: "203.0.113.22", role: "worker", location: location("osl2") },
+        },
+        sshPrivateKey: TEST_KEY,
+        vpnCidr: "10.8.0.0/24",
+        managementCidrs: ["198.51.100.0/28"],
+    };
+}
+
+function problemsOf(raw: Record<string, unknown>, secretKeys: ReadonlySet<string> = SECRET): string[] {
+    try {
+        validateConfig(raw, secretKeys);
+    } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return [...(err as ConfigError).problems];
+    }
+    throw new Error("config was accepted");
+}
+
+describe("validateConfig accepts", () => {
+    test("a valid config and applies each default once", () => {
+        const cfg = validateConfig(valid(), SECRET);
+        expect(cfg.fsyncGate).toEqual({ thresholdMs: 10, runs: 2 });
+        expect(cfg.preflight).toEqual({ allowedVirtualization: ["kvm"], requireNvme: true });
+        expect(cfg.nodes["cp-1"]).toMatchObject({ sshPort: 22, sshUser: "root", etcdDataPath: "/var/lib/etcd" });
+        expect(cfg.nodes["cp-1"].sshHostKey).toBeUndefined();
+    });
+
+    test.each([1, 5])("%i control-plane node(s)", (count) => {
+        const raw = valid();
+        raw.nodes = {};
+        for (let i = 1; i <= count; i++) {
+            raw.nodes[`cp-${i}`] = { host: `203.0.113.${10 + i}`, role: "control-plane", location: location() };
+        }
+        expect(Object.keys(validateConfig(raw, SECRET).nodes)).toHaveLength(count);
+    });
+
+    test("IPv6 CIDRs and hosts, DNS names, pinned host keys, per-node thresholds", () => {
+        const raw = valid();
+        raw.vpnCidr = "fd00:8::/64";
+        raw.managementCidrs = ["2001:db8:100::/48", "198.51.100.0/28"];
+        raw.nodes["cp-1"].host = "2001:db8::11";
+        raw.nodes["cp-2"].host = "cp-2.example.net";
+        raw.nodes["cp-3"].sshHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILWvkNWpyAzs58YI0beTDhC9KCztmoxTVHtHfzNQ+1Cf";
+        raw.nodes["cp-3"].fsyncThresholdMs = 15;
+        const cfg = validateConfig(raw, SECRET);
+        expect(cfg.nodes["cp-3"].fsyncThresholdMs).toBe(15);
+    });
+});
+
+type Case = [string, (raw: Record<string, any>) => void, RegExp[]];
+
+const rejections: Case[] = [
+    [
+        "duplicate hosts",
+        (r) => (r.nodes["cp-2"].host = "203.0.113.11"),
+        [/^zerotouch:nodes\.cp-2\.host \(node cp-2\): duplicate host: node cp-1 has the same host; given "203\.0\.113\.11"; allowed: an IPv4 or IPv6 address or a DNS name, unique across nodes$/],
+    ],
+    [
+        "duplicate hosts differing only in case",
+        (r) => {
+            r.nodes["cp-1"].host = "Node1.example.net";
+            r.nodes["cp-2"].host = "node1.example.net";
+        },
+        [/zerotouch:nodes\.cp-2\.host \(node cp-2\): duplicate host: node cp-1/],
+    ],
+    [
+        "two control-plane nodes",
+        (r) => delete r.nodes["cp-3"],
+        [/^zerotouch:nodes: 2 control-plane nodes \(cp-1, cp-2\); etcd needs 1, 3 or 5 for a quorum; given .*; allowed: a map of node name to node settings, with 1, 3 or 5 control-plane nodes$/],
+    ],
+    [
+        "no control-plane node",
+        (r) => {
+            for (const n of ["cp-1", "cp-2", "cp-3"]) r.nodes[n].role = "worker";
+        },
+        [/^zerotouch:nodes: 0 control-plane nodes \(none\); etcd needs 1, 3 or 5/],
+    ],
+    [
+        "four control-plane nodes",
+        (r) => (r.nodes["worker-1"].role = "control-plane"),
+        [/^zerotouch:nodes: 4 control-plane nodes \(cp-1, cp-2, cp-3, worker-1\)/],
+    ],
+    [
+        "no nodes",
+        (r) => (r.nodes = {}),
+        [/^zerotouch:nodes: no nodes are configured; given \{\}; allowed: a map of node name/],
+    ],
+    [
+        "malformed vpnCidr",
+        (r) => (r.vpnCidr = "10.8.0/24"),
+        [/^zerotouch:vpnCidr: malformed CIDR: "10\.8\.0" is not an IPv4 or IPv6 address; given "10\.8\.0\/24"; allowed: one CIDR block of the VPN's client range/],
+    ],
+    [
+        "vpnCidr with host bits",
+        (r) => (r.vpnCidr = "10.8.0.1/24"),
+        [/^zerotouch:vpnCidr: malformed CIDR: host bits are set; the network is 10\.8\.0\.0\/24; given "10\.8\.0\.1\/24"/],
+    ],
+    [
+        "vpnCidr prefix out of range",
+        (r) => (r.vpnCidr = "10.8.0.0/33"),
+        [/^zerotouch:vpnCidr: malformed CIDR: prefix must be 0 to 32; given "10\.8\.0\.0\/33"/],
+    ],
+    [
+        "vpnCidr without prefix",
+        (r) => (r.vpnCidr = "10.8.0.0"),
+        [/^zerotouch:vpnCidr: malformed CIDR: missing \/prefix; given "10\.8\.0\.0"/],
+    ],
+    [
+        "vpnCidr of 0.0.0.0/0",
+        (r) => (r.vpnCidr = "0.0.0.0/0"),
+        [/^zerotouch:vpnCidr: a CIDR of the whole address space would open the port to everyone; given "0\.0\.0\.0\/0"; allowed: .*not 0\.0\.0\.0\/0 or ::\/0$/],
+    ],
+    [
+        "vpnCidr of ::/0",
+        (r) => (r.vpnCidr = "::/0"),
+        [/^zerotouch:vpnCidr: a CIDR of the whole address space would open the port to everyone; given "::\/0"/],
+    ],
+    [
+        "a management CIDR of 0.0.0.0/0",
+        (r) => (r.managementCidrs = ["198.51.100.0/28", "0.0.0.0/0"]),
+        [/^zerotouch:managementCidrs\[1\]: a CIDR of the whole address space would open the port to everyone; given "0\.0\.0\.0\/0"; allowed: a CIDR block/],
+    ],
+    [
+        "a management CIDR of ::/0",
+        (r) => (r.managementCidrs = ["::/0"]),
+        [/^zerotouch:managementCidrs\[0\]: a CIDR of the whole address space .*; given "::\/0"/],
+    ],
+    [
+        "a malformed management CIDR",
+        (r) => (r.managementCidrs = ["198.51.100.300/28"]),
+        [/^zerotouch:managementCidrs\[0\]: malformed CIDR: "198\.51\.100\.300" is not an IPv4 or IPv6 address; given "198\.51\.100\.300\/28"/],
+    ],
+    [
+        "no management CIDR",
+        (r) => (r.managementCidrs = []),
+        [/^zerotouch:managementCidrs: given \[\]; allowed: a non-empty list of CIDR blocks/],
+    ],
+    [
+        "duplicate management CIDRs",
+        (r) => (r.managementCidrs = ["198.51.100.0/28", "198.51.100.0/28"]),
+        [/^zerotouch:managementCidrs\[1\]: duplicate CIDR: the same as managementCidrs\[0\]/],
+    ],
+    [
+        "threshold of 0",
+        (r) => (r.fsyncGate = { thresholdMs: 0 }),
+        [/^zerotouch:fsyncGate\.thresholdMs: given 0; allowed: a number of milliseconds greater than 0 and at most 1000 \(default 10\)$/],
+    ],
+    [
+        "negative threshold",
+        (r) => (r.fsyncGate = { thresholdMs: -5 }),
+        [/^zerotouch:fsyncGate\.thresholdMs: given -5; allowed: a number of milliseconds greater than 0/],
+    ],
+    [
+        "threshold above 1000 ms",
+        (r) => (r.fsyncGate = { thresholdMs: 1000.5 }),
+        [/^zerotouch:fsyncGate\.thresholdMs: given 1000\.5; allowed: a number of milliseconds greater than 0 and at most 1000/],
+    ],
+    [
+        "a per-node threshold above 1000 ms",
+        (r) => (r.nodes["cp-2"].fsyncThresholdMs = 5000),
+        [/^zerotouch:nodes\.cp-2\.fsyncThresholdMs \(node cp-2\): given 5000; allowed: a number of milliseconds greater than 0 and at most 1000, overriding/],
+    ],
+    [
+        "threshold given as text",
+        (r) => (r.fsyncGate = { thresholdMs: "ten" }),
+        [/^zerotouch:fsyncGate\.thresholdMs: given "ten"; allowed: a number of milliseconds/],
+    ],
+    [
+        "zero fio runs",
+        (r) => (r.fsyncGate = { runs: 0 }),
+        [/^zerotouch:fsyncGate\.runs: given 0; allowed: an integer from 1 to 10 \(default 2\)/],
+    ],
+    [
+        "a typo at the top level",
+        (r) => (r.vpnCIDR = "10.8.0.0/24"),
+        [/^zerotouch:vpnCIDR: unknown key \(given "10\.8\.0\.0\/24"\); allowed: the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight$/],
+    ],
+    [
+        "a typo in a node",
+        (r) => (r.nodes["cp-1"].sshPrt = 2222),
+        [/^zerotouch:nodes\.cp-1\.sshPrt \(node cp-1\): unknown key \(given 2222\); allowed: a lower-case DNS label .* mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs$/],
+    ],
+    [
+        "a typo in a location",
+        (r) => (r.nodes["worker-2"].location.dataCenter = "x"),
+        [/^zerotouch:nodes\.worker-2\.location\.dataCenter \(node worker-2\): unknown key \(given "x"\); allowed: the keys country, region, datacenter, provider$/],
+    ],
+    [
+        "a typo in fsyncGate",
+        (r) => (r.fsyncGate = { threshold: 10 }),
+        [/^zerotouch:fsyncGate\.threshold: unknown key \(given 10\); allowed: the keys thresholdMs, runs$/],
+    ],
+    [
+        "missing SSH key",
+        (r) => delete r.sshPrivateKey,
+        [/^zerotouch:sshPrivateKey: given nothing \(missing\); allowed: an OpenSSH or PEM private key, set as a secret: pulumi config set --secret zerotouch:sshPrivateKey/],
+    ],
+    [
+        "an SSH key that is not a private key",
+        (r) => (r.sshPrivateKey = "ssh-ed25519 AAAAC3Nz public-not-private"),
+        [/^zerotouch:sshPrivateKey: given a value that is not a private key \(not shown\); allowed: an OpenSSH or PEM private key/],
+    ],
+    [
+        "a bad SSH port",
+        (r) => (r.nodes["cp-3"].sshPort = 70000),
+        [/^zerotouch:nodes\.cp-3\.sshPort \(node cp-3\): given 70000; allowed: an integer from 1 to 65535 \(default 22\)$/],
+    ],
+    [
+        "an unknown role",
+        (r) => (r.nodes["worker-1"].role = "master"),
+        [/^zerotouch:nodes\.worker-1\.role \(node worker-1\): given "master"; allowed: control-plane or worker$/],
+    ],
+    [
+        "a node name that is not a DNS label",
+        (r) => (r.nodes["CP_4"] = { host: "203.0.113.40", role: "worker", location: location() }),
+        [/^zerotouch:nodes\.CP_4: invalid node name "CP_4"; allowed: a lower-case DNS label/],
+    ],
+    [
+        "a bad host",
+        (r) => (r.nodes["cp-1"].host = "203.0.113.11:22"),
+        [/^zerotouch:nodes\.cp-1\.host \(node cp-1\): given "203\.0\.113\.11:22"; allowed: an IPv4 or IPv6 address or a DNS name/],
+    ],
+    [
+        "an unquoted NO read as false",
+        (r) => (r.nodes["cp-1"].location.country = false),
+        [/^zerotouch:nodes\.cp-1\.location\.country \(node cp-1\): given false \(an unquoted NO is read as false by YAML 1\.1 tools; quote the code\); allowed: an ISO 3166-1 alpha-2/],
+    ],
+    [
+        "a relative etcd data path",
+        (r) => (r.nodes["cp-1"].etcdDataPath = "var/lib/etcd"),
+        [/^zerotouch:nodes\.cp-1\.etcdDataPath \(node cp-1\): given "var\/lib\/etcd"; allowed: an absolute path/],
+    ],
+    [
+        "an etcd data path of /",
+        (r) => (r.nodes["cp-1"].etcdDataPath = "/"),
+        [/^zerotouch:nodes\.cp-1\.etcdDataPath \(node cp-1\): given "\/"; allowed: an absolute path/],
+    ],
+    [
+        "a malformed host key",
+        (r) => (r.nodes["cp-1"].sshHostKey = "203.0.113.11 ssh-ed25519 AAAA"),
+        [/^zerotouch:nodes\.cp-1\.sshHostKey \(node cp-1\): given "203\.0\.113\.11 ssh-ed25519 AAAA"; allowed: a public host key/],
+    ],
+    [
+        "an unknown virtualization type",
+        (r) => (r.preflight = { allowedVirtualization: ["kvm", "vbox"] }),
+        [/^zerotouch:preflight\.allowedVirtualization\[1\]: given "vbox"; allowed: a systemd-detect-virt name: kvm, qemu/],
+    ],
+    [
+        "an empty virtualization list",
+        (r) => (r.preflight = { allowedVirtualization: [] }),
+        [/^zerotouch:preflight\.allowedVirtualization: given \[\]; allowed: a non-empty list/],
+    ],
+];
+
+describe("validateConfig rejects", () => {
+    test.each(rejections)("%s", (_name, mutate, expected) => {
+        const raw = valid();
+        mutate(raw);
+        const problems = problemsOf(raw);
+        expect(problems).toHaveLength(expected.length);
+        expected.forEach((re, i) => expect(problems[i]).toMatch(re));
+    });
+
+    test("an SSH key set as plain text, without showing it", () => {
+        const problems = problemsOf(valid(), new Set());
+        expect(problems).toEqual([expect.stringMatching(/^zerotouch:sshPrivateKey: given as plain text \(not shown\); allowed: .*--secret/)]);
+    });
+
+    test("no message ever contains the private key", () => {
+        const raw = valid();
+        raw.sshPrivateKey = `${TEST_KEY}trailing`;
+        raw.typo = TEST_KEY;
+        const err = (() => {
+            try {
+                validateConfig({ ...raw, sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nsecretbody" }, new Set());
+            } catch (e) {
+                return e as Error;
+            }
+            throw new Error("accepted");
+        })();
+        expect(err.message).not.toContain("secretbody");
+        expect(err.message).toContain("zerotouch:sshPrivateKey");
+    });
+
+    test("reports every problem at once, in one error", () => {
+        const raw = valid();
+        raw.vpnCidr = "0.0.0.0/0";
+        raw.nodes["cp-2"].host = "203.0.113.11";
+        raw.fsyncGate = { thresholdMs: 0 };
+        const problems = problemsOf(raw);
+        expect(problems).toHaveLength(3);
+        expect(() => validateConfig(raw, SECRET)).toThrow(/^zerotouch: invalid stack configuration; nothing was created\.\n  - /);
+    });
+});
+
+describe("stack files", () => {
+    const prod = readFileSync(path.join(__dirname, "..", "Pulumi.prod.yaml"), "utf8");
+
+    test("Pulumi.prod.yaml is valid: 3 control-plane nodes and 2 workers in Oslo, key as a secure value", () => {
+        const { raw, secretKeys } = parseStackFile(prod, { sshPrivateKey: TEST_KEY });
+        expect(secretKeys.has("sshPrivateKey")).toBe(true);
+        const cfg = validateConfig(raw, secretKeys);
+        const nodes = Object.values(cfg.nodes);
+        expect(nodes.filter((n) => n.role === "control-plane")).toHaveLength(3);
+        expect(nodes.filter((n) => n.role === "worker")).toHaveLength(2);
+        expect(new Set(nodes.map((n) => n.location.country))).toEqual(new Set(["NO"]));
+        for (const n of nodes) {
+            expect(n.host).toMatch(/^203\.0\.113\./);
+        }
+        expect(prod).toMatch(/zerotouch:sshPrivateKey:\n\s+secure: /);
+    });
+
+    test("without the key, Pulumi.prod.yaml is rejected naming the key", () => {
+        const { raw, secretKeys } = parseStackFile(prod);
+        expect(() => validateConfig(raw, secretKeys)).toThrow(/zerotouch:sshPrivateKey: given nothing \(missing\)/);
+    });
+
+    test("a node listed twice is rejected", () => {
+        const text = [
+            "config:",
+            "  zerotouch:nodes:",
+            "    cp-1: {host: 203.0.113.11, role: control-plane, location: {country: 'NO', region: oslo, datacenter: osl1, provider: x}}",
+            "    cp-1: {host: 203.0.113.12, role: control-plane, location: {country: 'NO', region: oslo, datacenter: osl1, provider: x}}",
+        ].join("\n");
+        expect(() => parseStackFile(text)).toThrow(/zerotouch: a key is listed twice, such as a node name \(Map keys must be unique.*allowed: each key and each node name once/);
+    });
+
+    test("Pulumi's flat config map is decoded, and only this project's keys are read", () => {
+        const raw = projectConfig({
+            "zerotouch:vpnCidr": "10.8.0.0/24",
+            "zerotouch:fsyncGate": '{"thresholdMs":12}',
+            "kubernetes:context": "other",
+        });
+        expect(raw).toEqual({ vpnCidr: "10.8.0.0/24", fsyncGate: { thresholdMs: 12 } });
+    });
+
+    test("secret keys come from PULUMI_CONFIG_SECRET_KEYS", () => {
+        expect(secretConfigKeys({ PULUMI_CONFIG_SECRET_KEYS: '["zerotouch:sshPrivateKey","aws:secretKey"]' })).toEqual(new Set(["sshPrivateKey"]));
+        expect(secretConfigKeys({})).toEqual(new Set());
+    });
+});
