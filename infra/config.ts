@@ -2,7 +2,7 @@ import { isIP } from "net";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 
-import { parseCidr } from "../components/lib/cidr";
+import { hostCidr, parseCidr } from "../components/lib/cidr";
 
 /**
  * The stack configuration of zerotouch: one zod schema, validated before any resource exists.
@@ -56,7 +56,6 @@ export const VIRTUALIZATION_TYPES = [
 export type VirtualizationType = (typeof VIRTUALIZATION_TYPES)[number];
 
 const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const DNS_NAME = /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 const SSH_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const HOST_KEY = /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}$/;
 const ABSOLUTE_PATH = /^\/[A-Za-z0-9._/-]*$/;
@@ -67,7 +66,7 @@ export const ALLOWED: Readonly<Record<string, string>> = {
     "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight",
     nodes: "a map of node name to node settings, with 1, 3 or 5 control-plane nodes",
     "nodes.*": "a lower-case DNS label (a-z, 0-9, '-', at most 63 characters) as node name, mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs",
-    "nodes.*.host": "an IPv4 or IPv6 address or a DNS name, unique across nodes",
+    "nodes.*.host": "the node's public IPv4 or IPv6 address (firewall rules and etcd peer URLs are built from it), unique across nodes",
     "nodes.*.sshPort": "an integer from 1 to 65535 (default 22)",
     "nodes.*.sshUser": "a Unix user name, root or with passwordless sudo (default root)",
     "nodes.*.sshHostKey": "a public host key as `ssh-ed25519 AAAA…` (the key type and base64, no host name or comment)",
@@ -113,7 +112,7 @@ const locationSchema = z.strictObject({
 });
 
 const nodeSchema = z.strictObject({
-    host: z.string().refine((h) => isIP(h) !== 0 || DNS_NAME.test(h)),
+    host: z.string().refine((h) => isIP(h) !== 0),
     sshPort: z.number().int().min(1).max(65535).default(22),
     sshUser: z.string().regex(SSH_USER).default("root"),
     sshHostKey: z.string().trim().regex(HOST_KEY).optional(),
@@ -156,7 +155,10 @@ export const configSchema = z
         }
         const byHost = new Map<string, string>();
         for (const name of names) {
-            const host = cfg.nodes[name].host.toLowerCase();
+            if (isIP(cfg.nodes[name].host) === 0) {
+                continue; // reported by the host's own check
+            }
+            const host = hostCidr(cfg.nodes[name].host);
             const other = byHost.get(host);
             if (other !== undefined) {
                 ctx.addIssue({

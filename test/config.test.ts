@@ -54,12 +54,11 @@ describe("validateConfig accepts", () => {
         expect(Object.keys(validateConfig(raw, SECRET).nodes)).toHaveLength(count);
     });
 
-    test("IPv6 CIDRs and hosts, DNS names, pinned host keys, per-node thresholds", () => {
+    test("IPv6 CIDRs and hosts, pinned host keys, per-node thresholds", () => {
         const raw = valid();
         raw.vpnCidr = "fd00:8::/64";
         raw.managementCidrs = ["2001:db8:100::/48", "198.51.100.0/28"];
         raw.nodes["cp-1"].host = "2001:db8::11";
-        raw.nodes["cp-2"].host = "cp-2.example.net";
         raw.nodes["cp-3"].sshHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILWvkNWpyAzs58YI0beTDhC9KCztmoxTVHtHfzNQ+1Cf";
         raw.nodes["cp-3"].fsyncThresholdMs = 15;
         const cfg = validateConfig(raw, SECRET);
@@ -73,13 +72,13 @@ const rejections: Case[] = [
     [
         "duplicate hosts",
         (r) => (r.nodes["cp-2"].host = "203.0.113.11"),
-        [/^zerotouch:nodes\.cp-2\.host \(node cp-2\): duplicate host: node cp-1 has the same host; given "203\.0\.113\.11"; allowed: an IPv4 or IPv6 address or a DNS name, unique across nodes$/],
+        [/^zerotouch:nodes\.cp-2\.host \(node cp-2\): duplicate host: node cp-1 has the same host; given "203\.0\.113\.11"; allowed: the node's public IPv4 or IPv6 address \(firewall rules and etcd peer URLs are built from it\), unique across nodes$/],
     ],
     [
-        "duplicate hosts differing only in case",
+        "duplicate IPv6 hosts written differently",
         (r) => {
-            r.nodes["cp-1"].host = "Node1.example.net";
-            r.nodes["cp-2"].host = "node1.example.net";
+            r.nodes["cp-1"].host = "2001:db8::11";
+            r.nodes["cp-2"].host = "2001:DB8:0:0::11";
         },
         [/zerotouch:nodes\.cp-2\.host \(node cp-2\): duplicate host: node cp-1/],
     ],
@@ -238,7 +237,12 @@ const rejections: Case[] = [
     [
         "a bad host",
         (r) => (r.nodes["cp-1"].host = "203.0.113.11:22"),
-        [/^zerotouch:nodes\.cp-1\.host \(node cp-1\): given "203\.0\.113\.11:22"; allowed: an IPv4 or IPv6 address or a DNS name/],
+        [/^zerotouch:nodes\.cp-1\.host \(node cp-1\): given "203\.0\.113\.11:22"; allowed: the node's public IPv4 or IPv6 address/],
+    ],
+    [
+        "a DNS name as host",
+        (r) => (r.nodes["cp-1"].host = "cp-1.example.net"),
+        [/^zerotouch:nodes\.cp-1\.host \(node cp-1\): given "cp-1\.example\.net"; allowed: the node's public IPv4 or IPv6 address/],
     ],
     [
         "an unquoted NO read as false",
