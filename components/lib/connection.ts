@@ -21,18 +21,22 @@ export interface DialBounds {
     readonly perDialTimeout?: number;
 }
 
-/** Connection arguments for `@pulumi/command` remote resources. The private key stays secret. */
+/**
+ * Connection arguments for `@pulumi/command` remote resources. The private key stays secret.
+ * `hostKey` overrides the target's pinned key, e.g. with the key recorded on first connect.
+ */
 export function sshConnection(
     target: SshTarget,
     privateKey: pulumi.Input<string>,
     bounds: DialBounds = {},
+    hostKey: pulumi.Input<string> | undefined = target.hostKey,
 ): command.types.input.remote.ConnectionArgs {
     return {
         host: target.host,
         port: target.port,
         user: target.user,
         privateKey: pulumi.secret(privateKey),
-        ...(target.hostKey !== undefined ? { hostKey: target.hostKey } : {}),
+        ...(hostKey !== undefined ? { hostKey } : {}),
         dialErrorLimit: bounds.dialErrorLimit ?? 30,
         perDialTimeout: bounds.perDialTimeout ?? 10,
     };

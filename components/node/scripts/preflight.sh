@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Preflight phase: gathers the node's facts and checks them against the stack's policy before
+# anything is installed. Read-only: it changes nothing on the node, so it is idempotent.
+#
+# Parameters:
+#   ZT_NODE                  node name (for messages)
+#   ZT_ROLE                  control-plane | worker
+#   ZT_ETCD_DATA_PATH        where etcd keeps its data (need not exist yet)
+#   ZT_ALLOWED_VIRT          allowed systemd-detect-virt values, one per line
+#   ZT_REQUIRE_NVME          true | false: the etcd disk of a control-plane node must be NVMe
+#   ZT_SUPPORTED_OS          supported "<id> <version_id>" pairs, one per line
+#   ZT_REQUIRED_TOOLS        "<command> <debian package>" pairs, one per line
+#
+# Output: one JSON line with the facts, the problems found and "passed". Exit 4 when a check
+# fails, with one line per problem on stderr.
+set -euo pipefail
+
+node="${ZT_NODE:?ZT_NODE is required}"
+role="${ZT_ROLE:?ZT_ROLE is required}"
+etcd_path="${ZT_ETCD_DATA_PATH:?ZT_ETCD_DATA_PATH is required}"
+allowed_virt="${ZT_ALLOWED_VIRT:?ZT_ALLOWED_VIRT is required}"
+require_nvme="${ZT_REQUIRE_NVME:-true}"
+supported_os="${ZT_SUPPORTED_OS:?ZT_SUPPORTED_OS is required}"
+required_tools="${ZT_REQUIRED_TOOLS:-}"
+action="${ZT_ACTION:-create}"
+
+json_string() {
+  local s=$1
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  s=${s//$'\r'/}
+  s=${s//$'\t'/\\t}
+  printf '"%s"' "$s"
+}
+
+json_array() {
+  local out="" item
+  for item in "$@"; do
+    out+="${out:+,}$(json_string "$item")"
+  done
+  printf '[%s]' "$out"
+}
+
+if [ "$action" = "delete" ]; then
+  printf '{"node":%s,"action":"delete"}\n' "$(json_string "$node")"
+  exit 0
+fi
+
+problems=()
+problem() {
+  problems+=("$1")
+}
+
+# --- Operating system -------------------------------------------------------------------
+os_id="unknown"
+os_version="unknown"
+os_pretty="unknown"
+if [ -r /etc/os-release ]; then
+  # shellcheck disable=SC1091
+  os_id=$(. /etc/os-release && printf '%s' "${ID:-unknown}")
+  # shellcheck disable=SC1091
+  os_version=$(. /etc/os-release && printf '%s' "${VERSION_ID:-unknown}")
+  # shellcheck disable=SC1091
+  os_pretty=$(. /etc/os-release && printf '%s' "${PRETTY_NAME:-unknown}")
+fi
+os_ok=false
+while IFS= read -r pair; do
+  [ -n "$pair" ] || continue
+  if [ "$pair" = "$os_id $os_version" ]; then
+    os_ok=true
+  fi
+done <<< "$supported_os"
+if [ "$os_ok" != true ]; then
+  problem "operating system: found $os_pretty ($os_id $os_version); supported: $(tr '\n' ',' <<< "$supported_os" | sed 's/,$//; s/,/, /g')"
+fi
+
+# --- Virtualization -----------------------------------------------------------------------
+virt="unknown"
+if command -v systemd-detect-virt >/dev/null 2>&1; then
+  virt=$(systemd-detect-virt 2>/dev/null || true)
+  virt=${virt:-none}
+fi
+virt_ok=false
+while IFS= read -r v; do
+  [ -n "$v" ] || continue
+  if [ "$v" = "$virt" ]; then
+    virt_ok=true
+  fi
+done <<< "$allowed_virt"
+if [ "$virt_ok" != true ]; then
+  allowed_list=$(tr '\n' ',' <<< "$allowed_virt" | sed 's/,$//; s/,/, /g')
+  problem "virtualization: systemd-detect-virt reports '$virt'; allowed: $allowed_list (set zerotouch:preflight.allowedVirtualization to allow it)"
+fi
+
+# --- The disk under the etcd data path -------------------------------------------------------
+# The path may not exist yet: look at its nearest existing ancestor.
+probe="$etcd_path"
+while [ ! -e "$probe" ] && [ "$probe" != "/" ]; do
+  probe=$(dirname "$probe")
+done
+mount_source=$(findmnt -no SOURCE -T "$probe" 2>/dev/null | head -n1 || true)
+mount_fstype=$(findmnt -no FSTYPE -T "$probe" 2>/dev/null | head -n1 || true)
+mount_target=$(findmnt -no TARGET -T "$probe" 2>/dev/null | head -n1 || true)
+majmin=$(findmnt -no MAJ:MIN -T "$probe" 2>/dev/null | head -n1 | tr -d ' ' || true)
+
+disk_name=""
+rotational=""
+transport=""
+disk_model=""
+if [ -n "$majmin" ] && [ "${majmin%%:*}" != "0" ] && [ -e "/sys/dev/block/$majmin" ]; then
+  sys_path=$(readlink -f "/sys/dev/block/$majmin")
+  # A partition's parent directory is its disk.
+  if [ -e "$sys_path/partition" ]; then
+    sys_path=$(dirname "$sys_path")
+  fi
+  disk_name=$(basename "$sys_path")
+  # A device-mapper or md device sits on slaves; use the first one for the disk's traits.
+  if [ -d "$sys_path/slaves" ] && [ -n "$(ls -A "$sys_path/slaves" 2>/dev/null)" ]; then
+    slave=$(find "$sys_path/slaves" -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort | head -n1)
+    slave_path=$(readlink -f "$sys_path/slaves/$slave")
+    if [ -e "$slave_path/partition" ]; then
+      slave_path=$(dirname "$slave_path")
+    fi
+    disk_name="$disk_name on $(basename "$slave_path")"
+    sys_path="$slave_path"
+  fi
+  rotational=$(cat "$sys_path/queue/rotational" 2>/dev/null || true)
+  if [ -r "$sys_path/device/model" ]; then
+    disk_model=$(tr -s ' ' < "$sys_path/device/model" | sed 's/ *$//')
+  fi
+  case "$(basename "$sys_path")" in
+    nvme*) transport="nvme" ;;
+    vd*) transport="virtio" ;;
+    sd*) transport="scsi" ;;
+    xvd*) transport="xen" ;;
+    loop*) transport="loop" ;;
+    *) transport="other" ;;
+  esac
+fi
+
+disk_desc="${disk_name:-no block device} (source ${mount_source:-unknown}, ${mount_fstype:-unknown} at ${mount_target:-unknown}"
+case "$rotational" in
+  0) disk_desc+=", non-rotational" ;;
+  1) disk_desc+=", rotational" ;;
+esac
+[ -n "$transport" ] && disk_desc+=", transport $transport"
+[ -n "$disk_model" ] && disk_desc+=", model $disk_model"
+disk_desc+=")"
+
+if [ "$role" = "control-plane" ]; then
+  if [ -z "$disk_name" ]; then
+    problem "etcd disk: $etcd_path is not on a block device: found $disk_desc; etcd needs its data on a local NVMe disk"
+  elif [ "$rotational" = "1" ]; then
+    problem "etcd disk: $etcd_path is on a rotational disk: found $disk_desc; etcd needs a non-rotational (NVMe) disk"
+  elif [ "$require_nvme" = "true" ] && [ "$transport" != "nvme" ]; then
+    problem "etcd disk: $etcd_path is not on NVMe: found $disk_desc; expected an NVMe disk (set zerotouch:preflight.requireNvme to false to accept any non-rotational disk; the fsync gate still applies)"
+  fi
+fi
+
+# --- Tools ------------------------------------------------------------------------------------
+present=()
+installable=()
+have_apt=false
+if command -v apt-get >/dev/null 2>&1; then
+  have_apt=true
+fi
+while read -r tool package; do
+  [ -n "${tool:-}" ] || continue
+  if command -v "$tool" >/dev/null 2>&1; then
+    present+=("$tool")
+  elif [ "$have_apt" = true ]; then
+    installable+=("$tool (package ${package:-$tool})")
+  else
+    problem "tools: $tool is missing and there is no apt-get to install package ${package:-$tool}"
+  fi
+done <<< "$required_tools"
+
+# --- Other facts (reported, not gated) -------------------------------------------------------------
+kernel=$(uname -r)
+arch=$(uname -m)
+cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 0)
+mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
+ntp_synced=$(timedatectl show -p NTPSynchronized --value 2>/dev/null || echo unknown)
+
+passed=true
+if [ "${#problems[@]}" -gt 0 ]; then
+  passed=false
+  for p in "${problems[@]}"; do
+    echo "zerotouch: preflight failed on node $node: $p" >&2
+  done
+fi
+
+printf '{"node":%s,"role":%s,"passed":%s,"problems":%s,' \
+  "$(json_string "$node")" "$(json_string "$role")" "$passed" "$(json_array "${problems[@]+"${problems[@]}"}")"
+printf '"os":{"id":%s,"versionId":%s,"prettyName":%s},"kernel":%s,"arch":%s,"cpus":%s,"memoryMiB":%s,' \
+  "$(json_string "$os_id")" "$(json_string "$os_version")" "$(json_string "$os_pretty")" \
+  "$(json_string "$kernel")" "$(json_string "$arch")" "$cpus" "$((mem_kib / 1024))"
+printf '"virtualization":%s,"ntpSynchronized":%s,' "$(json_string "$virt")" "$(json_string "$ntp_synced")"
+printf '"etcdDisk":{"path":%s,"disk":%s,"source":%s,"fstype":%s,"mountpoint":%s,"rotational":%s,"transport":%s,"model":%s,"description":%s},' \
+  "$(json_string "$etcd_path")" "$(json_string "$disk_name")" "$(json_string "$mount_source")" \
+  "$(json_string "$mount_fstype")" "$(json_string "$mount_target")" \
+  "$(json_string "$rotational")" "$(json_string "$transport")" "$(json_string "$disk_model")" \
+  "$(json_string "$disk_desc")"
+printf '"tools":{"present":%s,"installable":%s}}\n' \
+  "$(json_array "${present[@]+"${present[@]}"}")" "$(json_array "${installable[@]+"${installable[@]}"}")"
+
+if [ "$passed" != true ]; then
+  exit 4
+fi
