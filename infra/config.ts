@@ -1,3 +1,4 @@
+import * as pulumi from "@pulumi/pulumi";
 import { isIP } from "net";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
@@ -199,8 +200,11 @@ export type PlatformConfig = z.output<typeof configSchema>;
 export type NodeConfig = PlatformConfig["nodes"][string];
 export type Location = NodeConfig["location"];
 
-/** A rejected configuration. `problems` holds one line per rejected key. */
-export class ConfigError extends Error {
+/**
+ * A rejected configuration. `problems` holds one line per rejected key. A `RunError`, so Pulumi
+ * prints the message alone, without a stack trace.
+ */
+export class ConfigError extends pulumi.RunError {
     constructor(readonly problems: readonly string[]) {
         super(
             `${PROJECT}: invalid stack configuration; nothing was created.\n` +

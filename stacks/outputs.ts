@@ -1,0 +1,62 @@
+import { z } from "zod";
+
+/**
+ * The contract of this stack's outputs: one typed object, exported as `platform`.
+ * Other stacks read it through a StackReference (see `./reference.ts`) and get it validated
+ * against this schema, so a breaking change is caught where it is consumed, not deep inside.
+ *
+ * Bump `OUTPUTS_VERSION` on any change that is not purely additive.
+ */
+export const OUTPUTS_VERSION = 1;
+
+/** The stack output name under which the object is exported. */
+export const OUTPUT_NAME = "platform";
+
+export const nodeOutputSchema = z.object({
+    host: z.string(),
+    role: z.enum(["control-plane", "worker"]),
+    location: z.object({
+        country: z.string(),
+        region: z.string(),
+        datacenter: z.string(),
+        provider: z.string(),
+    }),
+    /** The SSH host key the node presented (pinned or recorded on first connect). */
+    hostKey: z.string(),
+    /** `systemd-detect-virt` on the node. */
+    virtualization: z.string(),
+    /** Operating system, e.g. "Debian GNU/Linux 12 (bookworm)". */
+    os: z.string(),
+    /** The etcd data path's disk as found by preflight. */
+    etcdDisk: z.string(),
+    /** Worst fio fdatasync p99 (ms) measured on the etcd data path. */
+    fsyncP99Ms: z.number(),
+    /** The threshold that measurement was gated on (ms). */
+    fsyncThresholdMs: z.number(),
+    /** sha256 of the nftables ruleset applied on the node. */
+    firewallRulesetHash: z.string(),
+});
+
+export const platformOutputsSchema = z.object({
+    outputsVersion: z.literal(OUTPUTS_VERSION),
+    project: z.literal("zerotouch"),
+    stack: z.string(),
+    nodes: z.record(z.string(), nodeOutputSchema),
+    controlPlaneNodes: z.array(z.string()),
+    workerNodes: z.array(z.string()),
+    vpnCidr: z.string(),
+    managementCidrs: z.array(z.string()),
+});
+
+export type NodeOutput = z.infer<typeof nodeOutputSchema>;
+export type PlatformOutputs = z.infer<typeof platformOutputsSchema>;
+
+/** Validates a value read from another stack; the message names each mismatching field. */
+export function parsePlatformOutputs(value: unknown, source: string): PlatformOutputs {
+    const parsed = platformOutputsSchema.safeParse(value);
+    if (!parsed.success) {
+        const fields = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+        throw new Error(`${source}: the "${OUTPUT_NAME}" output does not match the zerotouch outputs contract v${OUTPUTS_VERSION}: ${fields}`);
+    }
+    return parsed.data;
+}
