@@ -1,0 +1,2 @@
+export * from "./hostFirewall";
+export * from "./rules";
