@@ -26,7 +26,8 @@ export const REQUIRED_TOOLS: readonly (readonly [string, string])[] = [
 
 export type NodeRole = "control-plane" | "worker";
 
-export interface VpsNodeArgs {
+/** What decides a node's connect and preflight phases. Plain values. */
+export interface VpsNodeSpec {
     /** The node's name in the stack config. */
     readonly node: string;
     /** How the node is reached; `hostKey` pins its SSH host key. */
@@ -34,20 +35,23 @@ export interface VpsNodeArgs {
     readonly role: NodeRole;
     /** Where etcd keeps (or would keep) its data on this node. */
     readonly etcdDataPath: string;
-    /** The SSH private key (secret). */
-    readonly privateKey: pulumi.Input<string>;
     /** systemd-detect-virt values this node may report. */
     readonly allowedVirtualization: readonly string[];
     /** Whether a control-plane node's etcd disk must be NVMe. */
     readonly requireNvme: boolean;
     /** Seconds to wait for the node to finish booting once SSH answers. Defaults to 120. */
     readonly bootTimeoutSeconds?: number;
+}
+
+export interface VpsNodeArgs extends VpsNodeSpec {
+    /** The SSH private key (secret). */
+    readonly privateKey: pulumi.Input<string>;
     /** Bounds on the SSH dial retries. Defaults to those of `sshConnection`. */
     readonly dial?: DialBounds;
 }
 
 /** The connect and preflight phases of a node, as data (see `NodeStep`). */
-export function vpsNodeSteps(args: VpsNodeArgs): { connect: NodeStep; preflight: NodeStep } {
+export function vpsNodeSteps(args: VpsNodeSpec): { connect: NodeStep; preflight: NodeStep } {
     return {
         connect: {
             name: "connect",

@@ -1,0 +1,209 @@
+import { readdirSync, readFileSync } from "fs";
+import * as path from "path";
+
+import type { PlatformConfig } from "../infra/config";
+import { installMocks, Recorder, resolve, wireSecret } from "./support/mocks";
+import { nodeStdout } from "./support/nodeStdout";
+
+const TEST_KEY = readFileSync(path.join(__dirname, "fixtures", "test-ssh-key"), "utf8");
+const COMMAND = "command:remote:Command";
+
+function location(datacenter = "osl1") {
+    return { country: "NO", region: "oslo", datacenter, provider: "example-vps" };
+}
+
+function rawConfig(extraNodes: Record<string, unknown> = {}): Record<string, unknown> {
+    return {
+        nodes: {
+            "cp-1": { host: "203.0.113.11", role: "control-plane", location: location() },
+            "cp-2": { host: "203.0.113.12", role: "control-plane", location: location() },
+            "cp-3": { host: "203.0.113.13", role: "control-plane", location: location("osl2") },
+            "worker-1": { host: "203.0.113.21", role: "worker", location: location() },
+            ...extraNodes,
+        },
+        sshPrivateKey: TEST_KEY,
+        vpnCidr: "10.8.0.0/24",
+        managementCidrs: ["198.51.100.0/28"],
+    };
+}
+
+/** The stack config as Pulumi hands it to the program: flat, JSON-encoded, namespaced. */
+function pulumiConfig(raw: Record<string, unknown>): Record<string, string> {
+    return Object.fromEntries(
+        Object.entries(raw).map(([k, v]) => [`zerotouch:${k}`, typeof v === "string" ? v : JSON.stringify(v)]),
+    );
+}
+
+async function runProgram(raw: Record<string, unknown>): Promise<{ recorder: Recorder; exports: Record<string, any> }> {
+    let recorder!: Recorder;
+    let exports!: Record<string, any>;
+    await jestIsolated(async () => {
+        recorder = await installMocks({
+            config: pulumiConfig(raw),
+            secretKeys: ["zerotouch:sshPrivateKey"],
+            stdoutFor: (type, name, inputs) => nodeStdout(type, name, inputs),
+        });
+        exports = (await import("../infra/index")) as Record<string, any>;
+        await resolve(exports.platform);
+    });
+    return { recorder, exports };
+}
+
+/** Runs `fn` with a fresh module registry, so the program module evaluates again. */
+function jestIsolated(fn: () => Promise<void>): Promise<void> {
+    return new Promise((resolveDone, reject) => {
+        jest.isolateModules(() => {
+            fn().then(resolveDone, reject);
+        });
+    });
+}
+
+function nodeNames(cfg: Record<string, unknown>): string[] {
+    return Object.keys(cfg.nodes as Record<string, unknown>);
+}
+
+describe("the program under mocks", () => {
+    let run: { recorder: Recorder; exports: Record<string, any> };
+
+    beforeAll(async () => {
+        run = await runProgram(rawConfig());
+    });
+
+    test("creates each node's components with fixed tokens", () => {
+        const { recorder } = run;
+        const count = (t: string) => recorder.ofType(t).length;
+        expect(count("zerotouch:node:VpsNode")).toBe(4);
+        expect(count("zerotouch:fsync:FsyncGate")).toBe(4);
+        expect(count("zerotouch:firewall:HostFirewall")).toBe(4);
+        expect(recorder.ofType(COMMAND).map((r) => r.name).sort()).toEqual(
+            nodeNames(rawConfig())
+                .flatMap((n) => [
+                    `${n}-connect`,
+                    `${n}-preflight`,
+                    `${n}-fsync-fio`,
+                    `${n}-firewall-apply`,
+                    `${n}-firewall-confirm`,
+                ])
+                .sort(),
+        );
+    });
+
+    test("each node's phases run in order: connect, preflight, fsync gate, firewall", () => {
+        const { recorder } = run;
+        for (const n of nodeNames(rawConfig())) {
+            const chain = [`${n}-connect`, `${n}-preflight`, `${n}-fsync-fio`, `${n}-firewall-apply`, `${n}-firewall-confirm`];
+            for (let i = 1; i < chain.length; i++) {
+                expect([chain[i], chain[i - 1], recorder.dependsOn(chain[i], chain[i - 1])]).toEqual([chain[i], chain[i - 1], true]);
+                expect(recorder.dependsOn(chain[i - 1], chain[i])).toBe(false);
+            }
+        }
+    });
+
+    test("nodes bootstrap in parallel: no node's phase waits on another node", () => {
+        const { recorder } = run;
+        const names = nodeNames(rawConfig());
+        for (const r of recorder.ofType(COMMAND)) {
+            const own = names.find((n) => r.name.startsWith(`${n}-`))!;
+            for (const other of names.filter((n) => n !== own)) {
+                expect(recorder.dependsOn(r.name, `${other}-connect`)).toBe(false);
+            }
+        }
+    });
+
+    test("the SSH private key is a secret in every command's connection", () => {
+        const commands = run.recorder.ofType(COMMAND);
+        expect(commands.length).toBeGreaterThan(0);
+        for (const c of commands) {
+            expect([c.name, wireSecret(c.wire, ["connection", "privateKey"])]).toEqual([c.name, true]);
+        }
+    });
+
+    test("no secret in any script or payload", () => {
+        const keyBody = TEST_KEY.split("\n")[1];
+        for (const c of run.recorder.ofType(COMMAND)) {
+            expect(String(c.inputs.stdin)).not.toContain(keyBody);
+            expect(String(c.inputs.create)).not.toContain(keyBody);
+        }
+        const scriptsDirs = ["node", "fsync", "firewall"].map((m) => path.join(__dirname, "..", "components", m, "scripts"));
+        for (const dir of scriptsDirs) {
+            for (const f of readdirSync(dir)) {
+                expect(readFileSync(path.join(dir, f), "utf8")).not.toMatch(/PRIVATE KEY-----|password\s*=/i);
+            }
+        }
+    });
+
+    test("commands carry the script hash as trigger and run through the fixed runner", () => {
+        for (const c of run.recorder.ofType(COMMAND)) {
+            expect(c.inputs.triggers).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/)]);
+            expect(c.inputs.create).toMatch(/^bash -c 'umask 077; f=\$\(mktemp\)/);
+        }
+    });
+
+    test("exports one typed outputs object that satisfies the contract", async () => {
+        const { parsePlatformOutputs } = await import("../stacks/outputs");
+        const value = await resolve(run.exports.platform);
+        const outputs = parsePlatformOutputs(value, "test");
+        expect(Object.keys(outputs.nodes).sort()).toEqual(nodeNames(rawConfig()).sort());
+        expect(outputs.controlPlaneNodes).toEqual(["cp-1", "cp-2", "cp-3"]);
+        expect(outputs.workerNodes).toEqual(["worker-1"]);
+        expect(outputs.nodes["cp-1"].fsyncP99Ms).toBeGreaterThan(0);
+        expect(outputs.nodes["cp-1"].location.country).toBe("NO");
+        expect(outputs.nodes["cp-1"].virtualization).toBe("systemd-nspawn");
+        expect(Object.keys(run.exports)).toEqual(["platform"]);
+    });
+});
+
+describe("adding a node", () => {
+    test("keeps every existing resource's name, and changes no existing node's phases but the firewall sets", async () => {
+        const before = await runProgram(rawConfig());
+        const after = await runProgram(rawConfig({ "worker-2": { host: "203.0.113.22", role: "worker", location: location("osl2") } }));
+        const afterByName = new Map(after.recorder.resources.map((r) => [r.name, r]));
+        for (const r of before.recorder.resources) {
+            const same = afterByName.get(r.name);
+            expect([r.name, same?.type]).toEqual([r.name, r.type]);
+            if (r.type !== COMMAND) {
+                continue;
+            }
+            if (r.name.endsWith("-firewall-apply") || r.name.endsWith("-firewall-confirm")) {
+                // The new node's address joins the cluster sets of every ruleset.
+                expect(same!.inputs.triggers).not.toEqual(r.inputs.triggers);
+            } else {
+                expect([r.name, same!.inputs.triggers, same!.inputs.stdin]).toEqual([r.name, r.inputs.triggers, r.inputs.stdin]);
+            }
+        }
+        expect(after.recorder.resources.length).toBeGreaterThan(before.recorder.resources.length);
+    });
+});
+
+describe("an invalid config", () => {
+    test.each([
+        ["two control-plane nodes", (r: any) => delete r.nodes["cp-3"], /zerotouch:nodes: 2 control-plane nodes/],
+        ["an open VPN range", (r: any) => (r.vpnCidr = "0.0.0.0/0"), /zerotouch:vpnCidr: a CIDR of the whole address space/],
+        ["a missing SSH key", (r: any) => delete r.sshPrivateKey, /zerotouch:sshPrivateKey: given nothing \(missing\)/],
+        ["a typo", (r: any) => (r.managementCidr = ["198.51.100.0/28"]), /zerotouch:managementCidr: unknown key/],
+    ])("(%s) stops the program before any resource is created", async (_name, mutate, message) => {
+        const raw = rawConfig();
+        mutate(raw);
+        let recorder!: Recorder;
+        let error: unknown;
+        await jestIsolated(async () => {
+            recorder = await installMocks({
+                config: pulumiConfig(raw),
+                secretKeys: ["zerotouch:sshPrivateKey"],
+                stdoutFor: (type, name, inputs) => nodeStdout(type, name, inputs),
+            });
+            try {
+                await import("../infra/index");
+            } catch (err) {
+                error = err;
+            }
+        });
+        expect(String(error)).toMatch(message);
+        expect(String(error)).not.toContain(TEST_KEY.split("\n")[1]);
+        await new Promise((r) => setTimeout(r, 50));
+        expect(recorder.resources).toEqual([]);
+    });
+});
+
+// Keeps the type import used: the program is driven through its config, as Pulumi would.
+export type _Config = PlatformConfig;
