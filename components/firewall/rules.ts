@@ -1,6 +1,6 @@
 import { createHash } from "crypto";
 
-import { formatPrefix, normalizePrefixes, parsePrefix, Prefix } from "./cidr";
+import { Cidr, cidrContains, hostCidr, ipToBigInt, parseCidr } from "../lib/cidr";
 
 /**
  * The host firewall as data, and its rendering to one nftables ruleset.
@@ -144,28 +144,51 @@ class InputError {
         throw new Error(`HostFirewall ${this.node}: ${what}`);
     }
 
-    prefixes(key: string, values: readonly string[]): Prefix[] {
+    /** Parses addresses and CIDRs; an address stands for its host prefix. */
+    prefixes(key: string, values: readonly string[]): Cidr[] {
         return values.map((v) => {
-            const p = parsePrefix(v);
-            return typeof p === "string" ? this.fail(`${key}: ${p}`) : p;
+            if (v.includes("%") || (!v.includes("/") && ipToBigInt(v) === undefined)) {
+                this.fail(`${key}: "${v}" is not an IPv4 or IPv6 address or CIDR`);
+            }
+            const parsed = parseCidr(v.includes("/") ? v : hostCidr(v));
+            return parsed.ok ? parsed.cidr : this.fail(`${key}: "${v}": ${parsed.reason}`);
         });
     }
 
-    address(key: string, value: string): Prefix {
-        const [p] = this.prefixes(key, [value]);
+    address(key: string, value: string): Cidr {
         if (value.includes("/")) {
             this.fail(`${key}: "${value}" must be a single address, not a CIDR`);
         }
-        return p;
+        return this.prefixes(key, [value])[0];
     }
 }
 
-function addressSet(name: string, prefixes: readonly Prefix[]): AddressSet {
-    const normal = normalizePrefixes(prefixes);
+/** Host prefixes print as bare addresses. */
+function elementText(c: Cidr): string {
+    return c.prefix === (c.family === 4 ? 32 : 128) ? c.text.slice(0, c.text.indexOf("/")) : c.text;
+}
+
+/**
+ * Sorted by address, without duplicates or prefixes covered by another one (nftables interval
+ * sets reject overlapping elements): the elements depend only on the addresses covered.
+ */
+function addressSet(name: string, cidrs: readonly Cidr[]): AddressSet {
+    const sorted = [...cidrs].sort((a, b) =>
+        a.family !== b.family ? a.family - b.family : a.network !== b.network ? (a.network < b.network ? -1 : 1) : a.prefix - b.prefix,
+    );
+    // Sorted so, a prefix covered by another one comes right after it or after one it also covers.
+    const kept: Cidr[] = [];
+    for (const c of sorted) {
+        const last = kept[kept.length - 1];
+        const covered = last !== undefined && last.family === c.family && last.prefix <= c.prefix && cidrContains(last, c.text.split("/")[0]);
+        if (!covered) {
+            kept.push(c);
+        }
+    }
     return {
         name,
-        ipv4: normal.filter((p) => p.family === 4).map(formatPrefix),
-        ipv6: normal.filter((p) => p.family === 6).map(formatPrefix),
+        ipv4: kept.filter((c) => c.family === 4).map(elementText),
+        ipv6: kept.filter((c) => c.family === 6).map(elementText),
     };
 }
 
@@ -221,7 +244,7 @@ export function firewallRules(input: FirewallInput): FirewallPolicy {
             check.fail(`cluster.${name}.role: "${String(n.role)}" is not "control-plane" or "worker"`);
         }
         const prefix = check.address(`cluster.${name}.address`, n.address);
-        const key = formatPrefix(prefix);
+        const key = prefix.text;
         const other = seen.get(key);
         if (other !== undefined) {
             check.fail(`cluster.${name}.address: ${n.address} is also the address of ${other}`);
@@ -230,7 +253,7 @@ export function firewallRules(input: FirewallInput): FirewallPolicy {
         return { role: n.role, prefix };
     });
     const [vpn] = check.prefixes("vpnCidr", [input.vpnCidr]);
-    const groups: Record<SourceGroup, Prefix[]> = {
+    const groups: Record<SourceGroup, Cidr[]> = {
         cluster: members.map((m) => m.prefix),
         "control-plane": members.filter((m) => m.role === "control-plane").map((m) => m.prefix),
         vpn: [vpn],
