@@ -1,6 +1,7 @@
 import { createHash } from "crypto";
 
 import { Cidr, cidrContains, hostCidr, ipToBigInt, parseCidr } from "../lib/cidr";
+import type { NodeRole } from "../node/vpsNode";
 
 /**
  * The host firewall as data, and its rendering to one nftables ruleset.
@@ -19,8 +20,6 @@ import { Cidr, cidrContains, hostCidr, ipToBigInt, parseCidr } from "../lib/cidr
  * Forwarded and outbound traffic are not filtered by this table, so pod networking stays the
  * CNI's business.
  */
-
-export type NodeRole = "control-plane" | "worker";
 
 /** A member of the cluster, as the firewall sees it. */
 export interface FirewallNode {
