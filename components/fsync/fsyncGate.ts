@@ -1,0 +1,124 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import * as path from "path";
+
+import { SshTarget } from "../lib/connection";
+import { NodeStep, nodeScript } from "../lib/nodeScript";
+import { ScriptParams } from "../lib/script";
+import { formatGateFailure, FsyncGateResult, parseFsyncGateResult } from "./fio";
+
+/** The gate script; also run as is by the lab tests. */
+export const FSYNC_GATE_SCRIPT = path.join(__dirname, "scripts", "fsync-gate.sh");
+
+/** What decides one gate run: plain values, so the steps are pure data. */
+export interface FsyncGateStepArgs {
+    /** Node name (a DNS label); named in the result and in the failure message. */
+    readonly node: string;
+    /** Where the node is reached; its host is a parameter, so a re-pointed node measures again. */
+    readonly target: SshTarget;
+    /** etcd data directory to measure; created (mode 0700) when missing. */
+    readonly dataPath: string;
+    /** Highest acceptable fdatasync p99, ms (positive, at most 3 decimals). */
+    readonly thresholdMs: number;
+    /** fio runs; the gate decides on the worst p99 (1–10). */
+    readonly runs: number;
+    /** fio `--size`. Defaults to 22m (etcd guidance); the default is applied by the script. */
+    readonly fioSize?: string;
+    /** fio `--bs`, bytes. Defaults to 2300 (etcd guidance); the default is applied by the script. */
+    readonly fioBlockSize?: number;
+}
+
+export interface FsyncGateArgs extends FsyncGateStepArgs {
+    /** SSH connection to the node (see `sshConnection`); the private key stays secret. */
+    readonly connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
+    /** What must finish first, at least the node's preflight. */
+    readonly dependsOn: pulumi.Input<pulumi.Input<pulumi.Resource>[]> | pulumi.Input<pulumi.Resource>;
+}
+
+const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const FIO_SIZE = /^[1-9][0-9]{0,5}[kKmMgG]?$/;
+
+function invalid(node: string, key: string, given: unknown, allowed: string): Error {
+    return new Error(`fsync gate for node ${node}: ${key} is ${JSON.stringify(given)}; ${allowed}`);
+}
+
+/**
+ * The gate as steps (one step, `fio`). Pure: the component and the lab runner both use it.
+ * Throws on a value the script would refuse, naming the node, the value and what is allowed.
+ */
+export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
+    const { node } = args;
+    if (!NODE_NAME.test(node)) {
+        throw invalid(node, "node", node, "a node name must be a DNS label (lowercase letters, digits, '-')");
+    }
+    const normalized = path.posix.normalize(args.dataPath);
+    if (!path.posix.isAbsolute(args.dataPath) || normalized !== args.dataPath || args.dataPath === "/" || args.dataPath.includes("\n")) {
+        throw invalid(node, "dataPath", args.dataPath, "allowed: a normalized absolute path other than /");
+    }
+    const t = args.thresholdMs;
+    if (!Number.isFinite(t) || t <= 0 || t >= 1e6 || Math.round(t * 1000) / 1000 !== t) {
+        throw invalid(node, "thresholdMs", t, "allowed: a number of ms above 0 and below 1000000, at most 3 decimals");
+    }
+    if (!Number.isInteger(args.runs) || args.runs < 1 || args.runs > 10) {
+        throw invalid(node, "runs", args.runs, "allowed: an integer from 1 to 10");
+    }
+    if (args.fioSize !== undefined && !FIO_SIZE.test(args.fioSize)) {
+        throw invalid(node, "fioSize", args.fioSize, "allowed: a fio size such as 22m");
+    }
+    const bs = args.fioBlockSize;
+    if (bs !== undefined && (!Number.isInteger(bs) || bs < 1 || bs > 9999999)) {
+        throw invalid(node, "fioBlockSize", bs, "allowed: a positive integer of bytes");
+    }
+    const params: ScriptParams = {
+        ZT_NODE: node,
+        ZT_HOST: args.target.host,
+        ZT_DATA_PATH: args.dataPath,
+        ZT_THRESHOLD_MS: String(t),
+        ZT_RUNS: args.runs,
+        ...(args.fioSize !== undefined ? { ZT_FIO_SIZE: args.fioSize } : {}),
+        ...(bs !== undefined ? { ZT_FIO_BS: bs } : {}),
+    };
+    return [{ name: "fio", script: FSYNC_GATE_SCRIPT, params, hasDelete: false, sensitive: false }];
+}
+
+/**
+ * Refuses a disk too slow for etcd: runs fio on the etcd data path of a node and fails the
+ * deployment when the worst fdatasync p99 exceeds the threshold. Anything installed on the
+ * node afterwards depends on `command`. It measures again only when the node, its host, the
+ * data path, the threshold, the runs or the script change.
+ */
+export class FsyncGate extends pulumi.ComponentResource {
+    /** Worst fdatasync p99 over the runs, ms. */
+    public readonly p99Ms: pulumi.Output<number>;
+    /** fdatasync p99 of each run, ms. */
+    public readonly runsP99Ms: pulumi.Output<number[]>;
+    /** The full result, recomputed from fio's raw figures. */
+    public readonly result: pulumi.Output<FsyncGateResult>;
+    /** The measurement; what is installed on the node later depends on it. */
+    public readonly command: command.remote.Command;
+
+    constructor(name: string, args: FsyncGateArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("zerotouch:fsync:FsyncGate", name, {}, opts);
+        const [step] = fsyncGateSteps(args);
+        this.command = nodeScript(`${name}-${step.name}`, step, args.connection, args.target, {
+            parent: this,
+            dependsOn: args.dependsOn,
+        });
+        this.result = this.command.stdout.apply((stdout) => {
+            const result = parseFsyncGateResult(stdout);
+            if (!result.passed) {
+                // The script exits 3 on a failed gate, so this only guards against a broken script.
+                throw new Error(formatGateFailure(result));
+            }
+            return result;
+        });
+        this.p99Ms = this.result.apply((r) => r.worstP99Ms);
+        this.runsP99Ms = this.result.apply((r) => r.runs.map((run) => run.p99Ns / 1e6));
+        this.registerOutputs({
+            p99Ms: this.p99Ms,
+            runsP99Ms: this.runsP99Ms,
+            result: this.result,
+            command: this.command,
+        });
+    }
+}
