@@ -98,8 +98,9 @@ export class FsyncGate extends pulumi.ComponentResource {
     public readonly command: command.remote.Command;
 
     constructor(name: string, args: FsyncGateArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("zerotouch:fsync:FsyncGate", name, {}, opts);
+        // Validate before registering anything.
         const [step] = fsyncGateSteps(args);
+        super("zerotouch:fsync:FsyncGate", name, {}, opts);
         this.command = nodeScript(`${name}-${step.name}`, step, args.connection, args.target, {
             parent: this,
             dependsOn: args.dependsOn,

@@ -1,0 +1,389 @@
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+import {
+    fioSyncLatency,
+    fioSyncP99Ns,
+    formatGateFailure,
+    formatMs2,
+    parseFsyncGateResult,
+    p99Passes,
+} from "../components/fsync/fio";
+import { FSYNC_GATE_SCRIPT, fsyncGateSteps, FsyncGateStepArgs } from "../components/fsync/fsyncGate";
+
+/**
+ * Fixtures in test/fixtures/fio were recorded with fio 3.33 on an ext4 loop device:
+ *   normal.json   the gate's fio flags, unthrottled
+ *   slow.json     the same, with the writes of fio's cgroup throttled to 40 IOPS (blkio)
+ *   nosync.json   the same flags without --fdatasync=1 (no fdatasync latencies)
+ *   gate-pass.stdout                    the gate script's stdout, passing (2 runs, 10 ms)
+ *   gate-fail.stdout, gate-fail.stderr  the gate script on the throttled disk (10 ms)
+ */
+/** Fixtures and recorded inputs are read as loose JSON; the code under test does the validating. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+
+const FIXTURES = path.join(__dirname, "fixtures", "fio");
+const fixture = (file: string): string => fs.readFileSync(path.join(FIXTURES, file), "utf8");
+const fioJson = (file: string): unknown => JSON.parse(fixture(file));
+
+const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
+const firstJob = (doc: unknown): Record<string, Json> => (doc as { jobs: Record<string, Json>[] }).jobs[0];
+
+describe("fioSyncP99Ns", () => {
+    const normal = fioJson("normal.json");
+    const slow = fioJson("slow.json");
+
+    it.each([
+        ["normal disk", normal, firstJob(normal).sync.lat_ns.percentile["99.000000"]],
+        ["throttled disk", slow, firstJob(slow).sync.lat_ns.percentile["99.000000"]],
+    ])("reads the fdatasync p99 of a %s", (_name, doc, expected) => {
+        expect(fioSyncP99Ns(doc)).toBe(expected);
+        expect(Number.isInteger(expected)).toBe(true);
+    });
+
+    it("sees the throttled disk as much slower, and only it over the 10 ms default", () => {
+        expect(fioSyncP99Ns(normal)).toBeLessThan(10_000_000);
+        expect(fioSyncP99Ns(slow)).toBeGreaterThan(10_000_000);
+    });
+
+    it("also returns p50, p90 and IOPS", () => {
+        const lat = fioSyncLatency(normal);
+        expect(lat.p50Ns).toBeLessThanOrEqual(lat.p90Ns);
+        expect(lat.p90Ns).toBeLessThanOrEqual(lat.p99Ns);
+        expect(lat.iops).toBe(firstJob(normal).write.iops);
+    });
+
+    const withoutSync = clone(normal);
+    delete firstJob(withoutSync).sync;
+    const noJobs = { ...clone(normal) as object, jobs: [] };
+    const failedJob = clone(normal);
+    firstJob(failedJob).error = 5;
+    const noP99 = clone(normal);
+    delete firstJob(noP99).sync.lat_ns.percentile["99.000000"];
+    const noPercentiles = clone(normal);
+    delete firstJob(noPercentiles).sync.lat_ns.percentile;
+    const stringP99 = clone(normal);
+    firstJob(stringP99).sync.lat_ns.percentile["99.000000"] = "1073152";
+
+    it.each<[string, unknown, RegExp]>([
+        ["fio run without --fdatasync (recorded)", fioJson("nosync.json"), /no fdatasync latencies.*--fdatasync=1/],
+        ["a job without a sync section", withoutSync, /no fdatasync latencies.*--fdatasync=1/],
+        ["no jobs", noJobs, /no jobs/],
+        ["a failed job", failedJob, /job "zerotouch-fsync" failed with error 5/],
+        ["no 99th percentile", noP99, /no 99\.000000 percentile/],
+        ["no percentiles at all", noPercentiles, /no 50\.000000 percentile/],
+        ["a percentile that is not a number", stringP99, /not a fio JSON document: jobs\.0\.sync\.lat_ns\.percentile/],
+        ["no jobs key", { "fio version": "fio-3.33" }, /not a fio JSON document: jobs/],
+        ["a string", "fio: no such file", /not a fio JSON document/],
+        ["null", null, /not a fio JSON document/],
+    ])("refuses %s", (_name, doc, message) => {
+        expect(() => fioSyncP99Ns(doc)).toThrow(message);
+    });
+});
+
+describe("formatMs2 and p99Passes", () => {
+    it.each([
+        [0, "0.00"],
+        [4999, "0.00"],
+        [5000, "0.01"],
+        [1_073_152, "1.07"],
+        [1_125_000, "1.13"],
+        [9_995_000, "10.00"],
+        [10_000_000, "10.00"],
+        [123_456_789, "123.46"],
+    ])("%d ns is %s ms", (ns, text) => {
+        expect(formatMs2(ns)).toBe(text);
+    });
+
+    it.each([-1, 1.5, Number.NaN])("refuses %d ns", (ns) => {
+        expect(() => formatMs2(ns)).toThrow(/non-negative integer/);
+    });
+
+    it.each([
+        [10_000_000, 10, true],
+        [10_000_001, 10, false],
+        [1000, 0.001, true],
+        [1001, 0.001, false],
+    ])("p99 %d ns against %d ms passes: %s", (ns, ms, passes) => {
+        expect(p99Passes(ns, ms)).toBe(passes);
+    });
+});
+
+describe("parseFsyncGateResult", () => {
+    const passStdout = fixture("gate-pass.stdout");
+    const failStdout = fixture("gate-fail.stdout");
+
+    it("reads a passing gate, figures recomputed from fio's JSON", () => {
+        const r = parseFsyncGateResult(passStdout);
+        const raw = JSON.parse(passStdout.trim().split("\n").pop() ?? "");
+        expect(r.passed).toBe(true);
+        expect(r.node).toBe(raw.node);
+        expect(r.fioVersion).toBe("fio-3.33");
+        expect(r.thresholdMs).toBe(10);
+        expect(r.runs).toHaveLength(2);
+        const p99s = raw.runs.map((run: { fio: unknown }) => fioSyncP99Ns(run.fio));
+        expect(r.runs.map((run) => run.p99Ns)).toEqual(p99s);
+        expect(r.worstP99Ns).toBe(Math.max(...p99s));
+        expect(r.worstP99Ms).toBe(r.worstP99Ns / 1e6);
+        expect(r.device.fstype).toBe("ext4");
+        expect(r.device.source).toMatch(/^\/dev\/loop\d+$/);
+    });
+
+    it("reads a failed gate", () => {
+        const r = parseFsyncGateResult(failStdout);
+        expect(r.passed).toBe(false);
+        expect(r.worstP99Ms).toBeGreaterThan(r.thresholdMs);
+    });
+
+    it("takes the last line, after any other output", () => {
+        expect(parseFsyncGateResult(`progress\n{"not":"it"}\n${passStdout}\n\n`).passed).toBe(true);
+    });
+
+    const tamper = (edit: (r: Record<string, Json>) => void): string => {
+        const r = JSON.parse(passStdout.trim());
+        edit(r);
+        return JSON.stringify(r);
+    };
+
+    it.each<[string, string, RegExp]>([
+        ["a worst p99 other than fio's", tamper((r) => (r.worstP99Ns += 1)), /reports worstP99Ns .* fio's figures give/],
+        ["a run's p99 other than fio's", tamper((r) => (r.runs[0].p99Ns += 1)), /runs\[0\]\.p99Ns/],
+        ["a run's IOPS other than fio's", tamper((r) => (r.runs[1].iops = 1)), /runs\[1\]\.iops/],
+        ["a verdict other than the threshold's", tamper((r) => (r.passed = false)), /reports passed false/],
+        ["a fio version other than fio's", tamper((r) => (r.fioVersion = "fio-3.1")), /fio version/],
+        ["a run whose fio job failed", tamper((r) => (r.runs[0].fio.jobs[0].error = 5)), /failed with error 5/],
+        ["an unknown key", tamper((r) => (r.extra = 1)), /unexpected result line.*extra/],
+        ["no runs", tamper((r) => (r.runs = [])), /unexpected result line: runs/],
+        ["a delete result", '{"action":"delete","node":"n1","changed":false}', /unexpected result line/],
+        ["no output", "\n", /printed no result line/],
+        ["output that is not JSON", "fio: command not found", /not JSON/],
+    ])("refuses %s", (_name, stdout, message) => {
+        expect(() => parseFsyncGateResult(stdout)).toThrow(message);
+    });
+});
+
+describe("formatGateFailure", () => {
+    const failed = parseFsyncGateResult(fixture("gate-fail.stdout"));
+
+    it("is, word for word, what the script printed when it stopped the deployment", () => {
+        const stderr = fixture("gate-fail.stderr").split("\n");
+        expect(stderr).toContain(formatGateFailure(failed));
+    });
+
+    it("names the node, the p99, the threshold and both overrides, and advises a faster disk", () => {
+        const message = formatGateFailure({
+            node: "cp-2",
+            path: "/var/lib/etcd",
+            thresholdMs: 10,
+            worstP99Ns: 104_333_312,
+            runs: [failed.runs[0], failed.runs[0], failed.runs[0]],
+        });
+        expect(message).toBe(
+            "fsync gate failed on node cp-2: fio measured an fdatasync p99 of 104.33 ms (worst of 3 runs) on " +
+                "/var/lib/etcd, above the threshold of 10 ms. etcd needs fast, durable writes; the better fix is " +
+                "to put the etcd data on a faster NVMe disk. To accept this disk anyway, raise the threshold for " +
+                "this node: pulumi config set --path 'zerotouch:nodes.cp-2.fsyncThresholdMs' <ms>, or for all " +
+                "nodes: pulumi config set --path 'zerotouch:fsyncGate.thresholdMs' <ms>",
+        );
+    });
+
+    it("says '1 run' for a single run", () => {
+        expect(formatGateFailure({ ...failed, runs: failed.runs.slice(0, 1) })).toContain(" ms (1 run) on ");
+    });
+});
+
+describe("fsyncGateSteps", () => {
+    const base: FsyncGateStepArgs = {
+        node: "cp-1",
+        target: { host: "203.0.113.10", port: 22, user: "root" },
+        dataPath: "/var/lib/etcd",
+        thresholdMs: 10,
+        runs: 3,
+    };
+
+    it("is one step, fio, measuring only (no delete), not sensitive", () => {
+        const steps = fsyncGateSteps(base);
+        expect(steps).toEqual([
+            {
+                name: "fio",
+                script: FSYNC_GATE_SCRIPT,
+                params: {
+                    ZT_NODE: "cp-1",
+                    ZT_HOST: "203.0.113.10",
+                    ZT_DATA_PATH: "/var/lib/etcd",
+                    ZT_THRESHOLD_MS: "10",
+                    ZT_RUNS: 3,
+                },
+                hasDelete: false,
+                sensitive: false,
+            },
+        ]);
+        expect(fs.existsSync(steps[0].script)).toBe(true);
+    });
+
+    it("passes fio size and block size only when given (the script holds the defaults)", () => {
+        const [step] = fsyncGateSteps({ ...base, fioSize: "4m", fioBlockSize: 4096, thresholdMs: 2.5 });
+        expect(step.params).toMatchObject({ ZT_FIO_SIZE: "4m", ZT_FIO_BS: 4096, ZT_THRESHOLD_MS: "2.5" });
+    });
+
+    it.each<[string, Partial<FsyncGateStepArgs>, RegExp]>([
+        ["an upper-case node name", { node: "CP_1" }, /node CP_1: node is "CP_1"; a node name must be a DNS label/],
+        ["a relative data path", { dataPath: "var/lib/etcd" }, /node cp-1: dataPath is "var\/lib\/etcd"/],
+        ["the root as data path", { dataPath: "/" }, /dataPath is "\/"/],
+        ["a data path with ..", { dataPath: "/var/lib/../etcd" }, /dataPath/],
+        ["a data path with a trailing /", { dataPath: "/var/lib/etcd/" }, /dataPath/],
+        ["a zero threshold", { thresholdMs: 0 }, /thresholdMs is 0; allowed/],
+        ["a threshold with 4 decimals", { thresholdMs: 0.0001 }, /thresholdMs is 0.0001/],
+        ["an infinite threshold", { thresholdMs: Infinity }, /thresholdMs/],
+        ["zero runs", { runs: 0 }, /runs is 0; allowed: an integer from 1 to 10/],
+        ["11 runs", { runs: 11 }, /runs is 11/],
+        ["a fractional run count", { runs: 1.5 }, /runs is 1.5/],
+        ["a bad fio size", { fioSize: "22 MB" }, /fioSize is "22 MB"/],
+        ["a bad block size", { fioBlockSize: -1 }, /fioBlockSize is -1/],
+    ])("refuses %s, naming the node", (_name, change, message) => {
+        expect(() => fsyncGateSteps({ ...base, ...change })).toThrow(message);
+    });
+});
+
+/** Runs the gate script locally, as the runner does (bash, stdin closed). */
+function runGate(env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
+    const r = spawnSync("bash", [FSYNC_GATE_SCRIPT], {
+        env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+        encoding: "utf8",
+        timeout: 300_000,
+    });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Every entry under a directory with its mode, size and mtime, to compare before/after. */
+function snapshot(dir: string): string[] {
+    const out: string[] = [];
+    const walk = (d: string): void => {
+        for (const entry of fs.readdirSync(d).sort()) {
+            const p = path.join(d, entry);
+            const st = fs.lstatSync(p);
+            out.push(`${path.relative(dir, p)} ${st.mode.toString(8)} ${st.size} ${st.mtimeMs}`);
+            if (st.isDirectory()) {
+                walk(p);
+            }
+        }
+    };
+    walk(dir);
+    return out;
+}
+
+describe("fsync-gate.sh, checks that need neither root nor fio", () => {
+    it("has nothing to undo on delete", () => {
+        const r = runGate({ ZT_ACTION: "delete", ZT_NODE: "cp-1" });
+        expect(r.status).toBe(0);
+        expect(JSON.parse(r.stdout.trim())).toEqual({ action: "delete", node: "cp-1", changed: false });
+        expect(r.stderr).toMatch(/nothing to undo/);
+    });
+
+    const valid = {
+        ZT_ACTION: "create",
+        ZT_NODE: "cp-1",
+        ZT_HOST: "203.0.113.10",
+        ZT_DATA_PATH: "/nonexistent/zerotouch-fsync-test",
+        ZT_THRESHOLD_MS: "10",
+        ZT_RUNS: "1",
+        ZT_FIO_SIZE: "1m",
+    };
+    it.each<[string, Record<string, string>, RegExp]>([
+        ["an unknown action", { ZT_ACTION: "update" }, /ZT_ACTION must be create or delete/],
+        ["a node name that is not a DNS label", { ZT_NODE: "cp_1" }, /ZT_NODE must be a DNS label/],
+        ["no host", { ZT_HOST: "" }, /ZT_HOST must be set/],
+        ["a relative data path", { ZT_DATA_PATH: "etcd" }, /ZT_DATA_PATH must be an absolute path/],
+        ["the root as data path", { ZT_DATA_PATH: "/" }, /ZT_DATA_PATH must be a normalized/],
+        ["a data path with ..", { ZT_DATA_PATH: "/var/../etcd" }, /ZT_DATA_PATH must be a normalized/],
+        ["a zero threshold", { ZT_THRESHOLD_MS: "0.000" }, /ZT_THRESHOLD_MS must be a positive number/],
+        ["an exponent threshold", { ZT_THRESHOLD_MS: "1e-3" }, /ZT_THRESHOLD_MS/],
+        ["11 runs", { ZT_RUNS: "11" }, /ZT_RUNS must be an integer from 1 to 10/],
+        ["a bad fio size", { ZT_FIO_SIZE: "22 MB" }, /ZT_FIO_SIZE/],
+        ["a bad block size", { ZT_FIO_BS: "2k" }, /ZT_FIO_BS/],
+    ])("refuses %s with exit 2", (_name, change, message) => {
+        const r = runGate({ ...valid, ...change });
+        expect(r.status).toBe(2);
+        expect(r.stderr).toMatch(message);
+        expect(r.stdout).toBe("");
+        expect(fs.existsSync(valid.ZT_DATA_PATH)).toBe(false);
+    });
+});
+
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+const hasFio = spawnSync("fio", ["--version"]).status === 0;
+const hasJq = spawnSync("jq", ["--version"]).status === 0;
+const whyNot = !isRoot ? "not root" : !hasFio ? "fio is not installed" : !hasJq ? "jq is not installed" : "";
+if (whyNot !== "") {
+    console.warn(`fsync-gate.sh local runs skipped: ${whyNot}`);
+}
+const describeLocal = whyNot === "" ? describe : describe.skip;
+
+describeLocal("fsync-gate.sh, run locally with fio", () => {
+    let root: string;
+    let dataPath: string;
+    const env = (extra: Record<string, string>): Record<string, string> => ({
+        ZT_ACTION: "create",
+        ZT_NODE: "local-1",
+        ZT_HOST: "127.0.0.1",
+        ZT_DATA_PATH: dataPath,
+        ...extra,
+    });
+
+    beforeAll(() => {
+        root = fs.mkdtempSync(path.join(os.tmpdir(), "zt-fsync-"));
+        dataPath = path.join(root, "var", "lib", "etcd");
+    });
+    afterAll(() => {
+        fs.rmSync(root, { recursive: true, force: true });
+    });
+
+    it("passes with a high threshold, creates the missing data path 0700 and leaves it empty", () => {
+        const r = runGate(env({ ZT_THRESHOLD_MS: "100000", ZT_RUNS: "2", ZT_FIO_SIZE: "2m" }));
+        expect(r.stderr).toMatch(/passed: fdatasync p99 \d+\.\d\d ms \(worst of 2 runs\) <= 100000 ms/);
+        expect(r.status).toBe(0);
+        const result = parseFsyncGateResult(r.stdout);
+        expect(result).toMatchObject({ node: "local-1", host: "127.0.0.1", path: dataPath, passed: true, fioSize: "2m", fioBs: 2300 });
+        expect(result.runs).toHaveLength(2);
+        expect(result.fioVersion).toMatch(/^fio-/);
+        expect(fs.statSync(dataPath).mode & 0o777).toBe(0o700);
+        expect(fs.readdirSync(dataPath)).toEqual([]);
+    });
+
+    it("runs again with the same inputs: exit 0, data path unchanged, other content untouched", () => {
+        fs.mkdirSync(path.join(dataPath, "member", "snap"), { recursive: true });
+        fs.writeFileSync(path.join(dataPath, "member", "snap", "db"), "etcd data\n", { mode: 0o600 });
+        const before = snapshot(dataPath);
+        const r = runGate(env({ ZT_THRESHOLD_MS: "100000", ZT_RUNS: "1", ZT_FIO_SIZE: "1m" }));
+        expect(r.status).toBe(0);
+        expect(r.stderr).not.toMatch(/created|installing/);
+        expect(snapshot(dataPath)).toEqual(before);
+        expect(fs.readFileSync(path.join(dataPath, "member", "snap", "db"), "utf8")).toBe("etcd data\n");
+    });
+
+    it("fails with a tiny threshold: exit 3, the wording of formatGateFailure, the result still on stdout", () => {
+        const before = snapshot(dataPath);
+        const r = runGate(env({ ZT_THRESHOLD_MS: "0.001", ZT_RUNS: "1", ZT_FIO_SIZE: "1m" }));
+        expect(r.status).toBe(3);
+        const result = parseFsyncGateResult(r.stdout);
+        expect(result.passed).toBe(false);
+        const message = formatGateFailure(result);
+        expect(r.stderr.split("\n")).toContain(message);
+        expect(message).toMatch(/node local-1: .* p99 of \d+\.\d\d ms \(1 run\) .* threshold of 0\.001 ms/);
+        expect(snapshot(dataPath)).toEqual(before);
+    });
+
+    it("removes the scratch directory a killed run left behind, and nothing else", () => {
+        const stale = path.join(dataPath, ".zerotouch-fsync.killed01");
+        fs.mkdirSync(stale);
+        fs.writeFileSync(path.join(stale, "zerotouch-fsync.0.0"), "x");
+        const r = runGate(env({ ZT_THRESHOLD_MS: "100000", ZT_RUNS: "1", ZT_FIO_SIZE: "1m" }));
+        expect(r.status).toBe(0);
+        expect(fs.existsSync(stale)).toBe(false);
+        expect(fs.readdirSync(dataPath)).toEqual(["member"]);
+    });
+});
