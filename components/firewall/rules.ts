@@ -365,9 +365,8 @@ export function renderNftables(policy: FirewallPolicy): RenderedRuleset {
         ...policy.sets.flatMap((s) => [...renderSet(`${s.name}_v4`, "ipv4_addr", s.ipv4), ...renderSet(`${s.name}_v6`, "ipv6_addr", s.ipv6)]),
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy drop;",
-        // Neighbour discovery and MLD are not tracked by conntrack (their state is "invalid"),
-        // so they are accepted before invalid packets are dropped. Hop limit 255 / link-local
-        // sources mean they cannot come from off the link.
+        // IPv6 cannot work without neighbour discovery: accepted first, whatever conntrack
+        // makes of it. Hop limit 255 and link-local sources mean it comes from the link itself.
         '\t\ticmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept comment "ipv6 neighbour discovery"',
         '\t\tip6 saddr fe80::/10 icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } accept comment "ipv6 multicast listener discovery"',
         "\t\tct state established,related accept",

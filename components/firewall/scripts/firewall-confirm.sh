@@ -82,11 +82,10 @@ ExecStart=$(command -v nft) -f $RULES
 ExecReload=$(command -v nft) -f $RULES
 
 [Install]
-WantedBy=multi-user.target
-"
+WantedBy=multi-user.target"
   local did=""
   if [ "$(cat "$UNIT_FILE" 2>/dev/null || true)" != "$unit" ]; then
-    printf '%s' "$unit" >"$UNIT_FILE.tmp"
+    printf '%s\n' "$unit" >"$UNIT_FILE.tmp"
     mv "$UNIT_FILE.tmp" "$UNIT_FILE"
     systemctl daemon-reload >&2
     did=changed
