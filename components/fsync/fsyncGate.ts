@@ -51,8 +51,8 @@ export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
     if (!NODE_NAME.test(node)) {
         throw invalid(node, "node", node, "a node name must be a DNS label (lowercase letters, digits, '-')");
     }
-    const normalized = path.posix.normalize(args.dataPath);
-    if (!path.posix.isAbsolute(args.dataPath) || normalized !== args.dataPath || args.dataPath === "/" || args.dataPath.includes("\n")) {
+    const p = args.dataPath;
+    if (!path.posix.isAbsolute(p) || path.posix.normalize(p) !== p || p.endsWith("/") || p.includes("\n")) {
         throw invalid(node, "dataPath", args.dataPath, "allowed: a normalized absolute path other than /");
     }
     const t = args.thresholdMs;

@@ -110,6 +110,7 @@ scratch=""
 trap '[ -z "$scratch" ] || rm -rf -- "$scratch"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
 scratch="$(mktemp -d -- "$data_path/${scratch_prefix}XXXXXXXX")"
 
 # --- device facts ---------------------------------------------------------------------------
