@@ -29,6 +29,7 @@ export default tseslint.config(
       "@typescript-eslint/no-unsafe-return": "off",
       "@typescript-eslint/require-await": "off",
       "@typescript-eslint/unbound-method": "off",
+      "@typescript-eslint/no-explicit-any": "off",
     },
   },
 );

@@ -335,11 +335,16 @@ export function projectConfig(all: Readonly<Record<string, string>>): Record<str
     return raw;
 }
 
-/** The config keys Pulumi marks as secret (`PULUMI_CONFIG_SECRET_KEYS`), without namespace. */
+/**
+ * The config keys Pulumi marks as secret, without namespace. Uses the SDK's own record of them
+ * (the engine passes it to the program next to the config); `env` is the fallback.
+ */
 export function secretConfigKeys(env: NodeJS.ProcessEnv = process.env): Set<string> {
-    const text = env.PULUMI_CONFIG_SECRET_KEYS;
-    const keys = text ? (JSON.parse(text) as string[]) : [];
-    return new Set(keys.filter((k) => k.startsWith(`${PROJECT}:`)).map((k) => k.slice(PROJECT.length + 1)));
+    const sdk = (pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean }).isConfigSecret;
+    const fromEnv = new Set<string>(env.PULUMI_CONFIG_SECRET_KEYS ? (JSON.parse(env.PULUMI_CONFIG_SECRET_KEYS) as string[]) : []);
+    const keys = Object.keys(pulumi.runtime.allConfig());
+    const secret = [...fromEnv, ...keys.filter((k) => sdk?.(k) ?? false)];
+    return new Set(secret.filter((k) => k.startsWith(`${PROJECT}:`)).map((k) => k.slice(PROJECT.length + 1)));
 }
 
 /**

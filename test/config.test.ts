@@ -313,7 +313,7 @@ describe("validateConfig rejects", () => {
         raw.fsyncGate = { thresholdMs: 0 };
         const problems = problemsOf(raw);
         expect(problems).toHaveLength(3);
-        expect(() => validateConfig(raw, SECRET)).toThrow(/^zerotouch: invalid stack configuration; nothing was created\.\n  - /);
+        expect(() => validateConfig(raw, SECRET)).toThrow(/^zerotouch: invalid stack configuration; nothing was created\.\n {2}- /);
     });
 });
 

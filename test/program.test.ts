@@ -2,7 +2,8 @@ import { readdirSync, readFileSync } from "fs";
 import * as path from "path";
 
 import type { PlatformConfig } from "../infra/config";
-import { installMocks, Recorder, resolve, wireSecret } from "./support/mocks";
+import type { Recorder } from "./support/mocks";
+import { resolve, wireSecret } from "./support/mocks";
 import { nodeStdout } from "./support/nodeStdout";
 
 const TEST_KEY = readFileSync(path.join(__dirname, "fixtures", "test-ssh-key"), "utf8");
@@ -37,24 +38,24 @@ function pulumiConfig(raw: Record<string, unknown>): Record<string, string> {
 async function runProgram(raw: Record<string, unknown>): Promise<{ recorder: Recorder; exports: Record<string, any> }> {
     let recorder!: Recorder;
     let exports!: Record<string, any>;
-    await jestIsolated(async () => {
-        recorder = await installMocks({
-            config: pulumiConfig(raw),
-            secretKeys: ["zerotouch:sshPrivateKey"],
-            stdoutFor: (type, name, inputs) => nodeStdout(type, name, inputs),
-        });
+    await jest.isolateModulesAsync(async () => {
+        recorder = await freshMocks(raw);
         exports = (await import("../infra/index")) as Record<string, any>;
         await resolve(exports.platform);
     });
     return { recorder, exports };
 }
 
-/** Runs `fn` with a fresh module registry, so the program module evaluates again. */
-function jestIsolated(fn: () => Promise<void>): Promise<void> {
-    return new Promise((resolveDone, reject) => {
-        jest.isolateModules(() => {
-            fn().then(resolveDone, reject);
-        });
+/**
+ * Installs mocks from inside an isolated module registry, so that the program, the SDK and the
+ * mocks share one fresh copy of each module and the program evaluates again.
+ */
+async function freshMocks(raw: Record<string, unknown>): Promise<Recorder> {
+    const mocks = await import("./support/mocks");
+    return mocks.installMocks({
+        config: pulumiConfig(raw),
+        secretKeys: ["zerotouch:sshPrivateKey"],
+        stdoutFor: (type, name, inputs) => nodeStdout(type, name, inputs),
     });
 }
 
@@ -186,12 +187,8 @@ describe("an invalid config", () => {
         mutate(raw);
         let recorder!: Recorder;
         let error: unknown;
-        await jestIsolated(async () => {
-            recorder = await installMocks({
-                config: pulumiConfig(raw),
-                secretKeys: ["zerotouch:sshPrivateKey"],
-                stdoutFor: (type, name, inputs) => nodeStdout(type, name, inputs),
-            });
+        await jest.isolateModulesAsync(async () => {
+            recorder = await freshMocks(raw);
             try {
                 await import("../infra/index");
             } catch (err) {
