@@ -309,6 +309,8 @@ describeIf("firewall scripts in network namespaces", () => {
         expect(a.status).toBe(0);
         expect(a.json).toMatchObject({ node: "cp-1", changed: true, rollbackArmed: true, rollbackSeconds: ROLLBACK_SECONDS, hash: confirm.params.ZT_RULESET_HASH });
         expect(timerArmed()).toBe(true);
+        // Timers fire up to a minute late unless their accuracy is set.
+        expect(calls()).toMatch(/systemd-run .*--unit=zerotouch-firewall-rollback --on-active=5s --timer-property=AccuracySec=1s .* \/usr\/sbin\/nft -f \/var\/lib\/zerotouch\/firewall\/rollback\.nft/);
         expect(existsSync(upper("etc.upper/zerotouch/firewall.nft"))).toBe(false); // not persistent yet
         expect(liveTable().stdout).toContain("policy drop");
 
@@ -435,6 +437,7 @@ function writeFakeSystemd(dir: string, state: string): void {
     const systemdRun = `#!/usr/bin/env bash
 set -euo pipefail
 d=${state}
+echo "systemd-run $*" >>"$d/calls.log"
 unit="" secs=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -445,7 +448,6 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-echo "systemd-run $unit $secs $*" >>"$d/calls.log"
 if [ -e "$d/$unit.timer.pid" ]; then echo "Unit $unit.timer was already loaded" >&2; exit 1; fi
 setsid bash -c 'sleep "$1"; shift; "$@" >>"'"$d"'/rollback.log" 2>&1; rm -f "'"$d/$unit"'.timer.pid"' _ "$secs" "$@" </dev/null >/dev/null 2>&1 &
 echo $! >"$d/$unit.timer.pid"

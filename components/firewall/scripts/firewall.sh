@@ -142,7 +142,8 @@ $msg"
   fi
 
   stop_rollback
-  systemd-run --quiet --collect --unit="$ROLLBACK" --on-active="${seconds}s" \
+  # AccuracySec: timers may otherwise fire up to a minute late (the default coalescing window).
+  systemd-run --quiet --collect --unit="$ROLLBACK" --on-active="${seconds}s" --timer-property=AccuracySec=1s \
     --description="zerotouch: restore the previous firewall unless confirmed" \
     "$(command -v nft)" -f "$STATE/rollback.nft" >&2 || die "cannot arm the rollback timer with systemd-run"
   log "rollback armed: $ROLLBACK.timer fires in ${seconds}s unless confirmed"
