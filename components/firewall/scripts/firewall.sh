@@ -149,7 +149,8 @@ $msg"
   log "rollback armed: $ROLLBACK.timer fires in ${seconds}s unless confirmed"
 
   if ! msg=$(nft -f "$candidate" 2>&1); then
-    stop_rollback
+    # nft -f is atomic: nothing changed. An earlier unconfirmed apply stays under the timer.
+    [ -f "$STATE/pending.nft" ] || stop_rollback
     die "nft -f failed (nothing was changed):
 $msg"
   fi
