@@ -175,7 +175,7 @@ function addressSet(name: string, cidrs: readonly Cidr[]): AddressSet {
     const sorted = [...cidrs].sort((a, b) =>
         a.family !== b.family ? a.family - b.family : a.network !== b.network ? (a.network < b.network ? -1 : 1) : a.prefix - b.prefix,
     );
-    // Sorted so, a prefix covered by another one comes right after it or after one it also covers.
+    // In this order a covered prefix comes after the last kept one that covers it.
     const kept: Cidr[] = [];
     for (const c of sorted) {
         const last = kept[kept.length - 1];
@@ -200,13 +200,18 @@ function portRange(check: InputError, rule: ExtraRule): PortRange {
     return { first, last };
 }
 
+/** Code-unit order: unlike `localeCompare`, the same on every machine, so hashes are too. */
+function byText(a: string, b: string): number {
+    return a < b ? -1 : a > b ? 1 : 0;
+}
+
 function compareRules(a: FirewallRule, b: FirewallRule): number {
     return (
         a.ports.first - b.ports.first ||
         a.ports.last - b.ports.last ||
-        a.protocol.localeCompare(b.protocol) ||
-        a.name.localeCompare(b.name) ||
-        a.source.localeCompare(b.source)
+        byText(a.protocol, b.protocol) ||
+        byText(a.name, b.name) ||
+        byText(a.source, b.source)
     );
 }
 
@@ -312,7 +317,7 @@ export function firewallRules(input: FirewallInput): FirewallPolicy {
         ...extraSets,
     ]
         .filter((s) => used.has(s.name))
-        .sort((a, b) => a.name.localeCompare(b.name));
+        .sort((a, b) => byText(a.name, b.name));
     return { node: input.node, role: input.role, sets, rules };
 }
 
