@@ -22,7 +22,6 @@ import { FSYNC_GATE_SCRIPT, fsyncGateSteps, FsyncGateStepArgs } from "../compone
  *   gate-fail.stdout, gate-fail.stderr  the gate script on the throttled disk (10 ms)
  */
 /** Fixtures and recorded inputs are read as loose JSON; the code under test does the validating. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
 const FIXTURES = path.join(__dirname, "fixtures", "fio");
@@ -236,7 +235,7 @@ describe("fsyncGateSteps", () => {
         ["a data path with ..", { dataPath: "/var/lib/../etcd" }, /dataPath/],
         ["a data path with a trailing /", { dataPath: "/var/lib/etcd/" }, /dataPath/],
         ["a zero threshold", { thresholdMs: 0 }, /thresholdMs is 0; allowed/],
-        ["a threshold with 4 decimals", { thresholdMs: 0.0001 }, /thresholdMs is 0.0001/],
+        ["a threshold finer than a nanosecond", { thresholdMs: 0.0000001 }, /thresholdMs is 1e-7; .*at most 6 decimals/],
         ["an infinite threshold", { thresholdMs: Infinity }, /thresholdMs/],
         ["zero runs", { runs: 0 }, /runs is 0; allowed: an integer from 1 to 10/],
         ["11 runs", { runs: 11 }, /runs is 11/],
@@ -302,6 +301,7 @@ describe("fsync-gate.sh, checks that need neither root nor fio", () => {
         ["a data path with ..", { ZT_DATA_PATH: "/var/../etcd" }, /ZT_DATA_PATH must be a normalized/],
         ["a zero threshold", { ZT_THRESHOLD_MS: "0.000" }, /ZT_THRESHOLD_MS must be a positive number/],
         ["an exponent threshold", { ZT_THRESHOLD_MS: "1e-3" }, /ZT_THRESHOLD_MS/],
+        ["a threshold finer than a nanosecond", { ZT_THRESHOLD_MS: "0.0000001" }, /at most 6 decimals/],
         ["11 runs", { ZT_RUNS: "11" }, /ZT_RUNS must be an integer from 1 to 10/],
         ["a bad fio size", { ZT_FIO_SIZE: "22 MB" }, /ZT_FIO_SIZE/],
         ["a bad block size", { ZT_FIO_BS: "2k" }, /ZT_FIO_BS/],
@@ -367,7 +367,8 @@ describeLocal("fsync-gate.sh, run locally with fio", () => {
 
     it("fails with a tiny threshold: exit 3, the wording of formatGateFailure, the result still on stdout", () => {
         const before = snapshot(dataPath);
-        const r = runGate(env({ ZT_THRESHOLD_MS: "0.001", ZT_RUNS: "1", ZT_FIO_SIZE: "1m" }));
+        // Written with trailing zeros on purpose: the script spells it as JavaScript does.
+        const r = runGate(env({ ZT_THRESHOLD_MS: "0.001000", ZT_RUNS: "1", ZT_FIO_SIZE: "1m" }));
         expect(r.status).toBe(3);
         const result = parseFsyncGateResult(r.stdout);
         expect(result.passed).toBe(false);

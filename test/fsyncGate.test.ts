@@ -7,7 +7,6 @@ const PASS_STDOUT = fs.readFileSync(path.join(__dirname, "fixtures", "fio", "gat
 const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAzerotouchSECRET\n-----END OPENSSH PRIVATE KEY-----\n";
 
 /** Fixtures and recorded inputs are read as loose JSON; the code under test does the validating. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
 /** What the mock saw per resource: inputs as the mock receives them (secrets unwrapped). */

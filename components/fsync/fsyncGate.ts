@@ -18,7 +18,7 @@ export interface FsyncGateStepArgs {
     readonly target: SshTarget;
     /** etcd data directory to measure; created (mode 0700) when missing. */
     readonly dataPath: string;
-    /** Highest acceptable fdatasync p99, ms (positive, at most 3 decimals). */
+    /** Highest acceptable fdatasync p99, ms (positive, at most 6 decimals: whole nanoseconds). */
     readonly thresholdMs: number;
     /** fio runs; the gate decides on the worst p99 (1–10). */
     readonly runs: number;
@@ -56,8 +56,8 @@ export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
         throw invalid(node, "dataPath", args.dataPath, "allowed: a normalized absolute path other than /");
     }
     const t = args.thresholdMs;
-    if (!Number.isFinite(t) || t <= 0 || t >= 1e6 || Math.round(t * 1000) / 1000 !== t) {
-        throw invalid(node, "thresholdMs", t, "allowed: a number of ms above 0 and below 1000000, at most 3 decimals");
+    if (!Number.isFinite(t) || t <= 0 || t >= 1e6 || Math.round(t * 1e6) / 1e6 !== t) {
+        throw invalid(node, "thresholdMs", t, "allowed: a number of ms above 0 and below 1000000, at most 6 decimals (whole ns)");
     }
     if (!Number.isInteger(args.runs) || args.runs < 1 || args.runs > 10) {
         throw invalid(node, "runs", args.runs, "allowed: an integer from 1 to 10");

@@ -8,7 +8,7 @@
 #   ZT_NODE          node name (DNS label), used in the result and the failure message
 #   ZT_HOST          address the node is reached at; recorded in the result
 #   ZT_DATA_PATH     etcd data directory; created (mode 0700) when missing
-#   ZT_THRESHOLD_MS  highest acceptable p99, in ms (up to 3 decimals)
+#   ZT_THRESHOLD_MS  highest acceptable p99, in ms (up to 6 decimals, i.e. whole ns)
 #   ZT_RUNS          how many fio runs; the gate uses the worst p99 (1-10)
 #   ZT_FIO_SIZE      fio --size. Defaults to 22m (etcd guidance).
 #   ZT_FIO_BS        fio --bs, in bytes. Defaults to 2300 (etcd guidance).
@@ -61,9 +61,17 @@ if [ "$data_path" = / ] || [[ "$data_path" =~ (^|/)\.\.?(/|$) ]] || [[ "$data_pa
   [[ "$data_path" == *//* ]] || [[ "$data_path" == *$'\n'* ]]; then
   invalid "ZT_DATA_PATH must be a normalized absolute path other than /, got '${data_path}' (node ${node})"
 fi
-if ! [[ "$threshold_in" =~ ^[0-9]{1,6}(\.[0-9]{1,3})?$ ]] || ! [[ "$threshold_in" =~ [1-9] ]]; then
-  invalid "ZT_THRESHOLD_MS must be a positive number of ms below 1000000 with at most 3 decimals, got '${threshold_in}' (node ${node})"
+if ! [[ "$threshold_in" =~ ^[0-9]{1,6}(\.[0-9]{1,6})?$ ]] || ! [[ "$threshold_in" =~ [1-9] ]]; then
+  invalid "ZT_THRESHOLD_MS must be a positive number of ms below 1000000 with at most 6 decimals, got '${threshold_in}' (node ${node})"
 fi
+# Canonical spelling (010.50 -> 10.5): what JavaScript's String() gives for the result's number.
+threshold_int="${threshold_in%%.*}"
+threshold_frac=""
+if [[ "$threshold_in" == *.* ]]; then
+  threshold_frac="${threshold_in#*.}"
+  threshold_frac="${threshold_frac%"${threshold_frac##*[!0]}"}"
+fi
+threshold_ms="$((10#$threshold_int))${threshold_frac:+.$threshold_frac}"
 [[ "$runs" =~ ^([1-9]|10)$ ]] || invalid "ZT_RUNS must be an integer from 1 to 10, got '${runs}' (node ${node})"
 [[ "$fio_size" =~ ^[1-9][0-9]{0,5}[kKmMgG]?$ ]] ||
   invalid "ZT_FIO_SIZE must be a size like 22m, got '${fio_size}' (node ${node})"
@@ -82,9 +90,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   timeout "$apt_timeout_s" apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends "${missing[@]}" >&2 ||
     die "node ${node}: installing ${missing[*]} failed or timed out"
 fi
-
-# Canonical spelling of the threshold (10.50 -> 10.5), the same as the result's JSON number.
-threshold_ms="$(jq -n --arg t "$threshold_in" '$t | tonumber | tostring' -r)"
 
 # --- data path ------------------------------------------------------------------------------
 if [ ! -e "$data_path" ]; then
