@@ -236,6 +236,9 @@ prepare_etcd_disk() {
   mkfs.ext4 -q -F -L "etcd-${node#lab-}" -E lazy_itable_init=0,lazy_journal_init=0 "$img"
   dev="$(losetup --find --show "$img")"
   printf '%s\n' "$dev" >"$(node_dir "$node")/loop"
+  # A loop device inherits the rotational flag of the disk under its backing file; the lab's
+  # etcd disks stand for the SSD/NVMe a VPS etcd disk should be, so they say non-rotational.
+  printf '0\n' >"/sys/block/$(basename "$dev")/queue/rotational"
   install -d -m 0700 "$mnt"
   mount "$dev" "$mnt"
   # Same owner and mode as the image's own data directory (the etcd user of the image).

@@ -1,0 +1,19 @@
+/**
+ * Lab tests: real nodes over SSH (test/lab/lab.sh). Run with `npm run test:lab`, which brings
+ * the lab up first and down at the end. One test file at a time, the lab's own tests first.
+ */
+const path = require("path");
+
+module.exports = {
+  rootDir: path.resolve(__dirname, "..", ".."),
+  preset: "ts-jest",
+  testEnvironment: "node",
+  roots: ["<rootDir>/test/lab"],
+  testMatch: ["**/*.lab.test.ts"],
+  transform: { "^.+\\.ts$": ["ts-jest", { isolatedModules: true }] },
+  testSequencer: path.join(__dirname, "sequencer.js"),
+  maxWorkers: 1,
+  testTimeout: 20 * 60 * 1000,
+  slowTestThreshold: 60,
+  verbose: true,
+};

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `npm run test:lab`: brings the lab up (unless a healthy one runs), runs the lab tests
+# (*.lab.test.ts) one file at a time, and always brings the lab down at the end, also on
+# failure and Ctrl-C. LAB_KEEP=1 keeps the lab running afterwards. Extra arguments go to jest,
+# e.g. `npm run test:lab -- -t fio`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test:lab: run as root (the lab uses network namespaces, loop devices and systemd-nspawn)" >&2
+  exit 1
+fi
+
+if [ "${LAB_KEEP:-0}" != 1 ]; then
+  trap 'bash test/lab/lab.sh down' EXIT
+fi
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+started=$SECONDS
+bash test/lab/lab.sh up
+echo "test:lab: lab ready after $((SECONDS - started))s" >&2
+npx --no-install jest -c test/lab/jest.config.js --runInBand "$@"
+echo "test:lab: done after $((SECONDS - started))s" >&2
