@@ -168,7 +168,7 @@ function run(command: string, argv: readonly string[], input: string, timeoutSec
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const stdout = r.stdout ?? "";
     let stderr = r.stderr ?? "";
-    const error = r.error as NodeJS.ErrnoException | undefined;
+    const error: NodeJS.ErrnoException | undefined = r.error;
     if (error?.code === "ETIMEDOUT") {
         stderr += `\n[harness] ${command} timed out after ${timeoutSec}s`;
         return { code: 124, stdout, stderr, seconds };
