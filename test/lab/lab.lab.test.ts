@@ -92,6 +92,18 @@ describe("lab nodes", () => {
         expect(on(node, "systemctl is-enabled etcd || true")).toBe("disabled");
     });
 
+    test.each(lab.nodes.map((n) => [n.name, n] as const))("%s owns its network: nftables and net sysctls work", (_name, node) => {
+        const script = [
+            "nft add table inet zt_lab_selftest",
+            "nft list table inet zt_lab_selftest >/dev/null",
+            "nft delete table inet zt_lab_selftest",
+            "v=$(sysctl -n net.ipv4.conf.eth0.rp_filter)",
+            'sysctl -qw net.ipv4.conf.eth0.rp_filter="$v"',
+            "echo ok",
+        ].join(" && ");
+        expect(on(node, script)).toBe("ok");
+    });
+
     test("SSH from the host arrives from the management address", () => {
         const management = lab.managementCidr.replace(/\/32$/, "");
         for (const node of lab.nodes) {

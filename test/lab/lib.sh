@@ -264,7 +264,10 @@ launch_node() {
   local args=(--quiet -D "$root" --register=no --keep-unit --boot
     --machine="$node" --hostname="$node"
     --network-namespace-path="/run/netns/$(node_netns "$node")"
-    --resolv-conf=off --timezone=off --link-journal=no --console=read-only)
+    --resolv-conf=off --timezone=off --link-journal=no --console=read-only
+    # nspawn keeps CAP_NET_ADMIN only for networks it creates itself; the node owns its
+    # namespace like a VPS owns its network (nftables, sysctls under net.).
+    --capability=CAP_NET_ADMIN)
   if [ -f "$dir/loop" ]; then
     local dev
     dev="$(cat "$dir/loop")"
@@ -279,7 +282,8 @@ launch_node() {
     exec 8>&-
     for h in "${cgroups[@]}"; do printf '%s\n' "$BASHPID" >"$h/cgroup.procs"; done
     printf '%s\n' "$BASHPID" >"$dir/pid"
-    exec setsid systemd-nspawn "${args[@]}"
+    # /proc/sys/net writable, as nspawn does for networks it creates itself.
+    SYSTEMD_NSPAWN_API_VFS_WRITABLE=network exec setsid systemd-nspawn "${args[@]}"
   ) </dev/null >"$(node_log "$node")" 2>&1 &
 }
 
