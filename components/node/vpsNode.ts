@@ -89,7 +89,7 @@ export function vpsNodeSteps(args: VpsNodeSpec): { connect: NodeStep; preflight:
  */
 export class VpsNode extends pulumi.ComponentResource {
     /** SSH connection for later phases, pinned to the configured or first-seen host key. */
-    public readonly connection: pulumi.Output<command.types.input.remote.ConnectionArgs>;
+    public readonly connection: command.types.input.remote.ConnectionArgs;
     public readonly target: SshTarget;
     /** The host key the node presented (ed25519). */
     public readonly hostKey: pulumi.Output<string>;
@@ -113,7 +113,7 @@ export class VpsNode extends pulumi.ComponentResource {
         // Later phases pin the host key: the configured one, else the one seen on first connect.
         const pinned: pulumi.Input<string> | undefined =
             args.target.hostKey ?? connected.hostKey.apply((k) => k);
-        this.connection = pulumi.output(sshConnection(args.target, args.privateKey, args.dial, pinned));
+        this.connection = sshConnection(args.target, args.privateKey, args.dial, pinned);
 
         this.ready = nodeScript(`${name}-preflight`, steps.preflight, this.connection, args.target, {
             parent: this,

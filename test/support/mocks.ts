@@ -100,7 +100,7 @@ export async function installMocks(
             newResource(args) {
                 const entry = recorder.take(args.type, args.name);
                 const urn = urnOf(project, stack, entry.parentUrn, args.type, args.name);
-                const inputs = args.inputs as Record<string, any>;
+                const inputs = unwrapSecrets(args.inputs) as Record<string, any>;
                 recorder.resources.push({
                     type: args.type,
                     name: args.name,
@@ -136,6 +136,20 @@ export async function installMocks(
     return recorder;
 }
 
+/** Replaces every secret wrapper by its value. */
+export function unwrapSecrets(value: any): any {
+    if (Array.isArray(value)) {
+        return value.map(unwrapSecrets);
+    }
+    if (value && typeof value === "object") {
+        if (value[SIG_KEY] === SECRET_SIG) {
+            return unwrapSecrets(value.value);
+        }
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
+    }
+    return value;
+}
+
 /** Resolves an Output's value (mocks resolve everything). */
 export function resolve<T>(output: pulumi.Output<T>): Promise<T> {
     return new Promise((res) => output.apply((v) => res(v)));
@@ -158,9 +172,14 @@ export function wireSecret(wire: Record<string, any>, path: readonly string[]): 
     return Boolean(cur && typeof cur === "object" && cur[SIG_KEY] === SECRET_SIG);
 }
 
-/** Waits until the runtime has registered every pending resource. */
+/**
+ * Waits until the runtime has no RPC in flight (e.g. a component's registerOutputs), so the
+ * next test's mocks never receive a call meant for this one's.
+ */
 export async function settle(): Promise<void> {
-    for (let i = 0; i < 20; i++) {
-        await new Promise((r) => setImmediate(r));
+    const runtime = pulumi.runtime as unknown as { waitForRPCs?: () => Promise<void> };
+    if (runtime.waitForRPCs) {
+        await runtime.waitForRPCs();
     }
+    await new Promise((r) => setTimeout(r, 10));
 }
