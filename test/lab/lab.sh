@@ -55,6 +55,10 @@ teardown_after_failure() {
 }
 
 cmd_up() {
+  # Ctrl-C ends the script even when it lands in a child that exits normally on it (timeout,
+  # ssh); once the lab is being built, the EXIT trap below removes it.
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   validate_config
   lock
   if [ "${LAB_FRESH:-0}" != 1 ] && healthy; then
@@ -64,9 +68,8 @@ cmd_up() {
   local started=$SECONDS
   # From here on, any failure or interruption removes what this run (or an earlier, partial
   # one) put on the host.
-  trap 'rc=$?; trap - EXIT INT TERM; if [ "$rc" -ne 0 ]; then teardown_after_failure; fi; exit "$rc"' EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  # The teardown itself is bounded and not interruptible: a second Ctrl-C must not leave half.
+  trap 'rc=$?; trap "" INT TERM; trap - EXIT; if [ "$rc" -ne 0 ]; then teardown_after_failure; fi; exit "$rc"' EXIT
 
   ensure_host_packages
   if [ -n "$(lab_leftovers)" ] || [ -d "$RUN_DIR/nodes" ]; then
