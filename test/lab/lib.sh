@@ -314,14 +314,17 @@ lab_ssh() {
 # Waits until the node answers SSH with its recorded host key, and its systemd has finished
 # booting. Fails early when the node's nspawn process exits.
 wait_node() {
-  local node="$1" deadline tries=0
+  local node="$1" deadline tries=0 pidfile pid=""
+  pidfile="$(node_dir "$node")/pid"
   deadline=$((SECONDS + SSH_READY_SECONDS))
   while :; do
-    node_pid "$node" >/dev/null || {
+    # The launcher writes its pid just before it becomes nspawn: no file yet means not yet.
+    [ -n "$pid" ] || [ ! -s "$pidfile" ] || pid="$(cat "$pidfile")"
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
       log "$node: systemd-nspawn exited; last console lines:"
       tail -n 20 "$(node_log "$node")" >&2
       return 1
-    }
+    fi
     if LAB_SSH_TIMEOUT=5 lab_ssh "$node" true 2>/dev/null; then
       break
     fi
