@@ -90,3 +90,25 @@ describe("VpsNode", () => {
         expect(c).toEqual(a); // pinning changes the connection, not the script or its parameters
     });
 });
+
+describe("phase results", () => {
+    test("a recorded failing preflight parses, with its problems", async () => {
+        const { parsePreflightResult } = await import("../components/node/facts");
+        const stdout = readFileSync(path.join(__dirname, "fixtures", "node", "preflight-lab-kvm-only.json"), "utf8");
+        const result = parsePreflightResult(stdout, "lab-cp-2");
+        expect(result.passed).toBe(false);
+        expect(result.problems).toEqual([
+            expect.stringMatching(/^virtualization: systemd-detect-virt reports 'systemd-nspawn'; allowed: kvm/),
+            expect.stringMatching(/^etcd disk: \/var\/lib\/etcd is not on NVMe: found loop\d/),
+        ]);
+    });
+
+    test.each([
+        ["no output", ""],
+        ["not JSON", "apt-get noise\n"],
+        ["missing fields", '{"node":"x","passed":true}\n'],
+    ])("an unexpected preflight output (%s) is an error naming node and phase", async (_what, stdout) => {
+        const { parsePreflightResult } = await import("../components/node/facts");
+        expect(() => parsePreflightResult(stdout, "cp-9")).toThrow(/^node cp-9: preflight: /);
+    });
+});
