@@ -62,6 +62,7 @@ cmd_up() {
   validate_config
   lock
   if [ "${LAB_FRESH:-0}" != 1 ] && healthy; then
+    write_pulumi_config
     log "lab is already up and healthy ($(node_names | paste -sd' ' -))"
     return 0
   fi

@@ -398,11 +398,18 @@ write_pulumi_config() {
     if [ -f "$PULUMI_LAB_FILE" ]; then
       grep -E '^(secretsprovider|encryptedkey|encryptionsalt):' "$PULUMI_LAB_FILE" || true
     fi
-    if ! command -v pulumi >/dev/null; then
+    # An encrypted key set earlier is kept (the lab key does not change between runs).
+    local secret=""
+    if [ -f "$PULUMI_LAB_FILE" ]; then
+      secret="$(awk '/^  zerotouch:sshPrivateKey:/ { keep = 1; print; next } keep && /^    / { print; next } { keep = 0 }' "$PULUMI_LAB_FILE")"
+    fi
+    if [ -z "$secret" ] && ! command -v pulumi >/dev/null; then
       printf '# zerotouch:sshPrivateKey is not set: the Pulumi CLI was not found. Set it with\n'
       printf '#   pulumi config set --secret --stack lab zerotouch:sshPrivateKey < .lab/id_ed25519\n'
     fi
-    printf 'config:\n  zerotouch:nodes:\n'
+    printf 'config:\n'
+    [ -z "$secret" ] || printf '%s\n' "$secret"
+    printf '  zerotouch:nodes:\n'
     for node in $(node_names); do
       printf '    %s:\n' "$node"
       printf '      host: %s\n' "$(node_address "$node")"
@@ -420,7 +427,7 @@ write_pulumi_config() {
   chmod 0644 "$tmp"
   mv -f "$tmp" "$PULUMI_LAB_FILE"
   if command -v pulumi >/dev/null; then
-    (cd "$REPO_ROOT" && timeout 120 pulumi config set --secret --stack lab zerotouch:sshPrivateKey <"$KEY" >/dev/null) ||
+    (cd "$REPO_ROOT" && timeout 120 pulumi config set --non-interactive --secret --stack lab zerotouch:sshPrivateKey <"$KEY" >/dev/null) ||
       log "warning: pulumi config set --secret zerotouch:sshPrivateKey failed; set it by hand (see $PULUMI_LAB_FILE)"
   fi
 }
