@@ -460,10 +460,11 @@ stop_nodes() {
       sleep 0.2
     done
   fi
-  # Whatever is still alive in the lab's cgroups is killed outright.
+  # Whatever is still alive in the lab's cgroups (or an nspawn of the lab that never got into
+  # them) is killed outright.
   local i left
   for ((i = 0; i < 50; i++)); do
-    mapfile -t left < <(lab_cgroup_pids)
+    mapfile -t left < <(lab_cgroup_pids; lab_stray_nspawn)
     [ "${#left[@]}" -eq 0 ] && break
     kill -KILL "${left[@]}" 2>/dev/null || true
     sleep 0.2
@@ -481,6 +482,9 @@ remove_cgroups() {
     done
   done
 }
+
+# nspawn processes of the lab by their root directory, whatever cgroup they are in.
+lab_stray_nspawn() { pgrep -x systemd-nspawn -a 2>/dev/null | grep -F -e "-D $RUN_DIR/" | awk '{ print $1 }' || true; }
 
 lab_mounts() { awk -v d="$RUN_DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r; }
 
@@ -509,6 +513,11 @@ remove_network() {
     sleep 0.2
   done
   nft delete table inet "$NFT_TABLE" 2>/dev/null || true
+  # `ip netns add` bind-mounts /run/netns onto itself the first time; undo that once no
+  # namespace (of the lab or anyone else) is left in it.
+  if mountpoint -q /run/netns && [ -z "$(ls -A /run/netns)" ]; then
+    umount /run/netns 2>/dev/null || true
+  fi
 }
 
 # Everything of the lab still on the host, one line per item; empty when the host is clean.
@@ -524,7 +533,7 @@ lab_leftovers() {
     [ -d "/sys/fs/cgroup/$h/$CGROUP_NAME" ] && printf 'cgroup /sys/fs/cgroup/%s/%s\n' "$h" "$CGROUP_NAME"
   done
   nft list table inet "$NFT_TABLE" >/dev/null 2>&1 && printf 'nftables table inet %s\n' "$NFT_TABLE"
-  pgrep -x systemd-nspawn -a 2>/dev/null | grep -F -e "$RUN_DIR/" | sed 's/^/process /' || true
+  for x in $(lab_stray_nspawn); do printf 'process %s (systemd-nspawn outside the lab cgroups)\n' "$x"; done
 }
 
 lab_teardown() {
