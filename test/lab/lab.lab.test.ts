@@ -3,11 +3,11 @@
  * first (sequencer.js), before any test applies a firewall.
  */
 import { spawnSync } from "child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 
-import { fioSyncP99Ms, Lab, LabNode, loadLab, nodesByRole, RunResult, sshRun, tcpProbe } from "./harness";
+import { fioSyncP99Ms, Lab, LabNode, labStatePath, loadLab, nodesByRole, RunResult, sshRun, tcpProbe } from "./harness";
 
 const lab: Lab = loadLab();
 const controlPlanes = nodesByRole(lab, "control-plane");
@@ -131,6 +131,22 @@ describe("etcd disks", () => {
     test("workers have no etcd disk", () => {
         for (const node of workers) {
             expect(sshRun(lab, node, `findmnt -M ${node.etcdDataPath}`).code).not.toBe(0);
+        }
+    });
+
+    test("a slow node's etcd disk is throttled in the blkio cgroup that holds all of the node", () => {
+        const state = JSON.parse(readFileSync(labStatePath(), "utf8")) as { nodes: { name: string; machine: string }[] };
+        for (const node of controlPlanes.filter((n) => n.slowDisk)) {
+            const cgroup = `/sys/fs/cgroup/blkio/zerotouch-lab/${node.name}`;
+            const majmin = on(node, `findmnt -n -o MAJ:MIN -M ${node.etcdDataPath}`);
+            expect(readFileSync(`${cgroup}/blkio.throttle.write_iops_device`, "utf8")).toContain(`${majmin} 40`);
+            const pids = readFileSync(`${cgroup}/cgroup.procs`, "utf8").split("\n").filter((l) => l !== "");
+            const machine = state.nodes.find((n) => n.name === node.name)?.machine ?? "";
+            expect(pids).toContain(machine.replace(/^pid:/, ""));
+            // nspawn's own process, the node's systemd, journald, sshd and this session at least.
+            expect(pids.length).toBeGreaterThanOrEqual(5);
+            // Inside, the node sits at the root of its blkio cgroup namespace: that same cgroup.
+            expect(on(node, "grep -E '^[0-9]+:blkio:' /proc/self/cgroup")).toMatch(/:blkio:\/$/);
         }
     });
 
