@@ -78,21 +78,27 @@ export const ALLOWED: Readonly<Record<string, string>> = {
     "nodes.*.location.datacenter": "a lower-case label (a-z, 0-9, '-'), e.g. osl1",
     "nodes.*.location.provider": "a lower-case label (a-z, 0-9, '-'), e.g. the VPS provider's name",
     "nodes.*.etcdDataPath": "an absolute path such as /var/lib/etcd (default /var/lib/etcd)",
-    "nodes.*.fsyncThresholdMs": "a number of milliseconds greater than 0 and at most 1000, overriding fsyncGate.thresholdMs for this node",
+    "nodes.*.fsyncThresholdMs": "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals, overriding fsyncGate.thresholdMs for this node",
     sshPrivateKey: "an OpenSSH or PEM private key, set as a secret: pulumi config set --secret zerotouch:sshPrivateKey < ~/.ssh/zerotouch_ed25519",
     vpnCidr: "one CIDR block of the VPN's client range (e.g. 10.8.0.0/24), host bits zero, not 0.0.0.0/0 or ::/0",
     managementCidrs: "a non-empty list of CIDR blocks (e.g. 198.51.100.0/28), host bits zero, none of them 0.0.0.0/0 or ::/0",
     "managementCidrs.*": "a CIDR block (e.g. 198.51.100.0/28), host bits zero, not 0.0.0.0/0 or ::/0",
-    fsyncGate: "the keys thresholdMs, runs",
-    "fsyncGate.thresholdMs": "a number of milliseconds greater than 0 and at most 1000 (default 10)",
+    fsyncGate: "the keys thresholdMs, runs, maxSecondsPerRun",
+    "fsyncGate.thresholdMs": "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals (default 10)",
     "fsyncGate.runs": "an integer from 1 to 10 (default 2); the gate uses the worst run",
+    "fsyncGate.maxSecondsPerRun": "a whole number of seconds from 10 to 1800 (default 120): a fio run stops writing after this long, which bounds the wait on a slow disk",
     preflight: "the keys allowedVirtualization, requireNvme",
     "preflight.allowedVirtualization": `a non-empty list of systemd-detect-virt names (default [kvm]); known: ${VIRTUALIZATION_TYPES.join(", ")}`,
     "preflight.allowedVirtualization.*": `a systemd-detect-virt name: ${VIRTUALIZATION_TYPES.join(", ")}`,
     "preflight.requireNvme": "true or false (default true): whether a control-plane node's etcd data path must be on an NVMe disk",
 };
 
-const thresholdMs = z.number().gt(0).max(1000);
+/** Milliseconds, whole nanoseconds at most (the gate compares in ns). */
+const thresholdMs = z
+    .number()
+    .gt(0)
+    .max(1000)
+    .refine((v) => Math.round(v * 1e6) / 1e6 === v);
 
 function cidrSchema() {
     return z.string().superRefine((value, ctx) => {
@@ -139,6 +145,7 @@ export const configSchema = z
             .strictObject({
                 thresholdMs: thresholdMs.default(10),
                 runs: z.number().int().min(1).max(10).default(2),
+                maxSecondsPerRun: z.number().int().min(10).max(1800).default(120),
             })
             .prefault({}),
         preflight: z

@@ -48,6 +48,7 @@ export function planNodes(cfg: PlatformConfig): NodePlan[] {
                 dataPath: node.etcdDataPath,
                 thresholdMs: node.fsyncThresholdMs ?? cfg.fsyncGate.thresholdMs,
                 runs: cfg.fsyncGate.runs,
+                maxSecondsPerRun: cfg.fsyncGate.maxSecondsPerRun,
             },
             firewall: {
                 node: name,

@@ -39,7 +39,7 @@ function problemsOf(raw: Record<string, unknown>, secretKeys: ReadonlySet<string
 describe("validateConfig accepts", () => {
     test("a valid config and applies each default once", () => {
         const cfg = validateConfig(valid(), SECRET);
-        expect(cfg.fsyncGate).toEqual({ thresholdMs: 10, runs: 2 });
+        expect(cfg.fsyncGate).toEqual({ thresholdMs: 10, runs: 2, maxSecondsPerRun: 120 });
         expect(cfg.preflight).toEqual({ allowedVirtualization: ["kvm"], requireNvme: true });
         expect(cfg.nodes["cp-1"]).toMatchObject({ sshPort: 22, sshUser: "root", etcdDataPath: "/var/lib/etcd" });
         expect(cfg.nodes["cp-1"].sshHostKey).toBeUndefined();
@@ -162,7 +162,7 @@ const rejections: Case[] = [
     [
         "threshold of 0",
         (r) => (r.fsyncGate = { thresholdMs: 0 }),
-        [/^zerotouch:fsyncGate\.thresholdMs: given 0; allowed: a number of milliseconds greater than 0 and at most 1000 \(default 10\)$/],
+        [/^zerotouch:fsyncGate\.thresholdMs: given 0; allowed: a number of milliseconds greater than 0 and at most 1000, at most 6 decimals \(default 10\)$/],
     ],
     [
         "negative threshold",
@@ -177,12 +177,22 @@ const rejections: Case[] = [
     [
         "a per-node threshold above 1000 ms",
         (r) => (r.nodes["cp-2"].fsyncThresholdMs = 5000),
-        [/^zerotouch:nodes\.cp-2\.fsyncThresholdMs \(node cp-2\): given 5000; allowed: a number of milliseconds greater than 0 and at most 1000, overriding/],
+        [/^zerotouch:nodes\.cp-2\.fsyncThresholdMs \(node cp-2\): given 5000; allowed: a number of milliseconds greater than 0 and at most 1000, at most 6 decimals, overriding/],
     ],
     [
         "threshold given as text",
         (r) => (r.fsyncGate = { thresholdMs: "ten" }),
         [/^zerotouch:fsyncGate\.thresholdMs: given "ten"; allowed: a number of milliseconds/],
+    ],
+    [
+        "a threshold finer than a nanosecond",
+        (r) => (r.fsyncGate = { thresholdMs: 10.1234567 }),
+        [/^zerotouch:fsyncGate\.thresholdMs: given 10\.1234567; allowed: a number of milliseconds greater than 0 and at most 1000, at most 6 decimals/],
+    ],
+    [
+        "a fio run bound below 10 s",
+        (r) => (r.fsyncGate = { maxSecondsPerRun: 5 }),
+        [/^zerotouch:fsyncGate\.maxSecondsPerRun: given 5; allowed: a whole number of seconds from 10 to 1800/],
     ],
     [
         "zero fio runs",
@@ -207,7 +217,7 @@ const rejections: Case[] = [
     [
         "a typo in fsyncGate",
         (r) => (r.fsyncGate = { threshold: 10 }),
-        [/^zerotouch:fsyncGate\.threshold: unknown key \(given 10\); allowed: the keys thresholdMs, runs$/],
+        [/^zerotouch:fsyncGate\.threshold: unknown key \(given 10\); allowed: the keys thresholdMs, runs, maxSecondsPerRun$/],
     ],
     [
         "missing SSH key",

@@ -26,6 +26,11 @@ export interface FsyncGateStepArgs {
     readonly fioSize?: string;
     /** fio `--bs`, bytes. Defaults to 2300 (etcd guidance); the default is applied by the script. */
     readonly fioBlockSize?: number;
+    /**
+     * Longest a run writes (fio `--runtime`) before stopping short of the size: bounds the wait
+     * on a slow disk. Defaults to 120; the default is applied by the script.
+     */
+    readonly maxSecondsPerRun?: number;
 }
 
 export interface FsyncGateArgs extends FsyncGateStepArgs {
@@ -69,6 +74,10 @@ export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
     if (bs !== undefined && (!Number.isInteger(bs) || bs < 1 || bs > 9999999)) {
         throw invalid(node, "fioBlockSize", bs, "allowed: a positive integer of bytes");
     }
+    const max = args.maxSecondsPerRun;
+    if (max !== undefined && (!Number.isInteger(max) || max < 1 || max > 1800)) {
+        throw invalid(node, "maxSecondsPerRun", max, "allowed: a whole number of seconds from 1 to 1800");
+    }
     const params: ScriptParams = {
         ZT_NODE: node,
         ZT_HOST: args.target.host,
@@ -77,6 +86,7 @@ export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
         ZT_RUNS: args.runs,
         ...(args.fioSize !== undefined ? { ZT_FIO_SIZE: args.fioSize } : {}),
         ...(bs !== undefined ? { ZT_FIO_BS: bs } : {}),
+        ...(max !== undefined ? { ZT_FIO_MAX_SECONDS: max } : {}),
     };
     return [{ name: "fio", script: FSYNC_GATE_SCRIPT, params, hasDelete: false, sensitive: false }];
 }

@@ -12,6 +12,9 @@
 #   ZT_RUNS          how many fio runs; the gate uses the worst p99 (1-10)
 #   ZT_FIO_SIZE      fio --size. Defaults to 22m (etcd guidance).
 #   ZT_FIO_BS        fio --bs, in bytes. Defaults to 2300 (etcd guidance).
+#   ZT_FIO_MAX_SECONDS  longest a run may write (fio --runtime) before it stops short of the
+#                    size; bounds the wait on a slow disk, which by then has given thousands
+#                    of samples. Defaults to 120.
 #
 # Only a fresh temporary directory inside the data path is written to, and it is always
 # removed; nothing else in the data path is touched. fio and jq are installed when missing.
@@ -20,7 +23,6 @@
 # gate). Exit codes: 0 passed, 2 invalid parameters, 3 gate failed, 1 anything else.
 set -euo pipefail
 
-readonly fio_timeout_s=1800
 readonly apt_timeout_s=600
 readonly lock_timeout_s=3600
 readonly scratch_prefix=.zerotouch-fsync.
@@ -51,6 +53,7 @@ threshold_in="${ZT_THRESHOLD_MS:-}"
 runs="${ZT_RUNS:-}"
 fio_size="${ZT_FIO_SIZE:-22m}"
 fio_bs="${ZT_FIO_BS:-2300}"
+fio_max_s="${ZT_FIO_MAX_SECONDS:-120}"
 
 [ -n "$host" ] || invalid "ZT_HOST must be set (node ${node})"
 case "$data_path" in
@@ -73,6 +76,11 @@ if [[ "$threshold_in" == *.* ]]; then
 fi
 threshold_ms="$((10#$threshold_int))${threshold_frac:+.$threshold_frac}"
 [[ "$runs" =~ ^([1-9]|10)$ ]] || invalid "ZT_RUNS must be an integer from 1 to 10, got '${runs}' (node ${node})"
+if ! [[ "$fio_max_s" =~ ^[1-9][0-9]{0,3}$ ]] || [ "$fio_max_s" -gt 1800 ]; then
+  invalid "ZT_FIO_MAX_SECONDS must be a whole number of seconds from 1 to 1800, got '${fio_max_s}' (node ${node})"
+fi
+# fio stops itself at --runtime; the timeout only catches a fio that hangs.
+fio_timeout_s=$((fio_max_s + 120))
 [[ "$fio_size" =~ ^[1-9][0-9]{0,5}[kKmMgG]?$ ]] ||
   invalid "ZT_FIO_SIZE must be a size like 22m, got '${fio_size}' (node ${node})"
 [[ "$fio_bs" =~ ^[1-9][0-9]{0,6}$ ]] || invalid "ZT_FIO_BS must be a number of bytes, got '${fio_bs}' (node ${node})"
@@ -139,10 +147,10 @@ readonly trim='{"fio version": .["fio version"],
   jobs: [.jobs[] | {jobname, error, sync, write: {iops: .write.iops, total_ios: .write.total_ios}}]}'
 runs_json="[]"
 for i in $(seq 1 "$runs"); do
-  log "node ${node}: fio run ${i}/${runs} on ${data_path} (${source_dev}, ${fstype}), size ${fio_size}, bs ${fio_bs}"
+  log "node ${node}: fio run ${i}/${runs} on ${data_path} (${source_dev}, ${fstype}), size ${fio_size}, bs ${fio_bs}, at most ${fio_max_s}s"
   rc=0
   out="$(cd "$scratch" && timeout -k 30 "$fio_timeout_s" fio --rw=write --ioengine=sync --fdatasync=1 \
-    --directory="$scratch" --size="$fio_size" --bs="$fio_bs" --name=zerotouch-fsync \
+    --directory="$scratch" --size="$fio_size" --bs="$fio_bs" --runtime="$fio_max_s" --name=zerotouch-fsync \
     --output-format=json)" || rc=$?
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
     die "node ${node}: fio run ${i} did not finish within ${fio_timeout_s}s on ${data_path}; this disk is far too slow for etcd"
