@@ -421,7 +421,8 @@ write_pulumi_config() {
     done
     printf '  zerotouch:vpnCidr: %s\n' "$VPN_CIDR"
     printf '  zerotouch:managementCidrs: ["%s"]\n' "$MANAGEMENT_CIDR"
-    printf '  zerotouch:fsyncGate: {thresholdMs: 10, runs: 2}\n'
+    # Each fio run stops after 30 s: enough samples (about 1200 on the slow node) and a short wait.
+    printf '  zerotouch:fsyncGate: {thresholdMs: 10, runs: 2, maxSecondsPerRun: 30}\n'
     printf '  zerotouch:preflight: {allowedVirtualization: [kvm, systemd-nspawn], requireNvme: false}\n'
   } >"$tmp"
   chmod 0644 "$tmp"

@@ -10,6 +10,7 @@ import { spawn } from "child_process";
 import { readFileSync } from "fs";
 import * as path from "path";
 
+import { hostFirewallPlan } from "../../components/firewall/hostFirewall";
 import { parseFsyncGateResult } from "../../components/fsync/fio";
 import { NodeStep } from "../../components/lib/nodeScript";
 import { lastJsonLine, loadScript, remoteRunner, scriptPayload } from "../../components/lib/script";
@@ -88,33 +89,46 @@ function reasonOf(result: StepRun): string {
     return (lines.length > 0 ? lines : result.stderr.trim().split("\n").slice(-3)).join("\n      ");
 }
 
+const LABELS: Record<string, string> = {
+    connect: "connect",
+    preflight: "preflight",
+    fio: "fsync gate",
+    apply: "firewall apply",
+    confirm: "firewall confirm",
+};
+
 function report(run: NodeRun): string {
     const { plan } = run;
     const out: string[] = [`${plan.name} (${plan.config.role}, ${plan.target.host})`];
+    const indent = " ".repeat(26);
     for (const r of run.runs) {
-        const took = `${r.seconds.toFixed(1)}s`;
+        const label = (LABELS[r.step] ?? r.step).padEnd(16);
+        const took = `${r.seconds.toFixed(1)}s`.padStart(6);
         if (r.code !== 0) {
-            out.push(`  ${r.step.padEnd(10)} FAILED after ${took} (exit ${r.code})`, `      ${reasonOf(r)}`);
+            out.push(`  ${label} FAILED ${took} (exit ${r.code})`, `${indent}${reasonOf(r)}`);
             continue;
         }
         if (r.step === "connect") {
             const c = lastJsonLine(r.stdout, "connect") as { hostname: string; bootState: string };
-            out.push(`  ${"connect".padEnd(10)} ok  ${took}  hostname ${c.hostname}, boot ${c.bootState}`);
+            out.push(`  ${label} ok ${took}  hostname ${c.hostname}, boot ${c.bootState}`);
         } else if (r.step === "preflight") {
             const f = parsePreflightResult(r.stdout, plan.name);
             out.push(
-                `  ${"preflight".padEnd(10)} ok  ${took}  ${f.virtualization}, ${f.os.prettyName}, kernel ${f.kernel}, ${f.cpus} CPUs, ${f.memoryMiB} MiB`,
-                `  ${"".padEnd(10)}          etcd disk: ${f.etcdDisk.description}`,
+                `  ${label} ok ${took}  ${f.virtualization}, ${f.os.prettyName}, kernel ${f.kernel}, ${f.cpus} CPUs, ${f.memoryMiB} MiB`,
+                `${indent}etcd disk: ${f.etcdDisk.description}`,
             );
         } else if (r.step === "fio") {
             const g = parseFsyncGateResult(r.stdout);
-            out.push(
-                `  ${"fsync".padEnd(10)} ok  ${took}  fio fdatasync p99 ${g.worstP99Ms.toFixed(2)} ms (runs: ${g.runs.map((r) => (r.p99Ns / 1e6).toFixed(2)).join(", ")} ms) <= threshold ${g.thresholdMs} ms`,
-            );
+            const runs = g.runs.map((x) => (x.p99Ns / 1e6).toFixed(2)).join(", ");
+            out.push(`  ${label} ok ${took}  fio fdatasync p99 ${g.worstP99Ms.toFixed(2)} ms (runs: ${runs} ms), threshold ${g.thresholdMs} ms`);
         } else {
             const j = lastJsonLine(r.stdout, r.step) as Record<string, unknown>;
             const fields = ["changed", "rollbackArmed", "confirmed"].filter((k) => k in j).map((k) => `${k} ${String(j[k])}`);
-            out.push(`  ${("firewall " + r.step).padEnd(10)} ok  ${took}  ${fields.join(", ")}, ruleset ${String(j.hash).slice(0, 12)}`);
+            out.push(`  ${label} ok ${took}  ${fields.join(", ")}; ruleset ${String(j.hash).slice(0, 12)}`);
+            if (r.step === "confirm") {
+                const open = hostFirewallPlan(plan.firewall).openPorts.map((p) => `${p.ports}/${p.protocol} from ${p.from.join("+")}`);
+                out.push(`${indent}inbound open: ${open.join("; ")}; all else dropped`);
+            }
         }
     }
     return out.join("\n");
