@@ -24,8 +24,8 @@ import { tmpdir } from "os";
 import * as path from "path";
 
 import { hostFirewallSteps, HostFirewallSpec } from "../components/firewall/hostFirewall";
-import type { NodeStep } from "../components/lib/nodeScript";
-import { lastJsonLine, loadScript, remoteRunner, scriptPayload, ScriptAction } from "../components/lib/script";
+import { NodeStep, stepPayload } from "../components/lib/nodeScript";
+import { lastJsonLine, remoteRunner, ScriptAction } from "../components/lib/script";
 
 const ID = `${process.pid % 100000}`;
 const NS = {
@@ -269,7 +269,7 @@ describeIf("firewall scripts in network namespaces", () => {
 
     /** Runs a step on the node as the remote runner would, in the node's namespaces. */
     function runStep(step: NodeStep, action: ScriptAction = "create") {
-        const payload = scriptPayload(loadScript(step.script), step.params);
+        const payload = stepPayload(step);
         const setup = [
             `mount -t overlay overlay -o lowerdir=/etc,upperdir=${dir}/etc.upper,workdir=${dir}/etc.work /etc`,
             `mount -t overlay overlay -o lowerdir=/var/lib,upperdir=${dir}/lib.upper,workdir=${dir}/lib.work /var/lib`,

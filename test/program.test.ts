@@ -125,11 +125,12 @@ describe("the program under mocks", () => {
             expect(String(c.inputs.stdin)).not.toContain(keyBody);
             expect(String(c.inputs.create)).not.toContain(keyBody);
         }
-        const scriptsDirs = ["node", "fsync", "firewall"].map((m) => path.join(__dirname, "..", "components", m, "scripts"));
-        for (const dir of scriptsDirs) {
-            for (const f of readdirSync(dir)) {
-                expect(readFileSync(path.join(dir, f), "utf8")).not.toMatch(/PRIVATE KEY-----|password\s*=/i);
-            }
+        const scripts = readdirSync(path.join(__dirname, "..", "components"), { recursive: true, encoding: "utf8" })
+            .filter((f) => f.endsWith(".sh"))
+            .map((f) => path.join(__dirname, "..", "components", f));
+        expect(scripts.length).toBeGreaterThanOrEqual(7);
+        for (const file of scripts) {
+            expect([file, readFileSync(file, "utf8")]).not.toEqual([file, expect.stringMatching(/PRIVATE KEY-----|password\s*=/i)]);
         }
     });
 

@@ -3,11 +3,12 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 
 import { SshTarget } from "../lib/connection";
-import { NodeStep, nodeScript } from "../lib/nodeScript";
-import { loadScript, scriptPayload } from "../lib/script";
+import { NodeStep, nodeScript, stepPayload } from "../lib/nodeScript";
 import { FirewallInput, FirewallPolicy, firewallRules, OpenPort, openPorts, RenderedRuleset, renderNftables } from "./rules";
 
 const SCRIPTS = path.join(__dirname, "scripts");
+/** Shell library both firewall scripts use: state paths and ruleset hashes. */
+const STATE_LIB = path.join(SCRIPTS, "lib", "state.sh");
 
 /** What decides a node's firewall. Plain values: the ruleset is rendered when the program runs. */
 export interface HostFirewallSpec extends FirewallInput {
@@ -54,6 +55,7 @@ export function hostFirewallPlan(spec: HostFirewallSpec): HostFirewallPlan {
     const apply: NodeStep = {
         name: "apply",
         script: path.join(SCRIPTS, "firewall.sh"),
+        libraries: [STATE_LIB],
         params: { ZT_NODE: spec.node, ZT_RULESET: ruleset.text, ZT_ROLLBACK_SECONDS: rollbackSeconds },
         hasDelete: true,
         sensitive: false,
@@ -61,10 +63,11 @@ export function hostFirewallPlan(spec: HostFirewallSpec): HostFirewallPlan {
     const confirm: NodeStep = {
         name: "confirm",
         script: path.join(SCRIPTS, "firewall-confirm.sh"),
+        libraries: [STATE_LIB],
         params: {
             ZT_NODE: spec.node,
             ZT_RULESET_HASH: ruleset.hash,
-            ZT_APPLY: scriptPayload(loadScript(apply.script), apply.params).hash,
+            ZT_APPLY: stepPayload(apply).hash,
         },
         hasDelete: false,
         sensitive: false,

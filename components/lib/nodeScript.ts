@@ -2,7 +2,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 
 import { SshTarget } from "./connection";
-import { loadScript, remoteRunner, ScriptParams, scriptPayload } from "./script";
+import { loadScript, remoteRunner, ScriptParams, ScriptPayload, scriptPayload } from "./script";
 
 /**
  * One phase of a node's bootstrap as plain data: which script runs with which parameters.
@@ -20,6 +20,17 @@ export interface NodeStep {
     readonly hasDelete: boolean;
     /** Whether the output may carry a credential: not logged, `stdout`/`stderr` secret. */
     readonly sensitive: boolean;
+    /**
+     * Shell libraries (absolute paths) whose functions the script uses: their text goes into the
+     * payload ahead of the script, in this order. A script run by hand sources them itself.
+     */
+    readonly libraries?: readonly string[];
+}
+
+/** The payload a step sends: parameters, then its libraries, then the script. */
+export function stepPayload(step: NodeStep): ScriptPayload {
+    const parts = [...(step.libraries ?? []), step.script].map((file) => loadScript(file));
+    return scriptPayload(parts.join("\n"), step.params);
 }
 
 /**
@@ -33,7 +44,7 @@ export function nodeScript(
     target: SshTarget,
     opts: pulumi.CustomResourceOptions,
 ): command.remote.Command {
-    const payload = scriptPayload(loadScript(step.script), step.params);
+    const payload = stepPayload(step);
     return new command.remote.Command(
         name,
         {

@@ -17,8 +17,8 @@ import { constants } from "os";
 import * as path from "path";
 import { z } from "zod";
 
-import { NodeStep } from "../../components/lib/nodeScript";
-import { loadScript, remoteRunner, ScriptAction, scriptPayload, shellQuote } from "../../components/lib/script";
+import { NodeStep, stepPayload } from "../../components/lib/nodeScript";
+import { remoteRunner, ScriptAction, shellQuote } from "../../components/lib/script";
 
 export interface LabNode {
     name: string;
@@ -220,7 +220,7 @@ export function runStep(
     action: ScriptAction = "create",
     timeoutSec: number = TIMEOUTS.step,
 ): RunResult {
-    const payload = scriptPayload(loadScript(step.script), step.params);
+    const payload = stepPayload(step);
     return sshRun(lab, node, remoteRunner("root", action), payload.stdin, timeoutSec);
 }
 

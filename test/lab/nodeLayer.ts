@@ -12,8 +12,8 @@ import * as path from "path";
 
 import { hostFirewallPlan } from "../../components/firewall/hostFirewall";
 import { parseFsyncGateResult } from "../../components/fsync/fio";
-import { NodeStep } from "../../components/lib/nodeScript";
-import { lastJsonLine, loadScript, remoteRunner, scriptPayload } from "../../components/lib/script";
+import { NodeStep, stepPayload } from "../../components/lib/nodeScript";
+import { lastJsonLine, remoteRunner } from "../../components/lib/script";
 import { parsePreflightResult } from "../../components/node/facts";
 import { ConfigError, parseStackFile, validateConfig } from "../../infra/config";
 import { NodePlan, nodeSteps, planNodes } from "../../infra/program";
@@ -42,7 +42,7 @@ interface NodeRun {
 
 /** Runs one step over SSH with the pinned host key; resolves with its exit code and output. */
 function runStep(state: LabState, plan: NodePlan, step: NodeStep, timeoutSec: number): Promise<StepRun> {
-    const payload = scriptPayload(loadScript(step.script), step.params);
+    const payload = stepPayload(step);
     const args = [
         "-i", state.keyPath,
         "-o", "BatchMode=yes",

@@ -16,13 +16,11 @@
 #                    after every run of the apply step
 set -euo pipefail
 
-readonly CONF_DIR=/etc/zerotouch
-readonly RULES="$CONF_DIR/firewall.nft"
-readonly RULES_LIVE="$CONF_DIR/firewall.nft.live-sha256"
-readonly STATE=/var/lib/zerotouch/firewall
-readonly UNIT=zerotouch-firewall.service
-readonly UNIT_FILE=/etc/systemd/system/$UNIT
-readonly ROLLBACK=zerotouch-firewall-rollback
+# State paths, live_hash, ruleset_hash: in the payload ahead of this script, or from the checkout.
+if ! declare -F live_hash >/dev/null; then
+  # shellcheck source=components/firewall/scripts/lib/state.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/lib/state.sh"
+fi
 
 log() { printf '[firewall-confirm %s] %s\n' "${ZT_NODE:-?}" "$*" >&2; }
 die() {
@@ -44,20 +42,6 @@ want="${ZT_RULESET_HASH:?ZT_RULESET_HASH is required}"
 [[ "$want" =~ ^[0-9a-f]{64}$ ]] || die "ZT_RULESET_HASH '$want' is not a sha256"
 command -v nft >/dev/null 2>&1 || die "nft is not installed: run the apply step first"
 
-live_hash() {
-  if nft list table inet zerotouch >/dev/null 2>&1; then
-    nft -s list table inet zerotouch | sha256sum | cut -d' ' -f1
-  else
-    echo absent
-  fi
-}
-
-ruleset_hash() {
-  local h
-  h=$(sed -n '1,5s/^# sha256 \([0-9a-f]\{64\}\)$/\1/p' "$1")
-  [ -n "$h" ] || h=$(sha256sum <"$1" | cut -d' ' -f1)
-  echo "$h"
-}
 
 # Writes and enables the boot unit; prints "changed" if it had to do anything.
 ensure_unit() {

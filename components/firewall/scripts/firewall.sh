@@ -17,12 +17,11 @@
 #   ZT_ROLLBACK_SECONDS  seconds until an unconfirmed ruleset is rolled back (default 60)
 set -euo pipefail
 
-readonly CONF_DIR=/etc/zerotouch
-readonly RULES="$CONF_DIR/firewall.nft"
-readonly RULES_LIVE="$CONF_DIR/firewall.nft.live-sha256"
-readonly STATE=/var/lib/zerotouch/firewall
-readonly UNIT_FILE=/etc/systemd/system/zerotouch-firewall.service
-readonly ROLLBACK=zerotouch-firewall-rollback
+# State paths, live_hash, ruleset_hash: in the payload ahead of this script, or from the checkout.
+if ! declare -F live_hash >/dev/null; then
+  # shellcheck source=components/firewall/scripts/lib/state.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/lib/state.sh"
+fi
 
 log() { printf '[firewall %s] %s\n' "${ZT_NODE:-?}" "$*" >&2; }
 die() {
@@ -43,24 +42,6 @@ else
   self_id=$(printf '%s\0' "$node" "${ZT_RULESET:-}" "${ZT_ROLLBACK_SECONDS:-}" | sha256sum | cut -d' ' -f1)
 fi
 
-have_table() { nft list table inet zerotouch >/dev/null 2>&1; }
-
-# sha256 of the live table as nft prints it (stateless), or "absent".
-live_hash() {
-  if have_table; then
-    nft -s list table inet zerotouch | sha256sum | cut -d' ' -f1
-  else
-    echo absent
-  fi
-}
-
-# The hash in a rendered ruleset's header, or the file's own hash if it has none.
-ruleset_hash() {
-  local h
-  h=$(sed -n '1,5s/^# sha256 \([0-9a-f]\{64\}\)$/\1/p' "$1")
-  [ -n "$h" ] || h=$(sha256sum <"$1" | cut -d' ' -f1)
-  echo "$h"
-}
 
 stop_rollback() {
   systemctl stop "$ROLLBACK.timer" "$ROLLBACK.service" >/dev/null 2>&1 || true

@@ -4,19 +4,16 @@
 # Parameters: ZT_NODE, ZT_BOOT_TIMEOUT_SECONDS (default 120). Read-only on the node.
 set -euo pipefail
 
+# json_string, json_array: in the payload ahead of this script, or from the checkout.
+if ! declare -F json_string >/dev/null; then
+  # shellcheck source=components/lib/scripts/json.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/json.sh"
+fi
+
 node="${ZT_NODE:?ZT_NODE is required}"
 boot_timeout="${ZT_BOOT_TIMEOUT_SECONDS:-120}"
 action="${ZT_ACTION:-create}"
 
-json_string() {
-  local s=$1
-  s=${s//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/\\n}
-  s=${s//$'\r'/}
-  s=${s//$'\t'/\\t}
-  printf '"%s"' "$s"
-}
 
 if [ "$action" = "delete" ]; then
   printf '{"node":%s,"action":"delete"}\n' "$(json_string "$node")"

@@ -15,6 +15,12 @@
 # fails, with one line per problem on stderr.
 set -euo pipefail
 
+# json_string, json_array: in the payload ahead of this script, or from the checkout.
+if ! declare -F json_string >/dev/null; then
+  # shellcheck source=components/lib/scripts/json.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/json.sh"
+fi
+
 node="${ZT_NODE:?ZT_NODE is required}"
 role="${ZT_ROLE:?ZT_ROLE is required}"
 etcd_path="${ZT_ETCD_DATA_PATH:?ZT_ETCD_DATA_PATH is required}"
@@ -24,23 +30,7 @@ supported_os="${ZT_SUPPORTED_OS:?ZT_SUPPORTED_OS is required}"
 required_tools="${ZT_REQUIRED_TOOLS:-}"
 action="${ZT_ACTION:-create}"
 
-json_string() {
-  local s=$1
-  s=${s//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/\\n}
-  s=${s//$'\r'/}
-  s=${s//$'\t'/\\t}
-  printf '"%s"' "$s"
-}
 
-json_array() {
-  local out="" item
-  for item in "$@"; do
-    out+="${out:+,}$(json_string "$item")"
-  done
-  printf '[%s]' "$out"
-}
 
 if [ "$action" = "delete" ]; then
   printf '{"node":%s,"action":"delete"}\n' "$(json_string "$node")"
