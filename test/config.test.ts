@@ -2,28 +2,13 @@ import { readFileSync } from "fs";
 import * as path from "path";
 
 import { ConfigError, parseStackFile, projectConfig, secretConfigKeys, validateConfig } from "../infra/config";
+import { location, TEST_KEY, validRawConfig } from "./support/config";
 
-const TEST_KEY = readFileSync(path.join(__dirname, "fixtures", "test-ssh-key"), "utf8");
 const SECRET = new Set(["sshPrivateKey"]);
-
-function location(datacenter = "osl1") {
-    return { country: "NO", region: "oslo", datacenter, provider: "example-vps" };
-}
 
 /** A valid config: 3 control-plane nodes and 2 workers. Each case changes one thing. */
 function valid(): Record<string, any> {
-    return {
-        nodes: {
-            "cp-1": { host: "203.0.113.11", role: "control-plane", location: location() },
-            "cp-2": { host: "203.0.113.12", role: "control-plane", location: location() },
-            "cp-3": { host: "203.0.113.13", role: "control-plane", location: location("osl2") },
-            "worker-1": { host: "203.0.113.21", role: "worker", location: location() },
-            "worker-2": { host: "203.0.113.22", role: "worker", location: location("osl2") },
-        },
-        sshPrivateKey: TEST_KEY,
-        vpnCidr: "10.8.0.0/24",
-        managementCidrs: ["198.51.100.0/28"],
-    };
+    return validRawConfig(2);
 }
 
 function problemsOf(raw: Record<string, unknown>, secretKeys: ReadonlySet<string> = SECRET): string[] {

@@ -1,31 +1,17 @@
 import { readdirSync, readFileSync } from "fs";
 import * as path from "path";
 
-import type { PlatformConfig } from "../infra/config";
 import type { Recorder } from "./support/mocks";
 import { resolve, wireSecret } from "./support/mocks";
+import { location, TEST_KEY, validRawConfig } from "./support/config";
 import { nodeStdout } from "./support/nodeStdout";
 
-const TEST_KEY = readFileSync(path.join(__dirname, "fixtures", "test-ssh-key"), "utf8");
 const COMMAND = "command:remote:Command";
 
-function location(datacenter = "osl1") {
-    return { country: "NO", region: "oslo", datacenter, provider: "example-vps" };
-}
-
-function rawConfig(extraNodes: Record<string, unknown> = {}): Record<string, unknown> {
-    return {
-        nodes: {
-            "cp-1": { host: "203.0.113.11", role: "control-plane", location: location() },
-            "cp-2": { host: "203.0.113.12", role: "control-plane", location: location() },
-            "cp-3": { host: "203.0.113.13", role: "control-plane", location: location("osl2") },
-            "worker-1": { host: "203.0.113.21", role: "worker", location: location() },
-            ...extraNodes,
-        },
-        sshPrivateKey: TEST_KEY,
-        vpnCidr: "10.8.0.0/24",
-        managementCidrs: ["198.51.100.0/28"],
-    };
+function rawConfig(extraNodes: Record<string, unknown> = {}): Record<string, any> {
+    const raw = validRawConfig(1);
+    raw.nodes = { ...raw.nodes, ...extraNodes };
+    return raw;
 }
 
 /** The stack config as Pulumi hands it to the program: flat, JSON-encoded, namespaced. */
@@ -202,6 +188,3 @@ describe("an invalid config", () => {
         expect(recorder.resources).toEqual([]);
     });
 });
-
-// Keeps the type import used: the program is driven through its config, as Pulumi would.
-export type _Config = PlatformConfig;
