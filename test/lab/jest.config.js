@@ -11,7 +11,7 @@ module.exports = {
   roots: ["<rootDir>/test/lab"],
   testMatch: ["**/*.lab.test.ts"],
   // Transpile only (type checking is `tsc --noEmit`), as ts-jest asks for it.
-  transform: { "^.+\\.ts$": ["ts-jest", { tsconfig: { isolatedModules: true } }] },
+  transform: { "^.+\\.ts$": "ts-jest" },
   testSequencer: path.join(__dirname, "sequencer.js"),
   maxWorkers: 1,
   testTimeout: 20 * 60 * 1000,
