@@ -4,7 +4,16 @@ import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 
-import { ETCD_BACKEND_COMMIT, ETCD_WAL_FSYNC, formatMs2 } from "../components/etcd/metrics";
+import {
+    ETCD_BACKEND_COMMIT,
+    ETCD_WAL_FSYNC,
+    EtcdLatencyMetric,
+    evaluateLatencyGate,
+    extractHistogram,
+    formatMs2,
+    Histogram,
+    parsePrometheusText,
+} from "../components/etcd/metrics";
 import { formatWalGateFailure, parseWalGateResult, WAL_GATE_SCRIPT, walGateSteps, WalGateStepArgs } from "../components/etcd/walGate";
 import { stepPayload } from "../components/lib/nodeScript";
 import type { Recorder } from "./support/mocks";
@@ -219,7 +228,7 @@ describe("wal-fsync-gate.sh, checks that need no etcd", () => {
         ZT_METRICS_URL: "http://127.0.0.1:9/metrics",
     };
     it.each<[string, Record<string, string>, RegExp]>([
-        ["an unknown action", { ZT_ACTION: "update" }, /ZT_ACTION must be create or delete/],
+        ["an unknown action", { ZT_ACTION: "update" }, /ZT_ACTION must be create, delete or evaluate/],
         ["a node name that is not a DNS label", { ZT_NODE: "cp_1" }, /ZT_NODE must be a DNS label/],
         ["no host", { ZT_HOST: "" }, /ZT_HOST must be set/],
         ["no endpoint", { ZT_ETCD_ENDPOINT: "" }, /ZT_ETCD_ENDPOINT must be an etcd client URL/],
@@ -245,6 +254,201 @@ describe("wal-fsync-gate.sh, checks that need no etcd", () => {
         const r = runGate({ ...valid, ZT_ETCD_ENDPOINT: `http://127.0.0.1:${port}` });
         expect(r.status).toBe(1);
         expect(r.stderr).toMatch(new RegExp(`node cp-1: etcd does not answer at http://127.0.0.1:${port}`));
+        expect(r.stdout).toBe("");
+    });
+});
+
+/** etcd's bucket bounds as it writes them. */
+const ETCD_LE = ["0.001", "0.002", "0.004", "0.008", "0.016", "0.032", "0.064", "0.128", "0.256", "0.512", "1.024", "2.048", "4.096", "8.192"];
+
+/** An etcd-shaped histogram from per-bucket (not cumulative) counts, keyed by upper bound in ms. */
+function etcdHist(perBucketByMs: Partial<Record<number | "inf", number>>, sum = 0.5): Histogram {
+    let total = 0;
+    const buckets = ETCD_LE.map((le) => {
+        total += perBucketByMs[Math.round(Number(le) * 1000)] ?? 0;
+        return { le: Number(le), count: total };
+    });
+    total += perBucketByMs.inf ?? 0;
+    buckets.push({ le: Infinity, count: total });
+    return { buckets, count: total, sum };
+}
+
+/** A scrape in etcd's format with both histograms, among other families. */
+function promText(wal: Histogram, commit: Histogram): string {
+    const histogram = (name: string, h: Histogram): string[] => [
+        `# HELP ${name} The latency distributions.`,
+        `# TYPE ${name} histogram`,
+        ...h.buckets.map((b, i) => `${name}_bucket{le="${ETCD_LE[i] ?? "+Inf"}"} ${b.count}`),
+        `${name}_sum ${h.sum}`,
+        `${name}_count ${h.count}`,
+    ];
+    return [
+        "# HELP etcd_server_has_leader Whether or not a leader exists. 1 is existence, 0 is not.",
+        "# TYPE etcd_server_has_leader gauge",
+        "etcd_server_has_leader 1",
+        ...histogram("etcd_debugging_disk_backend_commit_write_duration_seconds", etcdHist({ 1: 7 })),
+        ...histogram(ETCD_BACKEND_COMMIT, commit),
+        ...histogram(ETCD_WAL_FSYNC, wal),
+        'etcd_server_version{server_version="3.4.23"} 1',
+        "",
+    ].join("\n");
+}
+
+/** A small seeded generator, so the random cases are the same on every run. */
+function prng(seed: number): () => number {
+    let x = seed;
+    return () => {
+        x = (x * 1103515245 + 12345) % 2147483648;
+        return x / 2147483648;
+    };
+}
+
+describe("wal-fsync-gate.sh decides as the TypeScript does (ZT_ACTION=evaluate, no etcd)", () => {
+    let dir: string;
+    beforeAll(() => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "zt-wal-eval-"));
+    });
+    afterAll(() => {
+        fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    interface Case {
+        readonly wal: [Histogram, Histogram];
+        readonly commit: [Histogram, Histogram];
+        readonly walThresholdMs?: string;
+        readonly commitThresholdMs?: string;
+        readonly minSamples?: number;
+        readonly minCommitSamples?: number;
+    }
+    const none = etcdHist({});
+    const from0 = (after: Histogram): [Histogram, Histogram] => [none, after];
+
+    /** Runs the script on the case's scrapes and holds every figure and message to the TypeScript's. */
+    function check(name: string, c: Case, before?: string, after?: string): Record<string, any> {
+        const beforeFile = path.join(dir, `${name}-before.prom`);
+        const afterFile = path.join(dir, `${name}-after.prom`);
+        fs.writeFileSync(beforeFile, before ?? promText(c.wal[0], c.commit[0]));
+        fs.writeFileSync(afterFile, after ?? promText(c.wal[1], c.commit[1]));
+        const walThresholdMs = c.walThresholdMs ?? "10";
+        const commitThresholdMs = c.commitThresholdMs ?? "25";
+        const minSamples = c.minSamples ?? 500;
+        const minCommitSamples = c.minCommitSamples ?? 100;
+        const r = runGate({
+            ZT_ACTION: "evaluate",
+            ZT_NODE: "cp-1",
+            ZT_BEFORE_FILE: beforeFile,
+            ZT_AFTER_FILE: afterFile,
+            ZT_WAL_THRESHOLD_MS: walThresholdMs,
+            ZT_COMMIT_THRESHOLD_MS: commitThresholdMs,
+            ZT_MIN_SAMPLES: String(minSamples),
+            ZT_MIN_COMMIT_SAMPLES: String(minCommitSamples),
+        });
+        const line = JSON.parse(r.stdout.trim().split("\n").pop() ?? "");
+        const exposition = [parsePrometheusText(fs.readFileSync(beforeFile, "utf8")), parsePrometheusText(fs.readFileSync(afterFile, "utf8"))];
+        const stderr = r.stderr.split("\n");
+        let passed = true;
+        const metrics: [EtcdLatencyMetric, string, number][] = [
+            [ETCD_WAL_FSYNC, walThresholdMs, minSamples],
+            [ETCD_BACKEND_COMMIT, commitThresholdMs, minCommitSamples],
+        ];
+        metrics.forEach(([metric, thresholdMs, min], i) => {
+            const ts = evaluateLatencyGate({
+                node: "cp-1",
+                metric,
+                before: extractHistogram(exposition[0], metric),
+                after: extractHistogram(exposition[1], metric),
+                quantile: 0.99,
+                thresholdMs: Number(thresholdMs),
+                minSamples: min,
+            });
+            const sh = line.metrics[i];
+            expect({ ...sh, before: undefined, after: undefined }).toEqual({
+                metric,
+                thresholdMs: Number(thresholdMs),
+                minSamples: min,
+                before: undefined,
+                after: undefined,
+                samples: ts.samples,
+                p99Ms: ts.quantileMs,
+                bucketMs: ts.bucketMs,
+                slowBoundMs: ts.slowBoundMs,
+                slowSamples: ts.slowSamples,
+                decidedEarly: ts.decidedEarly,
+                estimate: ts.estimate,
+                verdict: ts.verdict,
+                passed: ts.passed,
+            });
+            expect(stderr).toContain(ts.passed ? `wal-fsync-gate: ${ts.message}` : ts.message);
+            passed &&= ts.passed;
+        });
+        expect(line.passed).toBe(passed);
+        expect(r.status).toBe(passed ? 0 : 3);
+        return line;
+    }
+
+    it.each<[string, Case]>([
+        ["all samples in the first bucket", { wal: from0(etcdHist({ 1: 1000 })), commit: from0(etcdHist({ 1: 200 })) }],
+        ["interpolation within (2, 4] ms", { wal: from0(etcdHist({ 1: 900, 4: 100 })), commit: from0(etcdHist({ 2: 150, 4: 50 })) }],
+        ["the (8, 16] ms bucket, failing", { wal: from0(etcdHist({ 8: 985, 16: 15 })), commit: from0(etcdHist({ 16: 985, 32: 15 })) }],
+        ["the (8, 16] ms bucket, passing", { wal: from0(etcdHist({ 8: 989, 16: 11 })), commit: from0(etcdHist({ 16: 99, 32: 1 })) }],
+        ["the +Inf bucket", { wal: from0(etcdHist({ 1: 900, inf: 100 })), commit: from0(etcdHist({ 8192: 90, inf: 10 })) }],
+        ["too few samples", { wal: from0(etcdHist({ 1: 120 })), commit: from0(etcdHist({ 1: 5 })) }],
+        ["no samples at all", { wal: from0(none), commit: from0(none) }],
+        ["an early decision", { wal: from0(etcdHist({ 1: 40, 16: 30, 128: 6 })), commit: from0(etcdHist({ 64: 3 })) }],
+        ["a threshold above the highest bound", { wal: from0(etcdHist({ 1: 40, inf: 30 })), commit: from0(none), walThresholdMs: "9000" }],
+        ["thresholds with decimals", { wal: from0(etcdHist({ 4: 500, 8: 500 })), commit: from0(etcdHist({ 1: 100 })), walThresholdMs: "7.25", commitThresholdMs: "0.5" }],
+        ["a first scrape with samples", { wal: [etcdHist({ 1: 100, 64: 50 }), etcdHist({ 1: 1100, 64: 50 })], commit: [etcdHist({ 1: 5 }), etcdHist({ 1: 205 })] }],
+    ])("%s", (name, c) => {
+        check(name.replace(/\W+/g, "-"), c);
+    });
+
+    it("on 40 random histograms, which reach every verdict", () => {
+        const random = prng(20240607);
+        const seen = new Set<string>();
+        for (let n = 0; n < 40; n++) {
+            const spread = (): Histogram => {
+                const counts: Partial<Record<number | "inf", number>> = {};
+                // Mostly fast, with a tail: fewer samples in each higher bucket.
+                ETCD_LE.forEach((le, i) => {
+                    counts[Math.round(Number(le) * 1000)] = random() < 0.3 ? 0 : Math.floor(random() * 2000 * 0.3 ** i);
+                });
+                counts.inf = random() < 0.8 ? 0 : Math.floor(random() * 5);
+                return etcdHist(counts, random() * 10);
+            };
+            const threshold = String(Math.round((0.5 + random() * 40) * 1000) / 1000);
+            const line = check(`random-${n}`, {
+                wal: from0(spread()),
+                commit: from0(spread()),
+                walThresholdMs: threshold,
+                commitThresholdMs: "25",
+                minSamples: 1 + Math.floor(random() * 600),
+                minCommitSamples: 1 + Math.floor(random() * 100),
+            });
+            for (const m of line.metrics) {
+                seen.add(m.verdict);
+                seen.add(m.estimate ? "estimate" : "exact");
+                seen.add(m.decidedEarly ? "early" : "");
+            }
+        }
+        expect([...seen].sort()).toEqual(["", "above-threshold", "early", "estimate", "exact", "passed", "too-few-samples"]);
+    });
+
+    it.each(["normal", "slow"])("on the recorded %s scrapes", (kind) => {
+        const line = check(`recorded-${kind}`, { wal: from0(none), commit: from0(none), minCommitSamples: 50 }, fixture(`${kind}-before.prom`), fixture(`${kind}-after.prom`));
+        expect(line.metrics[0].passed).toBe(kind === "normal");
+    });
+
+    it("refuses scrapes whose counters went down: exit 1, counters reset", () => {
+        fs.writeFileSync(path.join(dir, "reset-before.prom"), fixture("normal-after.prom"));
+        fs.writeFileSync(path.join(dir, "reset-after.prom"), fixture("normal-before.prom"));
+        const r = runGate({
+            ZT_ACTION: "evaluate",
+            ZT_NODE: "cp-1",
+            ZT_BEFORE_FILE: path.join(dir, "reset-before.prom"),
+            ZT_AFTER_FILE: path.join(dir, "reset-after.prom"),
+        });
+        expect(r.status).toBe(1);
+        expect(r.stderr).toMatch(/node cp-1: etcd_disk_wal_fsync_duration_seconds: counters reset between scrapes \(etcd restarted\?\)/);
         expect(r.stdout).toBe("");
     });
 });

@@ -20,7 +20,9 @@
 # interrupted: the next run deletes them first), so a run leaves etcd's keys as they were.
 #
 # Parameters (environment):
-#   ZT_ACTION               create | delete (delete: nothing to undo, this only measures)
+#   ZT_ACTION               create | delete (delete: nothing to undo, this only measures) |
+#                           evaluate (decide on two saved scrapes, ZT_BEFORE_FILE and ZT_AFTER_FILE,
+#                           without etcd: the thresholds and minimums apply, nothing else is needed)
 #   ZT_NODE                 node name (DNS label), used in the keys, the result and the messages
 #   ZT_HOST                 address the node is reached at; recorded in the result
 #   ZT_ETCD_ENDPOINT        etcd client URL, scheme://host:port (e.g. https://127.0.0.1:2379)
@@ -63,8 +65,8 @@ action="${ZT_ACTION:-}"
 node="${ZT_NODE:-}"
 
 case "$action" in
-  create | delete) ;;
-  *) invalid "ZT_ACTION must be create or delete, got '${action}'" ;;
+  create | delete | evaluate) ;;
+  *) invalid "ZT_ACTION must be create, delete or evaluate, got '${action}'" ;;
 esac
 [[ "$node" =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] ||
   invalid "ZT_NODE must be a DNS label (lowercase letters, digits, '-'), got '${node}'"
@@ -86,23 +88,6 @@ load_s="${ZT_LOAD_SECONDS:-120}"
 min_wal="${ZT_MIN_SAMPLES:-500}"
 min_commit="${ZT_MIN_COMMIT_SAMPLES:-100}"
 
-[ -n "$host" ] || invalid "ZT_HOST must be set (node ${node})"
-[[ "$endpoint" =~ ^https?://[^/[:space:]\"\\]+$ ]] ||
-  invalid "ZT_ETCD_ENDPOINT must be an etcd client URL like https://127.0.0.1:2379 (no path), got '${endpoint}' (node ${node})"
-[[ "$metrics_url" =~ ^https?://[^[:space:]\"\\]+$ ]] ||
-  invalid "ZT_METRICS_URL must be an http(s) URL, got '${metrics_url}' (node ${node})"
-for pair in "ZT_ETCD_CACERT=${cacert}" "ZT_ETCD_CERT=${cert}" "ZT_ETCD_KEY=${key}"; do
-  name="${pair%%=*}"
-  file="${pair#*=}"
-  [ -n "$file" ] || continue
-  if [[ "$file" != /* ]] || [[ "$file" == *[\"\\]* ]] || [[ "$file" == *$'\n'* ]]; then
-    invalid "${name} must be an absolute path without quotes or backslashes, got '${file}' (node ${node})"
-  fi
-  [ -r "$file" ] || die "node ${node}: ${name} ${file} is not a readable file"
-done
-if { [ -n "$cert" ] && [ -z "$key" ]; } || { [ -z "$cert" ] && [ -n "$key" ]; }; then
-  invalid "ZT_ETCD_CERT and ZT_ETCD_KEY go together (node ${node})"
-fi
 in_range() { [[ "$1" =~ ^[1-9][0-9]{0,6}$ ]] && [ "$1" -le "$2" ]; }
 in_range "$writes" 100000 || invalid "ZT_WRITES must be an integer from 1 to 100000, got '${writes}' (node ${node})"
 in_range "$load_s" 1800 || invalid "ZT_LOAD_SECONDS must be a whole number of seconds from 1 to 1800, got '${load_s}' (node ${node})"
@@ -125,100 +110,6 @@ canonical_ms() {
 }
 wal_threshold="$(canonical_ms ZT_WAL_THRESHOLD_MS "${ZT_WAL_THRESHOLD_MS:-10}")"
 commit_threshold="$(canonical_ms ZT_COMMIT_THRESHOLD_MS "${ZT_COMMIT_THRESHOLD_MS:-25}")"
-
-# --- tools ----------------------------------------------------------------------------------
-if ! command -v curl >/dev/null 2>&1; then
-  command -v apt-get >/dev/null 2>&1 || die "node ${node}: curl missing and apt-get not available to install it"
-  log "node ${node}: installing curl"
-  export DEBIAN_FRONTEND=noninteractive
-  timeout "$apt_timeout_s" apt-get -q -o DPkg::Lock::Timeout=300 update >&2 ||
-    die "node ${node}: apt-get update failed or timed out"
-  timeout "$apt_timeout_s" apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends curl >&2 ||
-    die "node ${node}: installing curl failed or timed out"
-fi
-for tool in awk base64 timeout; do
-  command -v "$tool" >/dev/null 2>&1 || die "node ${node}: ${tool} is missing"
-done
-
-# --- etcd access ----------------------------------------------------------------------------
-tls=()
-[ -z "$cacert" ] || tls+=(--cacert "$cacert")
-[ -z "$cert" ] || tls+=(--cert "$cert" --key "$key")
-readonly key_prefix="/zerotouch/wal-gate/${node}/"
-# The end of the prefix's key range: the prefix with its last byte ('/') incremented ('0').
-readonly key_range_end="/zerotouch/wal-gate/${node}0"
-
-work=""
-keys_written=false
-cleanup() {
-  if [ "$keys_written" = true ]; then
-    delete_keys || log "node ${node}: could not delete the gate's keys under ${key_prefix} (HTTP ${delete_code}); the next run deletes them"
-  fi
-  [ -z "$work" ] || rm -rf -- "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-work="$(mktemp -d -t zerotouch-wal-gate.XXXXXXXX)"
-
-b64() { printf '%s' "$1" | base64 -w0; }
-
-# POSTs a JSON body to one of the gateway's endpoints; the answer goes to $work/answer.
-# Prints the HTTP status (000 when etcd did not answer).
-etcd_post() {
-  curl -sS --connect-timeout 5 --max-time 15 "${tls[@]}" -o "$work/answer" -w '%{http_code}' \
-    -X POST --data-binary "$2" "${endpoint}$1" 2>"$work/curl.err" || true
-}
-
-refused() {
-  local what="$1" code="$2" why
-  if [ "$code" = 000 ]; then
-    why="$(tr '\n' ' ' <"$work/curl.err" | cut -c1-300)"
-    die "node ${node}: etcd does not answer at ${endpoint} (${what}): ${why}"
-  fi
-  why="$(tr '\n' ' ' <"$work/answer" 2>/dev/null | cut -c1-300)"
-  die "node ${node}: etcd refused ${what} at ${endpoint} with HTTP ${code}: ${why}. The gate writes through etcd's gRPC gateway (POST /v3/kv/put), which etcd serves on its client URLs unless started with --enable-grpc-gateway=false."
-}
-
-# Deletes every key under the gate's prefix. Sets delete_code (HTTP status) and deleted (how
-# many keys were deleted); returns 1 unless etcd confirmed.
-delete_code=""
-deleted=0
-delete_keys() {
-  delete_code="$(etcd_post /v3/kv/deleterange "{\"key\":\"$(b64 "$key_prefix")\",\"range_end\":\"$(b64 "$key_range_end")\"}")"
-  [ "$delete_code" = 200 ] || return 1
-  keys_written=false
-  # The gateway leaves out a count of 0 (proto3 JSON).
-  deleted="$(sed -n 's/.*"deleted":"\{0,1\}\([0-9]*\).*/\1/p' "$work/answer")"
-  deleted="${deleted:-0}"
-}
-
-scrape() {
-  local file="$1" code
-  code="$(curl -sS --connect-timeout 5 --max-time 30 "${tls[@]}" -o "$file" -w '%{http_code}' "$metrics_url" 2>"$work/curl.err" || true)"
-  if [ "$code" != 200 ]; then
-    die "node ${node}: cannot read etcd's metrics at ${metrics_url} (HTTP ${code}): $(tr '\n' ' ' <"$work/curl.err" | cut -c1-300)"
-  fi
-}
-
-# Prints the _count of the WAL fsync and the backend commit histograms of a scrape; dies when
-# the scrape has none.
-counts() {
-  awk -v wal="${wal_metric}_count" -v commit="${commit_metric}_count" '
-    $1 == wal { w = $2 } $1 == commit { c = $2 }
-    END { if (w !~ /^[0-9]+$/ || c !~ /^[0-9]+$/) exit 1; print w, c }' "$1" ||
-    die "node ${node}: the metrics at ${metrics_url} have no ${wal_metric} or ${commit_metric}"
-}
-
-now_ms() { date +%s%3N; }
-
-# --- keys of an interrupted run, first scrape -----------------------------------------------
-delete_keys || refused "a delete of ${key_prefix}" "$delete_code"
-[ "$deleted" = 0 ] || log "node ${node}: deleted ${deleted} keys left under ${key_prefix} by an interrupted run"
-
-scrape "$work/before.prom"
-counts "$work/before.prom" >/dev/null
 
 # --- evaluation -----------------------------------------------------------------------------
 # For each metric, from two scrapes: the buckets of both (raw, for the result), their
@@ -365,6 +256,146 @@ evaluate() {
   mapfile -t messages < <(sed -n 's/^message //p' <<<"$out")
 }
 
+# Prints the messages (a failed metric's as is on stderr), then the result: $1, the JSON object
+# without its closing brace, completed with "passed". Returns 1 unless every metric passed.
+report() {
+  local passed=true i
+  for i in "${!verdicts[@]}"; do
+    if [ "${verdicts[$i]}" = passed ]; then
+      log "${messages[$i]}"
+    else
+      passed=false
+      printf '%s\n' "${messages[$i]}" >&2
+    fi
+  done
+  printf '%s,"passed":%s}\n' "$1" "$passed"
+  [ "$passed" = true ]
+}
+
+# --- evaluate two saved scrapes --------------------------------------------------------------
+# ZT_ACTION=evaluate decides on two scrapes saved in files (ZT_BEFORE_FILE, ZT_AFTER_FILE)
+# without touching etcd; the tests hold this script's arithmetic and wording to the TypeScript's.
+if [ "$action" = evaluate ]; then
+  for file in "${ZT_BEFORE_FILE:-}" "${ZT_AFTER_FILE:-}"; do
+    [ -r "$file" ] || invalid "ZT_BEFORE_FILE and ZT_AFTER_FILE must be readable files, got '${file}' (node ${node})"
+  done
+  evaluate "$ZT_BEFORE_FILE" "$ZT_AFTER_FILE"
+  report "$(printf '{"action":"evaluate","node":%s,"quantile":%s,"metrics":[%s]' "$(json_string "$node")" "$quantile" "$metrics_json")" || exit 3
+  exit 0
+fi
+
+# --- etcd parameters ------------------------------------------------------------------------
+[ -n "$host" ] || invalid "ZT_HOST must be set (node ${node})"
+[[ "$endpoint" =~ ^https?://[^/[:space:]\"\\]+$ ]] ||
+  invalid "ZT_ETCD_ENDPOINT must be an etcd client URL like https://127.0.0.1:2379 (no path), got '${endpoint}' (node ${node})"
+[[ "$metrics_url" =~ ^https?://[^[:space:]\"\\]+$ ]] ||
+  invalid "ZT_METRICS_URL must be an http(s) URL, got '${metrics_url}' (node ${node})"
+for pair in "ZT_ETCD_CACERT=${cacert}" "ZT_ETCD_CERT=${cert}" "ZT_ETCD_KEY=${key}"; do
+  name="${pair%%=*}"
+  file="${pair#*=}"
+  [ -n "$file" ] || continue
+  if [[ "$file" != /* ]] || [[ "$file" == *[\"\\]* ]] || [[ "$file" == *$'\n'* ]]; then
+    invalid "${name} must be an absolute path without quotes or backslashes, got '${file}' (node ${node})"
+  fi
+  [ -r "$file" ] || die "node ${node}: ${name} ${file} is not a readable file"
+done
+if { [ -n "$cert" ] && [ -z "$key" ]; } || { [ -z "$cert" ] && [ -n "$key" ]; }; then
+  invalid "ZT_ETCD_CERT and ZT_ETCD_KEY go together (node ${node})"
+fi
+# --- tools ----------------------------------------------------------------------------------
+if ! command -v curl >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || die "node ${node}: curl missing and apt-get not available to install it"
+  log "node ${node}: installing curl"
+  export DEBIAN_FRONTEND=noninteractive
+  timeout "$apt_timeout_s" apt-get -q -o DPkg::Lock::Timeout=300 update >&2 ||
+    die "node ${node}: apt-get update failed or timed out"
+  timeout "$apt_timeout_s" apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends curl >&2 ||
+    die "node ${node}: installing curl failed or timed out"
+fi
+for tool in awk base64 timeout; do
+  command -v "$tool" >/dev/null 2>&1 || die "node ${node}: ${tool} is missing"
+done
+
+# --- etcd access ----------------------------------------------------------------------------
+tls=()
+[ -z "$cacert" ] || tls+=(--cacert "$cacert")
+[ -z "$cert" ] || tls+=(--cert "$cert" --key "$key")
+readonly key_prefix="/zerotouch/wal-gate/${node}/"
+# The end of the prefix's key range: the prefix with its last byte ('/') incremented ('0').
+readonly key_range_end="/zerotouch/wal-gate/${node}0"
+
+work=""
+keys_written=false
+cleanup() {
+  if [ "$keys_written" = true ]; then
+    delete_keys || log "node ${node}: could not delete the gate's keys under ${key_prefix} (HTTP ${delete_code}); the next run deletes them"
+  fi
+  [ -z "$work" ] || rm -rf -- "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+work="$(mktemp -d -t zerotouch-wal-gate.XXXXXXXX)"
+
+b64() { printf '%s' "$1" | base64 -w0; }
+
+# POSTs a JSON body to one of the gateway's endpoints; the answer goes to $work/answer.
+# Prints the HTTP status (000 when etcd did not answer).
+etcd_post() {
+  curl -sS --connect-timeout 5 --max-time 15 "${tls[@]}" -o "$work/answer" -w '%{http_code}' \
+    -X POST --data-binary "$2" "${endpoint}$1" 2>"$work/curl.err" || true
+}
+
+refused() {
+  local what="$1" code="$2" why
+  if [ "$code" = 000 ]; then
+    why="$(tr '\n' ' ' <"$work/curl.err" | cut -c1-300)"
+    die "node ${node}: etcd does not answer at ${endpoint} (${what}): ${why}"
+  fi
+  why="$(tr '\n' ' ' <"$work/answer" 2>/dev/null | cut -c1-300)"
+  die "node ${node}: etcd refused ${what} at ${endpoint} with HTTP ${code}: ${why}. The gate writes through etcd's gRPC gateway (POST /v3/kv/put), which etcd serves on its client URLs unless started with --enable-grpc-gateway=false."
+}
+
+# Deletes every key under the gate's prefix. Sets delete_code (HTTP status) and deleted (how
+# many keys were deleted); returns 1 unless etcd confirmed.
+delete_code=""
+deleted=0
+delete_keys() {
+  delete_code="$(etcd_post /v3/kv/deleterange "{\"key\":\"$(b64 "$key_prefix")\",\"range_end\":\"$(b64 "$key_range_end")\"}")"
+  [ "$delete_code" = 200 ] || return 1
+  keys_written=false
+  # The gateway leaves out a count of 0 (proto3 JSON).
+  deleted="$(sed -n 's/.*"deleted":"\{0,1\}\([0-9]*\).*/\1/p' "$work/answer")"
+  deleted="${deleted:-0}"
+}
+
+scrape() {
+  local file="$1" code
+  code="$(curl -sS --connect-timeout 5 --max-time 30 "${tls[@]}" -o "$file" -w '%{http_code}' "$metrics_url" 2>"$work/curl.err" || true)"
+  if [ "$code" != 200 ]; then
+    die "node ${node}: cannot read etcd's metrics at ${metrics_url} (HTTP ${code}): $(tr '\n' ' ' <"$work/curl.err" | cut -c1-300)"
+  fi
+}
+
+# Prints the _count of the WAL fsync and the backend commit histograms of a scrape; dies when
+# the scrape has none.
+counts() {
+  awk -v wal="${wal_metric}_count" -v commit="${commit_metric}_count" '
+    $1 == wal { w = $2 } $1 == commit { c = $2 }
+    END { if (w !~ /^[0-9]+$/ || c !~ /^[0-9]+$/) exit 1; print w, c }' "$1" ||
+    die "node ${node}: the metrics at ${metrics_url} have no ${wal_metric} or ${commit_metric}"
+}
+
+now_ms() { date +%s%3N; }
+
+# --- keys of an interrupted run, first scrape -----------------------------------------------
+delete_keys || refused "a delete of ${key_prefix}" "$delete_code"
+[ "$deleted" = 0 ] || log "node ${node}: deleted ${deleted} keys left under ${key_prefix} by an interrupted run"
+
+scrape "$work/before.prom"
+counts "$work/before.prom" >/dev/null
+
 # --- write load -----------------------------------------------------------------------------
 value="$(head -c "$value_bytes" /dev/zero | tr '\0' z | base64 -w0)"
 put_url="${endpoint}/v3/kv/put"
@@ -469,21 +500,6 @@ fi
 
 # --- decide ---------------------------------------------------------------------------------
 evaluate "$work/before.prom" "$work/after.prom"
-passed=true
-for v in "${verdicts[@]}"; do
-  [ "$v" = passed ] || passed=false
-done
-
-printf -v result '{"action":"create","node":%s,"host":%s,"endpoint":%s,"metricsUrl":%s,"keyPrefix":%s,"writes":%d,"written":%d,"rounds":%d,"loadSeconds":%d,"loadMs":%d,"cutShort":%s,"quantile":%s,"metrics":[%s],"passed":%s}' \
+report "$(printf '{"action":"create","node":%s,"host":%s,"endpoint":%s,"metricsUrl":%s,"keyPrefix":%s,"writes":%d,"written":%d,"rounds":%d,"loadSeconds":%d,"loadMs":%d,"cutShort":%s,"quantile":%s,"metrics":[%s]' \
   "$(json_string "$node")" "$(json_string "$host")" "$(json_string "$endpoint")" "$(json_string "$metrics_url")" "$(json_string "$key_prefix")" \
-  "$writes" "$written" "$rounds" "$load_s" "$load_ms" "$cut_short" "$quantile" "$metrics_json" "$passed"
-
-for i in "${!verdicts[@]}"; do
-  if [ "${verdicts[$i]}" = passed ]; then
-    log "${messages[$i]}"
-  else
-    printf '%s\n' "${messages[$i]}" >&2
-  fi
-done
-printf '%s\n' "$result"
-[ "$passed" = true ] || exit 3
+  "$writes" "$written" "$rounds" "$load_s" "$load_ms" "$cut_short" "$quantile" "$metrics_json")" || exit 3
