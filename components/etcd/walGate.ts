@@ -5,7 +5,8 @@ import { z } from "zod";
 
 import { SshTarget } from "../lib/connection";
 import { NodeStep, nodeScript } from "../lib/nodeScript";
-import { lastJsonLine, ScriptParams } from "../lib/script";
+import { parseResultLine } from "../lib/result";
+import { ScriptParams } from "../lib/script";
 import {
     checkBuckets,
     ETCD_BACKEND_COMMIT,
@@ -196,10 +197,6 @@ export interface WalGateResult {
     readonly passed: boolean;
 }
 
-function issues(error: z.ZodError): string {
-    return error.issues.map((i) => `${i.path.length > 0 ? i.path.join(".") : "(root)"}: ${i.message}`).join("; ");
-}
-
 function histogramOf(what: string, raw: RawScrape): Histogram {
     const buckets = raw.buckets.map((b) => ({ le: parseSampleValue(b.le), count: b.count }));
     checkBuckets(what, buckets);
@@ -225,11 +222,7 @@ function same(a: number | null, b: number | null): boolean {
  */
 export function parseWalGateResult(stdout: string): WalGateResult {
     const what = "etcd disk gate";
-    const parsed = resultSchema.safeParse(lastJsonLine(stdout, what));
-    if (!parsed.success) {
-        throw new Error(`${what}: unexpected result line: ${issues(parsed.error)}`);
-    }
-    const r = parsed.data;
+    const r = parseResultLine(resultSchema, stdout, what);
     const mismatch = (field: string, script: unknown, computed: unknown): Error =>
         new Error(
             `${what} on node ${r.node}: the script reports ${field} ${JSON.stringify(script)} ` +

@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-import { lastJsonLine } from "../lib/script";
+import { parseResultLine, zodIssues } from "../lib/result";
 
 /**
  * Reading fio results and the fsync gate's result line.
@@ -44,10 +44,6 @@ export interface FioSyncLatency {
     readonly iops: number;
 }
 
-function issues(error: z.ZodError): string {
-    return error.issues.map((i) => `${i.path.length > 0 ? i.path.join(".") : "(root)"}: ${i.message}`).join("; ");
-}
-
 /**
  * The fdatasync latencies of the first job of a fio `--output-format=json` document.
  * Throws when the document is not fio JSON, has no job, the job failed, or has no fdatasync
@@ -56,7 +52,7 @@ function issues(error: z.ZodError): string {
 export function fioSyncLatency(fioJson: unknown): FioSyncLatency {
     const parsed = fioOutputSchema.safeParse(fioJson);
     if (!parsed.success) {
-        throw new Error(`fio output is not a fio JSON document: ${issues(parsed.error)}`);
+        throw new Error(`fio output is not a fio JSON document: ${zodIssues(parsed.error)}`);
     }
     const job = parsed.data.jobs[0];
     if (job === undefined) {
@@ -170,11 +166,7 @@ export interface FsyncGateResult {
  */
 export function parseFsyncGateResult(stdout: string): FsyncGateResult {
     const what = "fsync gate";
-    const parsed = resultSchema.safeParse(lastJsonLine(stdout, what));
-    if (!parsed.success) {
-        throw new Error(`${what}: unexpected result line: ${issues(parsed.error)}`);
-    }
-    const r = parsed.data;
+    const r = parseResultLine(resultSchema, stdout, what);
     const mismatch = (field: string, script: unknown, computed: unknown): Error =>
         new Error(
             `${what} on node ${r.node}: the script reports ${field} ${JSON.stringify(script)} ` +

@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-import { lastJsonLine } from "../lib/script";
+import { parseResultLine } from "../lib/result";
 
 /** What the connect phase reports: who answered. */
 export const connectResultSchema = z.object({
@@ -39,19 +39,10 @@ export const preflightResultSchema = z.object({
 });
 export type PreflightResult = z.infer<typeof preflightResultSchema>;
 
-/** Parses a phase's stdout against its schema, naming the node and phase on failure. */
-function parseWith<T>(schema: z.ZodType<T>, stdout: string, what: string): T {
-    const parsed = schema.safeParse(lastJsonLine(stdout, what));
-    if (!parsed.success) {
-        throw new Error(`${what}: unexpected result: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-    }
-    return parsed.data;
-}
-
 export function parseConnectResult(stdout: string, node: string): ConnectResult {
-    return parseWith(connectResultSchema, stdout, `node ${node}: connect`);
+    return parseResultLine(connectResultSchema, stdout, `node ${node}: connect`);
 }
 
 export function parsePreflightResult(stdout: string, node: string): PreflightResult {
-    return parseWith(preflightResultSchema, stdout, `node ${node}: preflight`);
+    return parseResultLine(preflightResultSchema, stdout, `node ${node}: preflight`);
 }
