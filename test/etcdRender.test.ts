@@ -1,7 +1,6 @@
 import { ChildProcess, execFile, execFileSync, spawn } from "child_process";
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as http from "http";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { promisify } from "util";
@@ -19,6 +18,7 @@ import {
     hostPort,
     systemdQuote,
 } from "../components/etcd/render";
+import { freePorts } from "./support/ports";
 
 const run = promisify(execFile);
 
@@ -355,19 +355,6 @@ function issue(ca: { cert: string; key: string }, cn: string, uses: readonly str
     openssl(["x509", "-req", "-in", `${files.cert}.csr`, "-CA", ca.cert, "-CAkey", ca.key, "-set_serial", String(Date.now()), "-days", "1", "-extfile", ext, "-out", files.cert]);
 }
 
-/** `n` distinct free TCP ports on 127.0.0.1 (held open together, so they differ). */
-async function freePorts(n: number): Promise<number[]> {
-    const servers = await Promise.all(
-        Array.from({ length: n }, () => new Promise<net.Server>((res, rej) => {
-            const s = net.createServer();
-            s.once("error", rej);
-            s.listen(0, "127.0.0.1", () => res(s));
-        })),
-    );
-    const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-    await Promise.all(servers.map((s) => new Promise((res) => s.close(res))));
-    return ports;
-}
 
 interface Running {
     readonly name: string;

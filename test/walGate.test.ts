@@ -1,6 +1,5 @@
 import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 
@@ -18,6 +17,7 @@ import { formatWalGateFailure, parseWalGateResult, WAL_GATE_SCRIPT, walGateSteps
 import { stepPayload } from "../components/lib/nodeScript";
 import type { Recorder } from "./support/mocks";
 import { resolve, settle, wireSecret } from "./support/mocks";
+import { freePorts } from "./support/ports";
 
 /**
  * The gate's stdout and stderr in test/fixtures/etcd were recorded by record.sh with the
@@ -194,23 +194,6 @@ function runGate(env: Record<string, string>): Run {
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Free TCP ports on 127.0.0.1, held together while choosing so they differ. */
-async function freePorts(n: number): Promise<number[]> {
-    const servers = await Promise.all(
-        Array.from(
-            { length: n },
-            () =>
-                new Promise<net.Server>((res, rej) => {
-                    const s = net.createServer();
-                    s.once("error", rej);
-                    s.listen(0, "127.0.0.1", () => res(s));
-                }),
-        ),
-    );
-    const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-    await Promise.all(servers.map((s) => new Promise((res) => s.close(res))));
-    return ports;
-}
 
 describe("wal-fsync-gate.sh, checks that need no etcd", () => {
     it("has nothing to undo on delete", () => {
