@@ -17,17 +17,13 @@
 #   ZT_ROLLBACK_SECONDS  seconds until an unconfirmed ruleset is rolled back (default 60)
 set -euo pipefail
 
-# State paths, live_hash, ruleset_hash: in the payload ahead of this script, or from the checkout.
+# State paths, log, die, live_hash, ruleset_hash: in the payload ahead of this script, or from
+# the checkout.
 if ! declare -F live_hash >/dev/null; then
   # shellcheck source=components/firewall/scripts/lib/state.sh
   . "$(dirname "${BASH_SOURCE[0]}")/lib/state.sh"
 fi
-
-log() { printf '[firewall %s] %s\n' "${ZT_NODE:-?}" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
+FW_STEP=firewall
 
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 action="${ZT_ACTION:?ZT_ACTION must be create or delete}"

@@ -1,4 +1,4 @@
-# shellcheck shell=bash disable=SC2034  # the paths are used by the scripts this library is put ahead of
+# shellcheck shell=bash disable=SC2034  # FW_STEP and the paths are used by the scripts this library is put ahead of
 # Where the host firewall keeps its state, and how its scripts compare rulesets. A library:
 # zerotouch puts it in the payload ahead of firewall.sh and firewall-confirm.sh; a script run
 # by hand sources it from the checkout.
@@ -10,6 +10,13 @@ readonly STATE=/var/lib/zerotouch/firewall
 readonly UNIT=zerotouch-firewall.service
 readonly UNIT_FILE=/etc/systemd/system/$UNIT
 readonly ROLLBACK=zerotouch-firewall-rollback
+
+# Progress and errors on stderr, prefixed with the step (FW_STEP, set by the script) and node.
+log() { printf '[%s %s] %s\n' "${FW_STEP:-firewall}" "${ZT_NODE:-?}" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
 
 have_table() { nft list table inet zerotouch >/dev/null 2>&1; }
 
