@@ -62,3 +62,38 @@ export function nodeScript(
         },
     );
 }
+
+/**
+ * Creates the `remote.Command` for a step whose parameters hold secrets (private keys, tokens):
+ * the step is built from resolved values inside an Output, so its payload and trigger stay
+ * secret in state and diffs, the command is not logged, and its output is secret. Whether the step
+ * has a delete branch must be known before the values are (it shapes the command's inputs).
+ */
+export function secretNodeScript(
+    name: string,
+    step: pulumi.Output<NodeStep>,
+    hasDelete: boolean,
+    connection: pulumi.Input<command.types.input.remote.ConnectionArgs>,
+    target: SshTarget,
+    opts: pulumi.CustomResourceOptions,
+): command.remote.Command {
+    const payload = step.apply((s) => {
+        if (s.hasDelete !== hasDelete) {
+            throw new Error(`step ${name}: hasDelete is ${s.hasDelete}, but the command was declared with ${hasDelete}`);
+        }
+        return stepPayload(s);
+    });
+    return new command.remote.Command(
+        name,
+        {
+            connection,
+            create: remoteRunner(target.user, "create"),
+            ...(hasDelete ? { delete: remoteRunner(target.user, "delete") } : {}),
+            stdin: pulumi.secret(payload.stdin),
+            triggers: [pulumi.secret(payload.hash)],
+            addPreviousOutputInEnv: false,
+            logging: "none",
+        },
+        { ...opts, additionalSecretOutputs: ["stdout", "stderr"] },
+    );
+}
