@@ -64,7 +64,7 @@ const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** What each key allows, by key path (`*` stands for a node name). Used in every message. */
 export const ALLOWED: Readonly<Record<string, string>> = {
-    "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight",
+    "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, etcd, kubernetes, kubeconfig",
     nodes: "a map of node name to node settings, with 1, 3 or 5 control-plane nodes",
     "nodes.*": "a lower-case DNS label (a-z, 0-9, '-', at most 63 characters) as node name, mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs",
     "nodes.*.host": "the node's public IPv4 or IPv6 address (firewall rules and etcd peer URLs are built from it), unique across nodes",
@@ -91,6 +91,34 @@ export const ALLOWED: Readonly<Record<string, string>> = {
     "preflight.allowedVirtualization": `a non-empty list of systemd-detect-virt names (default [kvm]); known: ${VIRTUALIZATION_TYPES.join(", ")}`,
     "preflight.allowedVirtualization.*": `a systemd-detect-virt name: ${VIRTUALIZATION_TYPES.join(", ")}`,
     "preflight.requireNvme": "true or false (default true): whether a control-plane node's etcd data path must be on an NVMe disk",
+    etcd: "the keys source, version, releaseBaseUrl, sha256, clusterToken, bootstrapMember, walFsyncThresholdMs, backendCommitThresholdMs, walGateWrites, walGateMaxSeconds, healthTimeoutSeconds, quotaBackendBytes, snapshots, wipeDataOnDelete",
+    "etcd.source": "release (the pinned etcd release, checked against its sha256) or preinstalled (an etcd already on the node, e.g. Debian's etcd-server; its version is checked)",
+    "etcd.version": "an etcd version as MAJOR.MINOR.PATCH (e.g. 3.5.21); with source release it must be pinned in components/etcd/release.ts or come with etcd.sha256; with preinstalled its MAJOR.MINOR must match the installed etcd",
+    "etcd.releaseBaseUrl": "an https:// or file:// URL of a mirror of etcd's release downloads (default https://github.com/etcd-io/etcd/releases/download)",
+    "etcd.sha256": "the keys amd64 and arm64, each the 64 hex digit sha256 of that release tarball",
+    "etcd.sha256.amd64": "a sha256 as 64 hex digits",
+    "etcd.sha256.arm64": "a sha256 as 64 hex digits",
+    "etcd.clusterToken": "1 to 128 characters: letters, digits, '.', '_', '-' (default zerotouch-<stack>)",
+    "etcd.bootstrapMember": "the name of a control-plane node (default: the first control-plane node by name); it forms the cluster and the others join through it, so keep it fixed once the cluster exists",
+    "etcd.walFsyncThresholdMs": "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals (default 10): highest WAL fsync p99 etcd may show under load",
+    "etcd.backendCommitThresholdMs": "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals (default 25): highest backend commit p99 etcd may show under load",
+    "etcd.walGateWrites": "an integer from 100 to 100000 (default 1000): fewest puts of the WAL gate's write load",
+    "etcd.walGateMaxSeconds": "a whole number of seconds from 10 to 1800 (default 120): longest the WAL gate's write load runs",
+    "etcd.healthTimeoutSeconds": "a whole number of seconds from 10 to 1800 (default 180): longest wait for a member and the cluster to report healthy",
+    "etcd.quotaBackendBytes": "an integer number of bytes from 1048576 to 8589934592 (default 8589934592)",
+    "etcd.snapshots": "the keys schedule, retain, dir",
+    "etcd.snapshots.schedule": "a systemd OnCalendar expression such as hourly or *-*-* 00/6:00:00 (default hourly)",
+    "etcd.snapshots.retain": "an integer from 1 to 1000 (default 24): snapshots kept per node",
+    "etcd.snapshots.dir": "an absolute path (default /var/backups/etcd)",
+    "etcd.wipeDataOnDelete": "true or false (default false): whether deleting a member or the stack also deletes its etcd data directory",
+    kubernetes: "the keys mode, apiEndpoint, k3s",
+    "kubernetes.mode": "k3s (zerotouch installs k3s servers on the control-plane nodes and agents on the workers), existing (use the cluster of zerotouch:kubeconfig, install nothing) or none (no Kubernetes layer)",
+    "kubernetes.apiEndpoint": "the DNS name or IP address clients reach the API server at (a VPN address or load balancer); default: the first control-plane node's host",
+    "kubernetes.k3s": "the keys source, version, releaseBaseUrl",
+    "kubernetes.k3s.source": "release (the pinned k3s binary, checked against its sha256) or preinstalled",
+    "kubernetes.k3s.version": "a k3s version such as v1.31.4+k3s1 (default: the pinned one)",
+    "kubernetes.k3s.releaseBaseUrl": "an https:// or file:// URL of a mirror of k3s' release downloads",
+    kubeconfig: "a kubeconfig (YAML) set as a secret, required with kubernetes.mode existing: pulumi config set --secret zerotouch:kubeconfig < kubeconfig.yaml",
 };
 
 /** Milliseconds, whole nanoseconds at most (the gate compares in ns). */
@@ -133,6 +161,60 @@ const nodeSchema = z.strictObject({
     fsyncThresholdMs: thresholdMs.optional(),
 });
 
+const HTTPS_OR_FILE_URL = /^(https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?|file:\/\/)\/?[A-Za-z0-9._~%/+-]*$/;
+const SHA256 = /^[0-9a-f]{64}$/;
+const CLUSTER_TOKEN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** A systemd OnCalendar expression made of characters that need no quoting. */
+const ON_CALENDAR = /^[A-Za-z0-9*:/.,~ -]{1,100}$/;
+/** A host name (DNS) or an IP address. */
+const ENDPOINT_HOST = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+const etcdSchema = z
+    .strictObject({
+        source: z.enum(["release", "preinstalled"]).default("release"),
+        version: z.string().regex(/^[0-9]+\.[0-9]+\.[0-9]+$/).optional(),
+        releaseBaseUrl: z.string().regex(HTTPS_OR_FILE_URL).optional(),
+        sha256: z.strictObject({ amd64: z.string().regex(SHA256).optional(), arm64: z.string().regex(SHA256).optional() }).optional(),
+        clusterToken: z.string().regex(CLUSTER_TOKEN).optional(),
+        bootstrapMember: z.string().regex(NODE_NAME).optional(),
+        walFsyncThresholdMs: thresholdMs.default(10),
+        backendCommitThresholdMs: thresholdMs.default(25),
+        walGateWrites: z.number().int().min(100).max(100000).default(1000),
+        walGateMaxSeconds: z.number().int().min(10).max(1800).default(120),
+        healthTimeoutSeconds: z.number().int().min(10).max(1800).default(180),
+        quotaBackendBytes: z.number().int().min(1024 ** 2).max(8 * 1024 ** 3).default(8 * 1024 ** 3),
+        snapshots: z
+            .strictObject({
+                schedule: z.string().regex(ON_CALENDAR).default("hourly"),
+                retain: z.number().int().min(1).max(1000).default(24),
+                dir: z
+                    .string()
+                    .regex(ABSOLUTE_PATH)
+                    .refine((p) => p !== "/" && !p.split("/").includes(".."))
+                    .default("/var/backups/etcd"),
+            })
+            .prefault({}),
+        wipeDataOnDelete: z.boolean().default(false),
+    })
+    .prefault({});
+
+const kubernetesSchema = z
+    .strictObject({
+        mode: z.enum(["k3s", "existing", "none"]).default("k3s"),
+        apiEndpoint: z
+            .string()
+            .refine((h) => isIP(h) !== 0 || ENDPOINT_HOST.test(h))
+            .optional(),
+        k3s: z
+            .strictObject({
+                source: z.enum(["release", "preinstalled"]).default("release"),
+                version: z.string().regex(/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/).optional(),
+                releaseBaseUrl: z.string().regex(HTTPS_OR_FILE_URL).optional(),
+            })
+            .prefault({}),
+    })
+    .prefault({});
+
 const PRIVATE_KEY = /^-----BEGIN ((OPENSSH|RSA|EC|DSA) )?PRIVATE KEY-----\r?\n[\s\S]+\r?\n-----END ((OPENSSH|RSA|EC|DSA) )?PRIVATE KEY-----\s*$/;
 
 export const configSchema = z
@@ -154,6 +236,9 @@ export const configSchema = z
                 requireNvme: z.boolean().default(true),
             })
             .prefault({}),
+        etcd: etcdSchema,
+        kubernetes: kubernetesSchema,
+        kubeconfig: z.string().min(1).optional(),
     })
     .superRefine((cfg, ctx) => {
         const names = Object.keys(cfg.nodes);
@@ -185,6 +270,20 @@ export const configSchema = z
                 path: ["nodes"],
                 message: `${controlPlanes.length} control-plane nodes (${controlPlanes.join(", ") || "none"}); etcd needs 1, 3 or 5 for a quorum`,
             });
+        }
+        const bootstrap = cfg.etcd.bootstrapMember;
+        if (bootstrap !== undefined && !controlPlanes.includes(bootstrap)) {
+            ctx.addIssue({
+                code: "custom",
+                path: ["etcd", "bootstrapMember"],
+                message: `not a control-plane node (control-plane nodes: ${controlPlanes.join(", ") || "none"})`,
+            });
+        }
+        if (cfg.kubernetes.mode === "existing" && cfg.kubeconfig === undefined) {
+            ctx.addIssue({ code: "custom", path: ["kubeconfig"], message: "kubernetes.mode is existing, which needs a kubeconfig" });
+        }
+        if (cfg.kubernetes.mode !== "existing" && cfg.kubeconfig !== undefined) {
+            ctx.addIssue({ code: "custom", path: ["kubeconfig"], message: `kubernetes.mode is ${cfg.kubernetes.mode}, which takes no kubeconfig` });
         }
         const seen = new Map<string, number>();
         cfg.managementCidrs.forEach((c, i) => {
@@ -222,7 +321,7 @@ export class ConfigError extends pulumi.RunError {
 }
 
 /** Keys whose values must never appear in a message. */
-const SECRET_KEYS = new Set(["sshPrivateKey"]);
+const SECRET_KEYS = new Set(["sshPrivateKey", "kubeconfig"]);
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
     let cur: unknown = root;
@@ -286,7 +385,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
     }
     const secret = path.some((p) => typeof p === "string" && SECRET_KEYS.has(p));
     const value = valueAt(raw, path);
-    let given = secret ? (value === undefined ? "nothing (missing)" : "a value that is not a private key (not shown)") : describeValue(value);
+    let given = secret ? (value === undefined ? "nothing (missing)" : `a value that is not ${path[0] === "kubeconfig" ? "a kubeconfig" : "a private key"} (not shown)`) : describeValue(value);
     if (issue.code === "invalid_key") {
         given = describeValue(path[path.length - 1]);
         return `${keyText(path)}: invalid node name ${given}; allowed: ${allowedFor(path)}`;
@@ -304,10 +403,10 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
  */
 export function validateConfig(raw: Record<string, unknown>, secretKeys: ReadonlySet<string>): PlatformConfig {
     const problems: string[] = [];
-    if (raw.sshPrivateKey !== undefined && !secretKeys.has("sshPrivateKey")) {
-        problems.push(
-            `${keyText(["sshPrivateKey"])}: given as plain text (not shown); allowed: ${ALLOWED.sshPrivateKey}`,
-        );
+    for (const key of SECRET_KEYS) {
+        if (raw[key] !== undefined && !secretKeys.has(key)) {
+            problems.push(`${keyText([key])}: given as plain text (not shown); allowed: ${ALLOWED[key]}`);
+        }
     }
     const result = configSchema.safeParse(raw);
     if (!result.success) {

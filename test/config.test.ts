@@ -28,6 +28,26 @@ describe("validateConfig accepts", () => {
         expect(cfg.preflight).toEqual({ allowedVirtualization: ["kvm"], requireNvme: true });
         expect(cfg.nodes["cp-1"]).toMatchObject({ sshPort: 22, sshUser: "root", etcdDataPath: "/var/lib/etcd" });
         expect(cfg.nodes["cp-1"].sshHostKey).toBeUndefined();
+        expect(cfg.etcd).toEqual({
+            source: "release",
+            walFsyncThresholdMs: 10,
+            backendCommitThresholdMs: 25,
+            walGateWrites: 1000,
+            walGateMaxSeconds: 120,
+            healthTimeoutSeconds: 180,
+            quotaBackendBytes: 8 * 1024 ** 3,
+            snapshots: { schedule: "hourly", retain: 24, dir: "/var/backups/etcd" },
+            wipeDataOnDelete: false,
+        });
+        expect(cfg.kubernetes).toEqual({ mode: "k3s", k3s: { source: "release" } });
+        expect(cfg.kubeconfig).toBeUndefined();
+    });
+
+    test("kubernetes mode existing with a secret kubeconfig; etcd from a file:// mirror", () => {
+        const raw = { ...valid(), kubernetes: { mode: "existing" }, kubeconfig: "apiVersion: v1", etcd: { source: "release", version: "3.5.99", releaseBaseUrl: "file:///srv/mirror/etcd", sha256: { amd64: "a".repeat(64) }, bootstrapMember: "cp-2" } };
+        const cfg = validateConfig(raw, new Set([...SECRET, "kubeconfig"]));
+        expect(cfg.kubernetes.mode).toBe("existing");
+        expect(cfg.etcd.bootstrapMember).toBe("cp-2");
     });
 
     test.each([1, 5])("%i control-plane node(s)", (count) => {
@@ -187,7 +207,7 @@ const rejections: Case[] = [
     [
         "a typo at the top level",
         (r) => (r.vpnCIDR = "10.8.0.0/24"),
-        [/^zerotouch:vpnCIDR: unknown key \(given "10\.8\.0\.0\/24"\); allowed: the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight$/],
+        [/^zerotouch:vpnCIDR: unknown key \(given "10\.8\.0\.0\/24"\); allowed: the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, etcd, kubernetes, kubeconfig$/],
     ],
     [
         "a typo in a node",
@@ -269,6 +289,71 @@ const rejections: Case[] = [
         (r) => (r.preflight = { allowedVirtualization: [] }),
         [/^zerotouch:preflight\.allowedVirtualization: given \[\]; allowed: a non-empty list/],
     ],
+    [
+        "an etcd source that is not release or preinstalled",
+        (r) => (r.etcd = { source: "docker" }),
+        [/^zerotouch:etcd\.source: given "docker"; allowed: release \(the pinned etcd release/],
+    ],
+    [
+        "an etcd version that is not MAJOR.MINOR.PATCH",
+        (r) => (r.etcd = { version: "v3.5" }),
+        [/^zerotouch:etcd\.version: given "v3\.5"; allowed: an etcd version as MAJOR\.MINOR\.PATCH/],
+    ],
+    [
+        "an http:// release mirror",
+        (r) => (r.etcd = { releaseBaseUrl: "http://mirror.example.net/etcd" }),
+        [/^zerotouch:etcd\.releaseBaseUrl: given "http:\/\/mirror\.example\.net\/etcd"; allowed: an https:\/\/ or file:\/\/ URL/],
+    ],
+    [
+        "a short sha256",
+        (r) => (r.etcd = { sha256: { amd64: "abc123" } }),
+        [/^zerotouch:etcd\.sha256\.amd64: given "abc123"; allowed: a sha256 as 64 hex digits$/],
+    ],
+    [
+        "a WAL fsync threshold of 0",
+        (r) => (r.etcd = { walFsyncThresholdMs: 0 }),
+        [/^zerotouch:etcd\.walFsyncThresholdMs: given 0; allowed: a number of milliseconds greater than 0/],
+    ],
+    [
+        "a bootstrap member that is a worker",
+        (r) => (r.etcd = { bootstrapMember: "worker-1" }),
+        [/^zerotouch:etcd\.bootstrapMember: not a control-plane node \(control-plane nodes: cp-1, cp-2, cp-3\); given "worker-1"; allowed: the name of a control-plane node/],
+    ],
+    [
+        "a snapshot retention of 0",
+        (r) => (r.etcd = { snapshots: { retain: 0 } }),
+        [/^zerotouch:etcd\.snapshots\.retain: given 0; allowed: an integer from 1 to 1000/],
+    ],
+    [
+        "a typo in etcd",
+        (r) => (r.etcd = { wipeDataOnDeletion: true }),
+        [/^zerotouch:etcd\.wipeDataOnDeletion: unknown key \(given true\); allowed: the keys source, version/],
+    ],
+    [
+        "wipeDataOnDelete as a string",
+        (r) => (r.etcd = { wipeDataOnDelete: "yes" }),
+        [/^zerotouch:etcd\.wipeDataOnDelete: given "yes"; allowed: true or false \(default false\)/],
+    ],
+    [
+        "an unknown Kubernetes mode",
+        (r) => (r.kubernetes = { mode: "kubeadm" }),
+        [/^zerotouch:kubernetes\.mode: given "kubeadm"; allowed: k3s \(zerotouch installs k3s/],
+    ],
+    [
+        "an API endpoint with a scheme",
+        (r) => (r.kubernetes = { apiEndpoint: "https://api.example.net" }),
+        [/^zerotouch:kubernetes\.apiEndpoint: given "https:\/\/api\.example\.net"; allowed: the DNS name or IP address/],
+    ],
+    [
+        "a k3s version without its +k3s suffix",
+        (r) => (r.kubernetes = { k3s: { version: "v1.31.4" } }),
+        [/^zerotouch:kubernetes\.k3s\.version: given "v1\.31\.4"; allowed: a k3s version such as/],
+    ],
+    [
+        "mode existing without a kubeconfig",
+        (r) => (r.kubernetes = { mode: "existing" }),
+        [/^zerotouch:kubeconfig: kubernetes\.mode is existing, which needs a kubeconfig; given nothing \(missing\); allowed: a kubeconfig/],
+    ],
 ];
 
 describe("validateConfig rejects", () => {
@@ -283,6 +368,20 @@ describe("validateConfig rejects", () => {
     test("an SSH key set as plain text, without showing it", () => {
         const problems = problemsOf(valid(), new Set());
         expect(problems).toEqual([expect.stringMatching(/^zerotouch:sshPrivateKey: given as plain text \(not shown\); allowed: .*--secret/)]);
+    });
+
+    test("a kubeconfig set as plain text, without showing it", () => {
+        const raw = { ...valid(), kubernetes: { mode: "existing" }, kubeconfig: "apiVersion: v1\nusers: [{name: admin, user: {token: s3cr3t-token}}]" };
+        const problems = problemsOf(raw);
+        expect(problems).toEqual([expect.stringMatching(/^zerotouch:kubeconfig: given as plain text \(not shown\); allowed: a kubeconfig/)]);
+        expect(problems.join("\n")).not.toContain("s3cr3t-token");
+    });
+
+    test("a kubeconfig with mode k3s is refused, without showing it", () => {
+        const raw = { ...valid(), kubeconfig: "apiVersion: v1 # s3cr3t-token" };
+        const problems = problemsOf(raw, new Set([...SECRET, "kubeconfig"]));
+        expect(problems).toEqual([expect.stringMatching(/^zerotouch:kubeconfig: kubernetes\.mode is k3s, which takes no kubeconfig; given a value that is not a kubeconfig \(not shown\)/)]);
+        expect(problems.join("\n")).not.toContain("s3cr3t-token");
     });
 
     test("no message ever contains the private key", () => {
