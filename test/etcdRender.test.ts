@@ -277,6 +277,20 @@ describe("etcdUnit", () => {
         expect(etcdUnit(member, THREE, { source: "release" })).not.toBe(a);
     });
 
+    test("with a bootstrap environment file, the unit depends on the member alone", () => {
+        const opts = { source: "release" as const, bootstrapEnvFile: "/etc/etcd/bootstrap.env" };
+        const alone: EtcdClusterSpec = { members: { "cp-2": THREE.members["cp-2"] }, state: "new", token: THREE.token };
+        const unit = etcdUnit(member, alone, opts);
+        expect(unit.split("\n")).toContain("EnvironmentFile=/etc/etcd/bootstrap.env");
+        const flags = execStart(unit);
+        expect(flags.filter((f) => f.startsWith("--initial-cluster=") || f.startsWith("--initial-cluster-state="))).toEqual([]);
+        expect(flags).toContain("--initial-cluster-token=zerotouch-prod");
+        // Adding members (or the state they are in) leaves the unit as it was.
+        expect(etcdUnit(member, THREE, opts)).toBe(unit);
+        expect(etcdUnit(member, { ...FIVE, members: { ...FIVE.members, "cp-2": THREE.members["cp-2"] } }, opts)).toBe(unit);
+        expect(() => etcdUnit(member, alone, { ...opts, bootstrapEnvFile: "etc/etcd.env" })).toThrow(/bootstrapEnvFile is "etc\/etcd.env"; allowed: a normalized absolute path/);
+    });
+
     test("another user owns the data directory and runs etcd; root is refused", () => {
         const unit = etcdUnit(member, THREE, { source: "release", user: "kv" });
         expect(unit).toContain("User=kv\nGroup=kv\n");

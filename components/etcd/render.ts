@@ -256,7 +256,18 @@ export interface EtcdUnitOptions extends EtcdFlagOptions {
     readonly source: EtcdSource;
     /** The unprivileged user (and group) etcd runs as; it owns the data directory. Defaults to etcd. */
     readonly user?: string;
+    /**
+     * When set, `--initial-cluster` and `--initial-cluster-state` are left off the command line and
+     * etcd reads them (as `ETCD_INITIAL_CLUSTER`, `ETCD_INITIAL_CLUSTER_STATE`) from this file,
+     * which the member script writes when the member first starts: who the other members are is
+     * known only then (`member add` tells), and etcd ignores both once its data directory exists.
+     * The unit then depends on the member alone, so adding a member changes no other member's unit.
+     */
+    readonly bootstrapEnvFile?: string;
 }
+
+/** The flags a bootstrap environment file carries instead of the command line. */
+const BOOTSTRAP_FLAGS = ["--initial-cluster=", "--initial-cluster-state="];
 
 /** The unit's name on the node. */
 export const ETCD_UNIT_NAME = "etcd.service";
@@ -287,7 +298,13 @@ export function systemdQuote(word: string): string {
  * on their health, bounded.
  */
 export function etcdUnit(member: EtcdMemberSpec, cluster: EtcdClusterSpec, opts: EtcdUnitOptions): string {
-    const flags = etcdFlags(member, cluster, opts);
+    const bootstrapEnvFile = opts.bootstrapEnvFile;
+    if (bootstrapEnvFile !== undefined) {
+        checkPath(member.name, "bootstrapEnvFile", bootstrapEnvFile);
+    }
+    const flags = etcdFlags(member, cluster, opts).filter(
+        (f) => bootstrapEnvFile === undefined || !BOOTSTRAP_FLAGS.some((prefix) => f.startsWith(prefix)),
+    );
     const binary = ETCD_BINARY[opts.source];
     if (binary === undefined) {
         throw fail(member.name, "source", opts.source, Object.keys(ETCD_BINARY).join(" or "));
@@ -309,6 +326,7 @@ export function etcdUnit(member: EtcdMemberSpec, cluster: EtcdClusterSpec, opts:
         "Type=notify",
         `User=${user}`,
         `Group=${user}`,
+        ...(bootstrapEnvFile !== undefined ? [`EnvironmentFile=${bootstrapEnvFile}`] : []),
         // '+' runs this one step with full privileges: the data directory becomes etcd's.
         `ExecStartPre=+/usr/bin/install -d -o ${user} -g ${user} -m 0700 ${systemdQuote(member.dataDir)}`,
         `ExecStart=${exec.join(" \\\n    ")}`,
