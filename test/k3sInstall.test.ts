@@ -7,21 +7,28 @@ import * as path from "path";
 import {
     DEFAULT_K3S_VERSION,
     K3S_RELEASES,
+    K3S_SERVER_SCRIPT,
+    k3sAgentStep,
     k3sBinaryUrl,
     k3sInstallStep,
+    k3sServerArgs,
+    k3sServerStep,
     resolveK3sSource,
 } from "../components/k8s/k3s";
 import { stepPayload } from "../components/lib/nodeScript";
 import { remoteRunner } from "../components/lib/script";
 
 /**
- * The real install script, run on this host the way a node runs it (the fixed runner reading the
- * payload from stdin), with its binary and state directories moved into a scratch directory. The
- * "release" is a file:// mirror holding a fake k3s: a shell script that leaves a marker file when
- * it is executed, so the tests see whether anything downloaded was ever run.
+ * The real k3s scripts, run on this host the way a node runs them (the fixed runner reading the
+ * payload from stdin), with the binary and state directories moved into a scratch directory.
+ * The install script's "release" is a file:// mirror holding a fake k3s: a shell script that
+ * leaves a marker file when it is executed, so the tests see whether anything downloaded was
+ * ever run. The server and agent scripts are run up to their refusals only, which come before
+ * they write anything on the host.
  */
 
 const VERSION = "v1.99.0+k3s1";
+const API = "api.cluster.example";
 let dir: string;
 let marker: string;
 let binDir: string;
@@ -61,7 +68,7 @@ interface Run {
 function run(stepArgs: Parameters<typeof resolveK3sSource>[0], action: "create" | "delete" = "create", node = "cp-1"): Run {
     const step = k3sInstallStep(node, resolveK3sSource(stepArgs));
     const payload = stepPayload(step);
-    const p = spawnSync("bash", ["-c", remoteRunner("root", action)], {
+    const p = spawnSync("bash", ["--norc", "-c", remoteRunner("root", action)], {
         input: payload.stdin,
         encoding: "utf8",
         env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ZT_K3S_BIN_DIR: binDir, ZT_K3S_STATE_DIR: stateDir },
@@ -125,7 +132,7 @@ describe("k3s-install.sh, source release", () => {
 
     it("fails (exit 1) naming the node and URL when the download fails", () => {
         fs.rmSync(path.join(mirror, VERSION), { recursive: true });
-        const p = spawnSync("bash", ["-c", remoteRunner("root", "create")], {
+        const p = spawnSync("bash", ["--norc", "-c", remoteRunner("root", "create")], {
             input: stepPayload(k3sInstallStep("cp-2", resolveK3sSource(release(fakeSha)))).stdin,
             encoding: "utf8",
             env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ZT_K3S_BIN_DIR: binDir, ZT_K3S_STATE_DIR: stateDir },
@@ -168,7 +175,7 @@ describe("k3s-install.sh, source preinstalled", () => {
     });
 
     it("refuses a missing binary (exit 3)", () => {
-        const r = spawnSync("bash", ["-c", remoteRunner("root", "create")], {
+        const r = spawnSync("bash", ["--norc", "-c", remoteRunner("root", "create")], {
             input: stepPayload(k3sInstallStep("cp-1", resolveK3sSource(preinstalled))).stdin,
             encoding: "utf8",
             env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ZT_K3S_BIN_DIR: binDir, ZT_K3S_STATE_DIR: stateDir },
@@ -226,5 +233,86 @@ describe("the pinned release and the install step", () => {
         expect(resolveK3sSource({ source: "release", releaseBaseUrl: "https://mirror.example:8443/k3s" }).releaseBaseUrl).toBe(
             "https://mirror.example:8443/k3s",
         );
+    });
+});
+
+// --- the service scripts, run up to their refusals (they exit before touching the system) -----
+
+/** The service scripts run as root, as on a node; elsewhere those tests are skipped. */
+const asRoot = process.getuid?.() === 0 ? it : it.skip;
+
+describe("k3s-server.sh and k3s-agent.sh", () => {
+    const k3s = resolveK3sSource({ source: "release" });
+    const cp1 = { node: "cp-1", address: "203.0.113.11", region: "oslo", zone: "osl1" };
+    const shared = { apiEndpoint: API, datastoreEndpoints: ["https://10.0.0.1:2379", "https://10.0.0.2:2379"] };
+    const pem = (kind: string, body: string) => `-----BEGIN ${kind}-----\n${body}\n-----END ${kind}-----\n`;
+    const secrets = {
+        token: "t".repeat(32),
+        agentToken: "a".repeat(32),
+        etcdCaPem: pem("CERTIFICATE", "Y2E="),
+        etcdCertPem: pem("CERTIFICATE", "Y2VydA=="),
+        etcdKeyPem: pem("EC PRIVATE KEY", "a2V5"),
+    };
+    let scratch: string;
+
+    beforeEach(() => {
+        scratch = fs.mkdtempSync(path.join(os.tmpdir(), "zt-k3s-server-"));
+    });
+    afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+    /** Runs a step's payload with the binary and state directories in scratch (no k3s there). */
+    function runStep(step: ReturnType<typeof k3sServerStep>): { status: number | null; stderr: string; stdout: string } {
+        return spawnSync("bash", ["--norc", "-c", remoteRunner("root", "create")], {
+            input: stepPayload(step).stdin,
+            encoding: "utf8",
+            env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ZT_K3S_BIN_DIR: path.join(scratch, "bin"), ZT_K3S_STATE_DIR: path.join(scratch, "state") },
+        });
+    }
+
+    asRoot("refuses --disable-etcd and secrets on the command line (exit 2)", () => {
+        const cases: [string, string][] = [
+            ["--disable-etcd", "'--disable-etcd' is not allowed: k3s uses the external etcd"],
+            ["--cluster-init", "'--cluster-init' is not allowed"],
+            [`--token=${"x".repeat(20)}`, "secrets go into files (--token-file), never on the command line"],
+            ["--node-label=a b", "'--node-label=a b' is not a --flag or --flag=value of plain characters"],
+            ["--kubelet-arg=x=$(id)", "is not a --flag or --flag=value of plain characters"],
+        ];
+        for (const [bad, message] of cases) {
+            const step = k3sServerStep(cp1, shared, k3s, secrets);
+            const r = runStep({ ...step, params: { ...step.params, ZT_K3S_ARGS: [...(step.params.ZT_K3S_ARGS as string[]), bad] } });
+            expect([bad, r.status, r.stderr]).toEqual([bad, 2, expect.stringContaining(message)]);
+            expect(r.stderr).not.toContain("x".repeat(20));
+        }
+    });
+
+    asRoot("refuses a malformed key without printing it (exit 2)", () => {
+        const step = k3sServerStep(cp1, shared, k3s, secrets);
+        const r = runStep({ ...step, params: { ...step.params, ZT_ETCD_KEY_PEM: "garbage-KEYSECRET" } });
+        expect(r.status).toBe(2);
+        expect(r.stderr).toContain("ZT_ETCD_KEY_PEM must be a PEM block (value not shown) (node cp-1)");
+        expect(r.stderr + r.stdout).not.toContain("KEYSECRET");
+    });
+
+    asRoot("refuses to start without the pinned binary (exit 3), before writing any secret", () => {
+        for (const step of [k3sServerStep(cp1, shared, k3s, secrets), k3sAgentStep({ ...cp1, node: "w-1" }, API, k3s, secrets.agentToken)]) {
+            const r = runStep(step);
+            expect([step.name, r.status]).toEqual([step.name, 3]);
+            expect(r.stderr).toContain(`reports version 'none', the pinned version is ${k3s.version}`);
+            expect(r.stderr + r.stdout).not.toContain(secrets.token);
+            expect(r.stderr + r.stdout).not.toContain(secrets.agentToken);
+        }
+    });
+
+    it("renders the unit's ExecStart from the flags, one per line", () => {
+        const lib = path.join(path.dirname(K3S_SERVER_SCRIPT), "lib", "k3s.sh");
+        const args = k3sServerArgs(cp1, shared);
+        const r = spawnSync("bash", ["-c", `. '${lib}'; k3s_render_unit 'k3s server' "$ARGS"`], {
+            encoding: "utf8",
+            env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ARGS: args.join("\n") },
+        });
+        expect(r.status).toBe(0);
+        expect(r.stdout).toContain(["ExecStart=/usr/local/bin/k3s", ...args.map((a) => `    ${a}`)].join(" \\\n") + "\n\n[Install]");
+        expect(r.stdout).toMatch(/^Type=notify$/m);
+        expect(r.stdout).toMatch(/^\[Install\]\nWantedBy=multi-user.target$/m);
     });
 });

@@ -140,13 +140,15 @@ UNIT
 # shell would read specially (no spaces, quotes, `$`, `%`, backslashes).
 k3s_check_args() {
   local args=$1 first=$2 arg n=0
+  # In a bracket expression `]` is literal only first; `[` and `-` (last) are literal anyway.
+  local plain='^--[a-z][a-z0-9-]*(=[]A-Za-z0-9._:/,=+@[-]+)?$'
   while IFS= read -r arg; do
     n=$((n + 1))
     if [ "$n" -eq 1 ]; then
       [ "$arg" = "$first" ] || invalid "ZT_K3S_ARGS must start with '$first', got '$arg'"
       continue
     fi
-    [[ "$arg" =~ ^--[a-z][a-z0-9-]*(=[A-Za-z0-9._:/,=+@\[\]-]+)?$ ]] ||
+    [[ "$arg" =~ $plain ]] ||
       invalid "ZT_K3S_ARGS: '$arg' is not a --flag or --flag=value of plain characters"
     case "$arg" in
       --token=* | --agent-token=* | --datastore-endpoint=*://*:*@*)
