@@ -30,9 +30,10 @@ export interface K3sRelease {
 }
 
 /**
- * Pinned k3s releases. The checksums are the ones in the release's own `sha256sum-amd64.txt`
- * and `sha256sum-arm64.txt` (https://github.com/k3s-io/k3s/releases/tag/v1.36.4%2Bk3s1).
- * Adding a release: copy both lines from those files, never from anywhere else.
+ * Pinned k3s releases. The checksums are the `k3s` and `k3s-arm64` lines of the release's own
+ * `sha256sum-amd64.txt` and `sha256sum-arm64.txt`
+ * (https://github.com/k3s-io/k3s/releases/tag/v1.36.4%2Bk3s1); the same values are pinned by
+ * several independent public projects. Adding a release: copy both lines from those files.
  */
 export const K3S_RELEASES: Readonly<Record<string, K3sRelease>> = {
     "v1.36.4+k3s1": {

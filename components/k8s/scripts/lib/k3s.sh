@@ -160,11 +160,6 @@ k3s_check_args() {
   [ "$n" -ge 1 ] || invalid "ZT_K3S_ARGS is empty"
 }
 
-# The unit files zerotouch wrote (not a unit from another installer).
-k3s_unit_is_ours() {
-  [ -f "$K3S_SYSTEMD/$1" ] && grep -q '^# Written by zerotouch (components/k8s)' "$K3S_SYSTEMD/$1"
-}
-
 # Stops and removes one k3s unit. Sets k3s_teardown_changed=true when there was one.
 k3s_remove_unit() {
   local unit=$1
