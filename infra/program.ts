@@ -1,11 +1,13 @@
 import * as pulumi from "@pulumi/pulumi";
 
+import { EtcdCluster } from "../components/etcd/cluster";
 import { HostFirewall, HostFirewallSpec, hostFirewallSteps } from "../components/firewall/hostFirewall";
 import { FsyncGate, FsyncGateStepArgs, fsyncGateSteps } from "../components/fsync/fsyncGate";
 import { SshTarget } from "../components/lib/connection";
 import { NodeStep } from "../components/lib/nodeScript";
+import { ControlPlaneNode, KubernetesControlPlane } from "../components/k8s/controlPlane";
 import { VpsNode, VpsNodeSpec, vpsNodeSteps } from "../components/node/vpsNode";
-import { NodeOutput, OUTPUTS_VERSION, PlatformOutputs } from "../stacks/outputs";
+import { EtcdOutput, KubernetesOutput, NodeOutput, OUTPUTS_VERSION, PlatformOutputs } from "../stacks/outputs";
 import { NodeConfig, PlatformConfig } from "./config";
 
 /** What the program decides for one node, as plain data (no resources, no secrets). */
@@ -77,6 +79,12 @@ export interface NodeLayerMember {
 
 export interface Platform {
     readonly nodes: Readonly<Record<string, NodeLayerMember>>;
+    /** The etcd cluster over the control-plane nodes. */
+    readonly etcd: EtcdCluster;
+    /** The Kubernetes layer; absent with `kubernetes.mode: none`. */
+    readonly kubernetes?: KubernetesControlPlane;
+    /** The admin kubeconfig (secret); absent with `kubernetes.mode: none`. */
+    readonly kubeconfig?: pulumi.Output<string>;
     /**
      * Per node, the resource everything installed later must depend on: the node passed
      * preflight and its etcd disk passed the fsync gate.
@@ -90,7 +98,7 @@ export interface Platform {
  * phases form one chain (connect → preflight → fsync gate → firewall) and no chain waits on
  * another node's.
  */
-export function buildPlatform(cfg: PlatformConfig, privateKey: pulumi.Input<string>): Platform {
+export function buildPlatform(cfg: PlatformConfig, privateKey: pulumi.Input<string>, kubeconfig?: pulumi.Input<string>): Platform {
     const plans = planNodes(cfg);
     const nodes: Record<string, NodeLayerMember> = {};
     for (const plan of plans) {
@@ -106,6 +114,68 @@ export function buildPlatform(cfg: PlatformConfig, privateKey: pulumi.Input<stri
             { parent: vps },
         );
         nodes[plan.name] = { vps, gate, firewall };
+    }
+
+    // etcd on the control-plane nodes, each member after its node's fsync gate and firewall.
+    const controlPlanes = plans.filter((p) => p.config.role === "control-plane");
+    const workers = plans.filter((p) => p.config.role === "worker");
+    const after = (plan: NodePlan): pulumi.Resource[] => [nodes[plan.name].gate.command, nodes[plan.name].firewall];
+    const etcd = new EtcdCluster("etcd", {
+        source: cfg.etcd.source,
+        ...(cfg.etcd.version !== undefined ? { version: cfg.etcd.version } : {}),
+        ...(cfg.etcd.releaseBaseUrl !== undefined ? { releaseBaseUrl: cfg.etcd.releaseBaseUrl } : {}),
+        ...(cfg.etcd.sha256 !== undefined ? { sha256: cfg.etcd.sha256 } : {}),
+        ...(cfg.etcd.bootstrapMember !== undefined ? { bootstrapMember: cfg.etcd.bootstrapMember } : {}),
+        clusterToken: cfg.etcd.clusterToken ?? `zerotouch-${pulumi.getStack()}`,
+        walFsyncThresholdMs: cfg.etcd.walFsyncThresholdMs,
+        backendCommitThresholdMs: cfg.etcd.backendCommitThresholdMs,
+        walGateWrites: cfg.etcd.walGateWrites,
+        walGateMaxSeconds: cfg.etcd.walGateMaxSeconds,
+        healthTimeoutSeconds: cfg.etcd.healthTimeoutSeconds,
+        quotaBackendBytes: cfg.etcd.quotaBackendBytes,
+        snapshots: cfg.etcd.snapshots,
+        wipeDataOnDelete: cfg.etcd.wipeDataOnDelete,
+        members: controlPlanes.map((p) => ({
+            name: p.name,
+            target: p.target,
+            connection: nodes[p.name].vps.connection,
+            address: p.config.host,
+            dataDir: p.config.etcdDataPath,
+            dependsOn: after(p),
+        })),
+    });
+
+    // Kubernetes on top: k3s servers on the external etcd, then agents; or an existing cluster.
+    let kubernetes: KubernetesControlPlane | undefined;
+    const apiEndpoint = cfg.kubernetes.apiEndpoint ?? controlPlanes[0].config.host;
+    if (cfg.kubernetes.mode === "k3s") {
+        const k8sNode = (p: NodePlan): ControlPlaneNode => ({
+            target: p.target,
+            connection: nodes[p.name].vps.connection,
+            address: p.config.host,
+            region: p.config.location.region,
+            zone: p.config.location.datacenter,
+            dependsOn: after(p),
+        });
+        const apiClient = etcd.pki.clients["kube-apiserver"];
+        kubernetes = new KubernetesControlPlane("kubernetes", {
+            mode: "k3s",
+            servers: Object.fromEntries(controlPlanes.map((p) => [p.name, k8sNode(p)])),
+            workers: Object.fromEntries(workers.map((p) => [p.name, k8sNode(p)])),
+            apiEndpoint,
+            k3s: {
+                source: cfg.kubernetes.k3s.source,
+                ...(cfg.kubernetes.k3s.version !== undefined ? { version: cfg.kubernetes.k3s.version } : {}),
+                ...(cfg.kubernetes.k3s.releaseBaseUrl !== undefined ? { releaseBaseUrl: cfg.kubernetes.k3s.releaseBaseUrl } : {}),
+            },
+            etcd: { endpoints: [...etcd.plan.clientEndpoints], caCertPem: etcd.caCertPem, certPem: apiClient.certPem, keyPem: apiClient.keyPem },
+            dependsOn: [etcd.ready],
+        });
+    } else if (cfg.kubernetes.mode === "existing") {
+        if (kubeconfig === undefined) {
+            throw new Error("kubernetes.mode existing needs zerotouch:kubeconfig");
+        }
+        kubernetes = new KubernetesControlPlane("kubernetes", { mode: "existing", kubeconfig });
     }
 
     const nodeOutputs: Record<string, pulumi.Output<NodeOutput>> = {};
@@ -129,9 +199,19 @@ export function buildPlatform(cfg: PlatformConfig, privateKey: pulumi.Input<stri
             );
     }
 
+    const etcdOutput: pulumi.Output<EtcdOutput> = pulumi.all([etcd.caCertPem, etcd.clientEndpoints, etcd.members]).apply(
+        ([caCertPem, clientEndpoints, members]): EtcdOutput => ({ caCertPem, clientEndpoints, members }),
+    );
+    const kubernetesOutput: pulumi.Output<KubernetesOutput> =
+        kubernetes === undefined
+            ? pulumi.output<KubernetesOutput>({ mode: "none", apiEndpoint: null, apiServerUrl: null })
+            : pulumi.all([kubernetes.apiEndpoint, kubernetes.apiServerUrl]).apply(
+                  ([endpoint, url]): KubernetesOutput => ({ mode: cfg.kubernetes.mode, apiEndpoint: endpoint, apiServerUrl: url }),
+              );
+
     const names = plans.map((p) => p.name);
-    const outputs = pulumi.all(nodeOutputs).apply(
-        (resolved): PlatformOutputs => ({
+    const outputs = pulumi.all([nodeOutputs, etcdOutput, kubernetesOutput]).apply(
+        ([resolved, etcdResolved, kubernetesResolved]): PlatformOutputs => ({
             outputsVersion: OUTPUTS_VERSION,
             project: "zerotouch",
             stack: pulumi.getStack(),
@@ -140,9 +220,17 @@ export function buildPlatform(cfg: PlatformConfig, privateKey: pulumi.Input<stri
             workerNodes: names.filter((n) => cfg.nodes[n].role === "worker"),
             vpnCidr: cfg.vpnCidr,
             managementCidrs: cfg.managementCidrs,
+            etcd: etcdResolved,
+            kubernetes: kubernetesResolved,
         }),
     );
 
     const gated = Object.fromEntries(plans.map((p) => [p.name, nodes[p.name].gate.command]));
-    return { nodes, gated, outputs };
+    return {
+        nodes,
+        gated,
+        outputs,
+        etcd,
+        ...(kubernetes !== undefined ? { kubernetes, kubeconfig: kubernetes.kubeconfig } : {}),
+    };
 }

@@ -12,6 +12,9 @@ export const OUTPUTS_VERSION = 1;
 /** The stack output name under which the object is exported. */
 export const OUTPUT_NAME = "platform";
 
+/** The stack output holding the admin kubeconfig, a secret (absent with `kubernetes.mode: none`). */
+export const KUBECONFIG_OUTPUT_NAME = "kubeconfig";
+
 export const nodeOutputSchema = z.object({
     host: z.string(),
     role: z.enum(["control-plane", "worker"]),
@@ -37,6 +40,38 @@ export const nodeOutputSchema = z.object({
     firewallRulesetHash: z.string(),
 });
 
+export const etcdMemberOutputSchema = z.object({
+    memberId: z.string(),
+    clusterId: z.string(),
+    /** The etcd version the member runs. */
+    version: z.string(),
+    /** WAL fsync p99 under the gate's write load (ms), from etcd's own metrics. */
+    walFsyncP99Ms: z.number(),
+    /** Whether that figure is an interpolated estimate inside a wide bucket (e.g. 8–16 ms). */
+    walFsyncEstimate: z.boolean(),
+    /** Backend commit p99 under the same load (ms). */
+    backendCommitP99Ms: z.number(),
+    walFsyncThresholdMs: z.number(),
+    backendCommitThresholdMs: z.number(),
+});
+
+export const etcdOutputSchema = z.object({
+    /** The etcd CA certificate (PEM, public): what clients verify the members with. */
+    caCertPem: z.string(),
+    /** Every member's client URL. */
+    clientEndpoints: z.array(z.string()),
+    /** Per control-plane node. */
+    members: z.record(z.string(), etcdMemberOutputSchema),
+});
+
+export const kubernetesOutputSchema = z.object({
+    mode: z.enum(["k3s", "existing", "none"]),
+    /** Host clients reach the API server at; null without a Kubernetes layer. */
+    apiEndpoint: z.string().nullable(),
+    /** `https://<apiEndpoint>:6443`; null without a Kubernetes layer. */
+    apiServerUrl: z.string().nullable(),
+});
+
 export const platformOutputsSchema = z.object({
     outputsVersion: z.literal(OUTPUTS_VERSION),
     project: z.literal("zerotouch"),
@@ -46,9 +81,13 @@ export const platformOutputsSchema = z.object({
     workerNodes: z.array(z.string()),
     vpnCidr: z.string(),
     managementCidrs: z.array(z.string()),
+    etcd: etcdOutputSchema,
+    kubernetes: kubernetesOutputSchema,
 });
 
 export type NodeOutput = z.infer<typeof nodeOutputSchema>;
+export type EtcdOutput = z.infer<typeof etcdOutputSchema>;
+export type KubernetesOutput = z.infer<typeof kubernetesOutputSchema>;
 export type PlatformOutputs = z.infer<typeof platformOutputsSchema>;
 
 /** Validates a value read from another stack; the message names each mismatching field. */

@@ -5,6 +5,7 @@ import type { Recorder } from "./support/mocks";
 import { resolve, wireSecret } from "./support/mocks";
 import { location, TEST_KEY, validRawConfig } from "./support/config";
 import { nodeStdout } from "./support/nodeStdout";
+import { providerState } from "./support/providerState";
 
 const COMMAND = "command:remote:Command";
 
@@ -28,6 +29,9 @@ async function runProgram(raw: Record<string, unknown>): Promise<{ recorder: Rec
         recorder = await freshMocks(raw);
         exports = (await import("../infra/index")) as Record<string, any>;
         await resolve(exports.platform);
+        await resolve(exports.kubeconfig);
+        const { settle } = await import("./support/mocks");
+        await settle();
     });
     return { recorder, exports };
 }
@@ -42,7 +46,13 @@ async function freshMocks(raw: Record<string, unknown>): Promise<Recorder> {
         config: pulumiConfig(raw),
         secretKeys: ["zerotouch:sshPrivateKey"],
         stdoutFor: (type, name, inputs) => nodeStdout(type, name, inputs),
+        stateFor: (type, name) => providerState(type, name),
     });
+}
+
+/** Commands of the node layer (each node's own chain), not of the etcd and Kubernetes layers. */
+function nodeLayer(recorder: Recorder) {
+    return recorder.ofType(COMMAND).filter((r) => !r.name.startsWith("etcd-") && !r.name.startsWith("kubernetes-"));
 }
 
 function nodeNames(cfg: Record<string, unknown>): string[] {
@@ -62,7 +72,9 @@ describe("the program under mocks", () => {
         expect(count("zerotouch:node:VpsNode")).toBe(4);
         expect(count("zerotouch:fsync:FsyncGate")).toBe(4);
         expect(count("zerotouch:firewall:HostFirewall")).toBe(4);
-        expect(recorder.ofType(COMMAND).map((r) => r.name).sort()).toEqual(
+        expect(count("zerotouch:etcd:EtcdCluster")).toBe(1);
+        expect(count("zerotouch:k8s:ControlPlane")).toBe(1);
+        expect(nodeLayer(recorder).map((r) => r.name).sort()).toEqual(
             nodeNames(rawConfig())
                 .flatMap((n) => [
                     `${n}-connect`,
@@ -89,7 +101,7 @@ describe("the program under mocks", () => {
     test("nodes bootstrap in parallel: no node's phase waits on another node", () => {
         const { recorder } = run;
         const names = nodeNames(rawConfig());
-        for (const r of recorder.ofType(COMMAND)) {
+        for (const r of nodeLayer(recorder)) {
             const own = names.find((n) => r.name.startsWith(`${n}-`))!;
             for (const other of names.filter((n) => n !== own)) {
                 expect(recorder.dependsOn(r.name, `${other}-connect`)).toBe(false);
@@ -137,7 +149,7 @@ describe("the program under mocks", () => {
         expect(outputs.nodes["cp-1"].fsyncP99Ms).toBeGreaterThan(0);
         expect(outputs.nodes["cp-1"].location.country).toBe("NO");
         expect(outputs.nodes["cp-1"].virtualization).toBe("systemd-nspawn");
-        expect(Object.keys(run.exports)).toEqual(["platform"]);
+        expect(Object.keys(run.exports).sort()).toEqual(["kubeconfig", "platform"]);
     });
 });
 

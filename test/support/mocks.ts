@@ -19,6 +19,8 @@ export interface Recorded {
 }
 
 export type StdoutFor = (type: string, name: string, inputs: Record<string, any>) => string | undefined;
+/** Extra state a mocked resource reports (what its provider would compute), or undefined. */
+export type StateFor = (type: string, name: string, inputs: Record<string, any>) => Record<string, any> | undefined;
 
 /** Records every registered resource, with its dependencies, under `pulumi.runtime.setMocks`. */
 export class Recorder {
@@ -89,7 +91,7 @@ function urnOf(project: string, stack: string, parentUrn: string, type: string, 
  * name) so components can parse it as they would a real run's.
  */
 export async function installMocks(
-    options: { config?: Record<string, string>; secretKeys?: string[]; stdoutFor?: StdoutFor; project?: string; stack?: string } = {},
+    options: { config?: Record<string, string>; secretKeys?: string[]; stdoutFor?: StdoutFor; stateFor?: StateFor; project?: string; stack?: string } = {},
 ): Promise<Recorder> {
     const project = options.project ?? "zerotouch";
     const stack = options.stack ?? "test";
@@ -111,7 +113,7 @@ export async function installMocks(
                     dependencies: entry.dependencies,
                 });
                 const stdout = options.stdoutFor?.(args.type, args.name, inputs);
-                const state = stdout === undefined ? { ...inputs } : { ...inputs, stdout, stderr: "" };
+                const state = { ...inputs, ...(stdout === undefined ? {} : { stdout, stderr: "" }), ...options.stateFor?.(args.type, args.name, inputs) };
                 return { id: `${args.name}-id`, state };
             },
             call(args) {

@@ -52,5 +52,14 @@ export function nodeStdout(type: string, name: string, inputs: Record<string, an
     if (name.endsWith("-confirm")) {
         return withNode("firewall/confirm.stdout");
     }
+    if (name.endsWith("-member")) {
+        return withNode(paramOf(stdin, "ZT_BOOTSTRAP") === "true" ? "etcd/member-bootstrapped.stdout" : "etcd/member-joined.stdout");
+    }
+    if (name.endsWith("-wal-gate")) {
+        return withNode("etcd/gate-normal.stdout");
+    }
+    if (name.endsWith("-kubeconfig")) {
+        return withNode("k8s/kubeconfig.stdout");
+    }
     return "{}";
 }

@@ -170,8 +170,9 @@ if [ "$action" = delete ]; then
   systemctl daemon-reload || true
   rm -f "$pki/server.key" "$pki/peer.key" "$client_key"
   if [ "$wipe" = true ]; then
-    log "etcd.wipeDataOnDelete is true: deleting ${data_dir}"
-    rm -rf --one-file-system "$data_dir"
+    log "etcd.wipeDataOnDelete is true: deleting the contents of ${data_dir}"
+    # The contents, not the directory: it is often a mount point of its own.
+    if [ -d "$data_dir" ]; then find "$data_dir" -xdev -mindepth 1 -delete; fi
     rm -f "$STATE/member"
   elif [ "$removed" = true ] && [ -d "$data_dir/member" ]; then
     # Inside the data directory, which is often a mount point of its own.
@@ -196,7 +197,7 @@ for key in ZT_CA_CERT ZT_SERVER_CERT ZT_PEER_CERT ZT_CLIENT_CERT; do
   [[ "${!key}" == "-----BEGIN CERTIFICATE-----"* ]] || invalid "$key is not a PEM certificate"
 done
 for key in ZT_SERVER_KEY ZT_PEER_KEY ZT_CLIENT_KEY; do
-  [[ "${!key}" == "-----BEGIN "*"PRIVATE KEY-----"* ]] || invalid "$key is not a PEM private key (not shown)"
+  [[ "${!key}" == "-----BEGIN "*"PRIVATE KEY"* ]] || invalid "$key is not a PEM private key (not shown)"
 done
 [ -x "$ZT_ETCD" ] || die "etcd is not installed at ${ZT_ETCD}"
 [ -x "$ZT_ETCDCTL" ] || die "etcdctl is not installed at ${ZT_ETCDCTL}"
