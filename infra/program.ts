@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { EtcdCluster } from "../components/etcd/cluster";
 import { HostFirewall, HostFirewallSpec, hostFirewallSteps } from "../components/firewall/hostFirewall";
+import { ExtraRule } from "../components/firewall/rules";
 import { FsyncGate, FsyncGateStepArgs, fsyncGateSteps } from "../components/fsync/fsyncGate";
 import { SshTarget } from "../components/lib/connection";
 import { NodeStep } from "../components/lib/nodeScript";
@@ -9,6 +10,11 @@ import { ControlPlaneNode, KubernetesControlPlane } from "../components/k8s/cont
 import { VpsNode, VpsNodeSpec, vpsNodeSteps } from "../components/node/vpsNode";
 import { EtcdOutput, KubernetesOutput, NodeOutput, OUTPUTS_VERSION, PlatformOutputs } from "../stacks/outputs";
 import { NodeConfig, PlatformConfig } from "./config";
+
+/** k3s' default pod range (`--cluster-cidr`): pods reach the API server and kubelets from it. */
+export const K3S_POD_CIDR = "10.42.0.0/16";
+/** k3s' default CNI (flannel, VXLAN backend) carries pod traffic between nodes on 8472/udp. */
+export const K3S_FLANNEL_RULE: ExtraRule = { name: "flannel-vxlan", protocol: "udp", ports: 8472, from: "cluster" };
 
 /** What the program decides for one node, as plain data (no resources, no secrets). */
 export interface NodePlan {
@@ -59,6 +65,7 @@ export function planNodes(cfg: PlatformConfig): NodePlan[] {
                 cluster,
                 vpnCidr: cfg.vpnCidr,
                 managementCidrs: cfg.managementCidrs,
+                ...(cfg.kubernetes.mode === "k3s" ? { podCidrs: [K3S_POD_CIDR], extraRules: [K3S_FLANNEL_RULE] } : {}),
             },
         };
     });
