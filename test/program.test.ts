@@ -4,8 +4,7 @@ import * as path from "path";
 import type { Recorder } from "./support/mocks";
 import { resolve, wireSecret } from "./support/mocks";
 import { location, TEST_KEY, validRawConfig } from "./support/config";
-import { nodeStdout } from "./support/nodeStdout";
-import { providerState } from "./support/providerState";
+import { freshMocks, runProgram } from "./support/program";
 
 const COMMAND = "command:remote:Command";
 
@@ -13,41 +12,6 @@ function rawConfig(extraNodes: Record<string, unknown> = {}): Record<string, any
     const raw = validRawConfig(1);
     raw.nodes = { ...raw.nodes, ...extraNodes };
     return raw;
-}
-
-/** The stack config as Pulumi hands it to the program: flat, JSON-encoded, namespaced. */
-function pulumiConfig(raw: Record<string, unknown>): Record<string, string> {
-    return Object.fromEntries(
-        Object.entries(raw).map(([k, v]) => [`zerotouch:${k}`, typeof v === "string" ? v : JSON.stringify(v)]),
-    );
-}
-
-async function runProgram(raw: Record<string, unknown>): Promise<{ recorder: Recorder; exports: Record<string, any> }> {
-    let recorder!: Recorder;
-    let exports!: Record<string, any>;
-    await jest.isolateModulesAsync(async () => {
-        recorder = await freshMocks(raw);
-        exports = (await import("../infra/index")) as Record<string, any>;
-        await resolve(exports.platform);
-        await resolve(exports.kubeconfig);
-        const { settle } = await import("./support/mocks");
-        await settle();
-    });
-    return { recorder, exports };
-}
-
-/**
- * Installs mocks from inside an isolated module registry, so that the program, the SDK and the
- * mocks share one fresh copy of each module and the program evaluates again.
- */
-async function freshMocks(raw: Record<string, unknown>): Promise<Recorder> {
-    const mocks = await import("./support/mocks");
-    return mocks.installMocks({
-        config: pulumiConfig(raw),
-        secretKeys: ["zerotouch:sshPrivateKey"],
-        stdoutFor: (type, name, inputs) => nodeStdout(type, name, inputs),
-        stateFor: (type, name) => providerState(type, name),
-    });
 }
 
 /** Commands of the node layer (each node's own chain), not of the etcd and Kubernetes layers. */

@@ -19,17 +19,21 @@ import { EtcdSource } from "./render";
 import { etcdSnapshotSteps } from "./snapshot";
 import { WalFsyncGate, walGateSteps, WalGateStepArgs } from "./walGate";
 
-/** One control-plane node as the etcd layer sees it. */
-export interface EtcdClusterNode {
+/** One member as plain data. */
+export interface EtcdMemberNode {
     /** Node name: the member's name. */
     readonly name: string;
     readonly target: SshTarget;
-    /** SSH connection (see `sshConnection`); the private key stays secret. */
-    readonly connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
     /** The address peers and clients reach the member at (the node's host). */
     readonly address: string;
     /** etcd's data directory: the path the node's fsync gate measured. */
     readonly dataDir: string;
+}
+
+/** One control-plane node as the etcd layer sees it. */
+export interface EtcdClusterNode extends EtcdMemberNode {
+    /** SSH connection (see `sshConnection`); the private key stays secret. */
+    readonly connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
     /** What must be done on the node first: its fsync gate (and firewall). */
     readonly dependsOn: pulumi.Input<pulumi.Resource>[];
 }
@@ -59,9 +63,14 @@ export interface EtcdClusterArgs extends EtcdClusterSettings {
     readonly members: readonly EtcdClusterNode[];
 }
 
+/** What the plan needs: the settings and the members as plain data. */
+export interface EtcdClusterPlanArgs extends EtcdClusterSettings {
+    readonly members: readonly EtcdMemberNode[];
+}
+
 /** One member's plan: its steps as plain data, certificates aside. */
 export interface EtcdMemberPlan {
-    readonly node: EtcdClusterNode;
+    readonly node: EtcdMemberNode;
     readonly bootstrap: boolean;
     readonly install: NodeStep;
     /** The member step's arguments without the PEM texts (they come from the PKI). */
@@ -83,7 +92,7 @@ export interface EtcdClusterPlan {
  * Plans the cluster. Pure. A member's steps depend on the member, the settings and the bootstrap
  * member only, so adding a member changes no other member's steps.
  */
-export function planEtcdCluster(args: EtcdClusterArgs): EtcdClusterPlan {
+export function planEtcdCluster(args: EtcdClusterPlanArgs): EtcdClusterPlan {
     const byName = new Map(args.members.map((m) => [m.name, m]));
     if (byName.size !== args.members.length) {
         throw new Error("etcd cluster: a member is listed twice; allowed: each control-plane node once");
@@ -208,8 +217,9 @@ export class EtcdCluster extends pulumi.ComponentResource {
         let previous: pulumi.Resource | undefined;
         const statuses: Record<string, pulumi.Output<EtcdMemberStatus>> = {};
         const memberCommands: Record<string, command.remote.Command> = {};
+        const nodes = new Map(args.members.map((n) => [n.name, n]));
         for (const m of plan.members) {
-            const node = m.node;
+            const node = nodes.get(m.node.name)!;
             const prefix = `${name}-${node.name}`;
             const install = nodeScript(`${prefix}-${m.install.name}`, m.install, node.connection, node.target, {
                 parent: this,
