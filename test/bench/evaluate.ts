@@ -6,6 +6,7 @@ import { readFileSync } from "fs";
 import * as path from "path";
 
 import { installMocks, resolve } from "../support/mocks";
+import { providerState } from "../support/providerState";
 import { nodeStdout } from "../support/nodeStdout";
 
 async function main(): Promise<void> {
@@ -36,10 +37,12 @@ async function main(): Promise<void> {
         config,
         secretKeys: ["zerotouch:sshPrivateKey"],
         stdoutFor: (type, name, inputs) => nodeStdout(type, name, inputs),
+        stateFor: (type, name) => providerState(type, name),
     });
     const start = process.hrtime.bigint();
-    const program = (await import("../../infra/index")) as { platform: Parameters<typeof resolve>[0] };
+    const program = (await import("../../infra/index")) as { platform: Parameters<typeof resolve>[0]; kubeconfig: Parameters<typeof resolve>[0] };
     await resolve(program.platform);
+    await resolve(program.kubeconfig);
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
     const peakMiB = process.resourceUsage().maxRSS / 1024;
     process.stdout.write(
