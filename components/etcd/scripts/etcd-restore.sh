@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# etcd restore: makes a member's data directory from a snapshot saved by etcd-snapshot.sh (or by
+# `etcdctl snapshot save`). Run by an operator on the node (see docs/etcd-restore.md), with etcd
+# stopped, or by the tests.
+#
+#   verify   checks the snapshot only: the sha256 etcd appends to a snapshot, then `snapshot
+#            status` (hash, revision, total keys). Writes nothing.
+#   restore  verifies the snapshot, then restores it into ZT_DATA_DIR with `etcdutl snapshot
+#            restore` when etcdutl is next to etcdctl (etcd 3.5+), else `etcdctl snapshot restore`
+#            (etcd 3.4). Never writes over data: refuses when ZT_DATA_DIR exists and is not an
+#            empty directory (an empty lost+found aside). The restore goes into a new directory next to ZT_DATA_DIR first and
+#            is moved into place only once complete, owned by ZT_USER, mode 0700.
+#
+# Parameters (environment):
+#   ZT_ACTION                       verify | restore
+#   ZT_SNAPSHOT                     the snapshot file
+#   ZT_ETCDCTL                      etcdctl on the node: /usr/local/bin/etcdctl (release) or
+#                                   /usr/bin/etcdctl (preinstalled)
+#   ZT_NAME                         (restore) the member's name (DNS label), as etcd's --name
+#   ZT_INITIAL_CLUSTER              (restore) every member of the restored cluster,
+#                                   name=peer-URL[,name=peer-URL...], as etcd's --initial-cluster
+#   ZT_INITIAL_ADVERTISE_PEER_URLS  (restore) this member's peer URL(s), comma-separated; each
+#                                   must be in ZT_INITIAL_CLUSTER under ZT_NAME
+#   ZT_INITIAL_CLUSTER_TOKEN        (restore) token of the restored cluster (a new one keeps
+#                                   members of the old cluster from talking to it)
+#   ZT_DATA_DIR                     (restore) the member's data directory (absolute), e.g. /var/lib/etcd
+#   ZT_USER                         (restore) owner of the data directory. Defaults to etcd; empty:
+#                                   leave the owner as is (tests).
+#
+# Output: progress on stderr; one JSON object as the last line of stdout. Exit codes: 0 done,
+# 2 invalid parameters, 1 anything else (snapshot damaged, data directory not empty, ...).
+set -euo pipefail
+
+# json_string: in the payload ahead of this script, or from the checkout.
+if ! declare -F json_string >/dev/null; then
+  # shellcheck source=components/lib/scripts/json.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/json.sh"
+fi
+
+readonly status_timeout_s=120
+readonly restore_timeout_s=1800
+export ETCDCTL_API=3
+
+log() { printf 'etcd-restore: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+invalid() { log "invalid parameter: $*"; exit 2; }
+
+action="${ZT_ACTION:-}"
+snapshot="${ZT_SNAPSHOT:-}"
+etcdctl="${ZT_ETCDCTL:-}"
+name="${ZT_NAME:-}"
+initial_cluster="${ZT_INITIAL_CLUSTER:-}"
+peer_urls="${ZT_INITIAL_ADVERTISE_PEER_URLS:-}"
+token="${ZT_INITIAL_CLUSTER_TOKEN:-}"
+data_dir="${ZT_DATA_DIR:-}"
+user="${ZT_USER-etcd}"
+
+# --- parameters -----------------------------------------------------------------------------
+case "$action" in
+  verify | restore) ;;
+  *) invalid "ZT_ACTION must be verify or restore, got '${action}'" ;;
+esac
+# An absolute path of safe characters, without . or .. components.
+safe_path() {
+  [[ "$1" =~ ^(/[A-Za-z0-9._@+-]+)+$ ]] && [[ "$1/" != */./* ]] && [[ "$1/" != */../* ]]
+}
+safe_path "$etcdctl" ||
+  invalid "ZT_ETCDCTL must be the absolute path of etcdctl (/usr/local/bin/etcdctl or /usr/bin/etcdctl), got '${etcdctl}'"
+if [ -z "$snapshot" ] || [[ "$snapshot" == *$'\n'* ]]; then
+  invalid "ZT_SNAPSHOT must be the snapshot file to restore, got '${snapshot}'"
+fi
+
+if [ "$action" = restore ]; then
+  readonly label_re='^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
+  readonly url_re='^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$'
+  [[ "$name" =~ $label_re ]] || invalid "ZT_NAME must be a member name (DNS label: lowercase letters, digits, '-'), got '${name}'"
+  IFS=, read -r -a own_urls <<<"$peer_urls"
+  [ "${#own_urls[@]}" -gt 0 ] || invalid "ZT_INITIAL_ADVERTISE_PEER_URLS must be this member's peer URL(s), e.g. https://10.0.0.1:2380, got ''"
+  for url in "${own_urls[@]}"; do
+    [[ "$url" =~ $url_re ]] ||
+      invalid "ZT_INITIAL_ADVERTISE_PEER_URLS must be peer URLs scheme://host:port separated by commas, e.g. https://10.0.0.1:2380, got '${peer_urls}'"
+  done
+  IFS=, read -r -a entries <<<"$initial_cluster"
+  [ "${#entries[@]}" -gt 0 ] || invalid "ZT_INITIAL_CLUSTER must list the members, name=peer-URL separated by commas, got ''"
+  listed=()
+  for entry in "${entries[@]}"; do
+    if ! [[ "${entry%%=*}" =~ $label_re ]] || ! [[ "${entry#*=}" =~ $url_re ]]; then
+      invalid "ZT_INITIAL_CLUSTER must be name=peer-URL entries separated by commas (e.g. cp-1=https://10.0.0.1:2380), got '${initial_cluster}' (entry '${entry}')"
+    fi
+    [ "${entry%%=*}" != "$name" ] || listed+=("${entry#*=}")
+  done
+  if [ "$(printf '%s\n' "${listed[@]}" | sort -u)" != "$(printf '%s\n' "${own_urls[@]}" | sort -u)" ]; then
+    invalid "ZT_INITIAL_CLUSTER must list member ${name} with exactly its ZT_INITIAL_ADVERTISE_PEER_URLS (${peer_urls}), got '${initial_cluster}'"
+  fi
+  [[ "$token" =~ ^[A-Za-z0-9._-]{1,128}$ ]] ||
+    invalid "ZT_INITIAL_CLUSTER_TOKEN must be 1-128 letters, digits, '.', '_' or '-', got '${token}'"
+  safe_path "$data_dir" ||
+    invalid "ZT_DATA_DIR must be an absolute path of letters, digits and . _ @ + - (no . or .. components), got '${data_dir}'"
+  if [ -n "$user" ]; then
+    [[ "$user" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || invalid "ZT_USER must be a user name (or empty to leave the owner as is), got '${user}'"
+    id -u -- "$user" >/dev/null 2>&1 || invalid "ZT_USER ${user} is not a user on this node (etcd's user; empty leaves the owner as is)"
+  fi
+fi
+
+[ -x "$etcdctl" ] || die "ZT_ETCDCTL ${etcdctl} is not an executable file"
+for tool in timeout sha256sum od stat; do
+  command -v "$tool" >/dev/null 2>&1 || die "${tool} is missing"
+done
+if [ ! -f "$snapshot" ] || [ ! -r "$snapshot" ]; then
+  die "ZT_SNAPSHOT ${snapshot} is not a readable file"
+fi
+
+# The tool that reads snapshot files: etcdutl next to etcdctl (3.5+), else etcdctl (3.4).
+tool="$(dirname "$etcdctl")/etcdutl"
+[ -x "$tool" ] || tool="$etcdctl"
+
+# Says why the data directory may not be written, or nothing when it may. An empty lost+found
+# (the root of an ext4 file system, when the data directory is a disk of its own) is no data.
+occupied() {
+  if [ -L "$data_dir" ] || { [ -e "$data_dir" ] && [ ! -d "$data_dir" ]; }; then
+    printf '%s exists and is not a directory' "$data_dir"
+  elif [ -d "$data_dir" ] && [ -n "$(entries | head -n 1)" ]; then
+    printf '%s exists and is not empty (%s)' "$data_dir" "$(entries | head -n 5 | paste -sd, -)"
+  fi
+}
+entries() {
+  find "$data_dir" -mindepth 1 -maxdepth 1 -printf '%f\n' | LC_ALL=C sort |
+    while IFS= read -r entry; do
+      if [ "$entry" = lost+found ] && [ -d "${data_dir}/lost+found" ] && [ -z "$(find "${data_dir}/lost+found" -mindepth 1 -print -quit 2>/dev/null)" ]; then
+        continue
+      fi
+      printf '%s\n' "$entry"
+    done
+}
+
+# Staging directory of the restore, and a scratch directory: removed on exit, after the command
+# still running (if any) is stopped.
+work=""
+staging=""
+child=""
+cleanup() {
+  [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true
+  [ -z "$staging" ] || rm -rf -- "$staging"
+  [ -z "$work" ] || rm -rf -- "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# Runs a command for at most $1 seconds, its stderr into the file $2. In the background, waited
+# for, so a signal ends the script at once (bash runs traps only between commands).
+bounded() {
+  local seconds="$1" err="$2" rc=0
+  shift 2
+  timeout -k 10 "$seconds" "$@" 2>"$err" &
+  child=$!
+  wait "$child" || rc=$?
+  child=""
+  return "$rc"
+}
+
+# Refuse before anything is read or written.
+if [ "$action" = restore ]; then
+  why="$(occupied)"
+  [ -z "$why" ] ||
+    die "${why}: a restore never writes over data. Stop etcd, move the directory aside (mv ${data_dir} ${data_dir}.old), or choose another ZT_DATA_DIR"
+  parent="$(dirname "$data_dir")"
+  [ -d "$parent" ] || die "${parent}, where ZT_DATA_DIR ${data_dir} would be, is not a directory"
+fi
+work="$(mktemp -d -t zerotouch-etcd-restore.XXXXXXXX)"
+
+# --- verify ---------------------------------------------------------------------------------
+snap_size="$(stat -c %s -- "$snapshot")"
+if [ "$snap_size" -le 32 ] || [ $(((snap_size - 32) % 512)) -ne 0 ]; then
+  die "${snapshot}: ${snap_size} bytes is not the size of an etcd snapshot (a database of whole pages and a 32-byte sha256): truncated? Nothing was written"
+fi
+expected="$(tail -c 32 -- "$snapshot" | od -An -v -tx1 | tr -d ' \n')"
+actual="$(head -c -32 -- "$snapshot" | sha256sum | cut -d' ' -f1)"
+[ "$expected" = "$actual" ] ||
+  die "${snapshot}: the sha256 of the database (${actual}) is not the one etcd appended (${expected}): the file is damaged. Nothing was written"
+if ! bounded "$status_timeout_s" "$work/status.err" "$tool" snapshot status -w json -- "$snapshot" >"$work/status.json"; then
+  die "${snapshot}: '${tool##*/} snapshot status' failed: $(grep -m 3 -iE 'error|fault|panic' "$work/status.err" | tr '\n' ' ' | cut -c1-300). Nothing was written"
+fi
+status="$(tail -n 1 "$work/status.json")"
+snap_hash="$(sed -n 's/.*"hash":\([0-9]*\).*/\1/p' <<<"$status")"
+snap_revision="$(sed -n 's/.*"revision":\([0-9]*\).*/\1/p' <<<"$status")"
+snap_keys="$(sed -n 's/.*"totalKey":\([0-9]*\).*/\1/p' <<<"$status")"
+if [ -z "$snap_hash" ] || [ -z "$snap_revision" ] || [ -z "$snap_keys" ]; then
+  die "${snapshot}: unexpected 'snapshot status' output: $(cut -c1-300 <<<"$status"). Nothing was written"
+fi
+log "${snapshot}: verified: ${snap_size} bytes, revision ${snap_revision}, ${snap_keys} keys, hash ${snap_hash}"
+summary="$(printf '"snapshot":%s,"size":%d,"hash":%d,"revision":%d,"totalKeys":%d' \
+  "$(json_string "$snapshot")" "$snap_size" "$snap_hash" "$snap_revision" "$snap_keys")"
+
+if [ "$action" = verify ]; then
+  printf '{"action":"verify",%s}\n' "$summary"
+  exit 0
+fi
+
+# --- restore --------------------------------------------------------------------------------
+# Into a new directory next to the data directory (same file system), moved into place at the end.
+staging="$(mktemp -d -- "${parent}/.$(basename "$data_dir").restore.XXXXXXXX")"
+chmod 0700 -- "$staging"
+log "restoring ${snapshot} as member ${name} of ${initial_cluster} (token ${token}) with ${tool##*/}"
+rc=0
+bounded "$restore_timeout_s" "$work/restore.err" "$tool" snapshot restore "$snapshot" \
+  --name="$name" --initial-cluster="$initial_cluster" --initial-advertise-peer-urls="$peer_urls" \
+  --initial-cluster-token="$token" --data-dir="${staging}/data" >"$work/restore.out" || rc=$?
+if [ "$rc" -ne 0 ]; then
+  die "'${tool##*/} snapshot restore' failed (exit ${rc}): $(grep -h -m 3 -iE 'error|fail' "$work/restore.err" "$work/restore.out" | tr '\n' ' ' | cut -c1-400). ${data_dir} was not touched"
+fi
+[ -d "${staging}/data/member" ] || die "'${tool##*/} snapshot restore' wrote no member directory. ${data_dir} was not touched"
+chmod 0700 -- "${staging}/data"
+[ -z "$user" ] || chown -R -- "${user}:" "${staging}/data"
+sync -f -- "${staging}/data/member" 2>/dev/null || sync
+
+# Into place, checking again that nothing appeared meanwhile.
+why="$(occupied)"
+[ -z "$why" ] || die "${why} (it appeared during the restore); nothing was written to it"
+if [ -d "$data_dir" ]; then
+  # An empty directory (e.g. made by etcd's unit): the restored member directory goes into it.
+  mv -- "${staging}/data/member" "${data_dir}/member"
+  chmod 0700 -- "$data_dir"
+  [ -z "$user" ] || chown -- "${user}:" "$data_dir"
+else
+  mv -- "${staging}/data" "$data_dir"
+fi
+sync -- "$data_dir" "$parent"
+log "restored into ${data_dir}$([ -z "$user" ] || printf ', owned by %s' "$user"), mode 0700. Start etcd with --name=${name} --initial-cluster=${initial_cluster} --initial-advertise-peer-urls=${peer_urls} --initial-cluster-token=${token}"
+
+owner=null
+[ -z "$user" ] || owner="$(json_string "$user")"
+printf '{"action":"restore",%s,"name":%s,"initialCluster":%s,"initialAdvertisePeerUrls":%s,"initialClusterToken":%s,"dataDir":%s,"user":%s,"tool":%s}\n' \
+  "$summary" "$(json_string "$name")" "$(json_string "$initial_cluster")" "$(json_string "$peer_urls")" \
+  "$(json_string "$token")" "$(json_string "$data_dir")" "$owner" \
+  "$(json_string "${tool##*/}")"
