@@ -281,7 +281,7 @@ describe("etcdUnit", () => {
         const opts = { source: "release" as const, bootstrapEnvFile: "/etc/etcd/bootstrap.env" };
         const alone: EtcdClusterSpec = { members: { "cp-2": THREE.members["cp-2"] }, state: "new", token: THREE.token };
         const unit = etcdUnit(member, alone, opts);
-        expect(unit.split("\n")).toContain("EnvironmentFile=/etc/etcd/bootstrap.env");
+        expect(unit.split("\n")).toContain("EnvironmentFile=-/etc/etcd/bootstrap.env");
         const flags = execStart(unit);
         expect(flags.filter((f) => f.startsWith("--initial-cluster=") || f.startsWith("--initial-cluster-state="))).toEqual([]);
         expect(flags).toContain("--initial-cluster-token=zerotouch-prod");

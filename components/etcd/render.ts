@@ -326,7 +326,8 @@ export function etcdUnit(member: EtcdMemberSpec, cluster: EtcdClusterSpec, opts:
         "Type=notify",
         `User=${user}`,
         `Group=${user}`,
-        ...(bootstrapEnvFile !== undefined ? [`EnvironmentFile=${bootstrapEnvFile}`] : []),
+        // Optional ('-'): a member with data needs nothing from it (etcd ignores both then).
+        ...(bootstrapEnvFile !== undefined ? [`EnvironmentFile=-${bootstrapEnvFile}`] : []),
         // '+' runs this one step with full privileges: the data directory becomes etcd's.
         `ExecStartPre=+/usr/bin/install -d -o ${user} -g ${user} -m 0700 ${systemdQuote(member.dataDir)}`,
         `ExecStart=${exec.join(" \\\n    ")}`,

@@ -8,7 +8,9 @@
  * fsync gate reports each member's live p99 from etcd's metrics; a rolling restart (every
  * member's unit changed, one member at a time, through the same step) keeps quorum while a
  * write loop runs, and the loop sees no failed write; a snapshot restores into a fresh data
- * directory with the keys present; deleting the members leaves their data.
+ * directory with the keys present; the k3s installer refuses a binary whose checksum does not
+ * match before anything runs it; deleting the members leaves their data, unless
+ * wipeDataOnDelete is set.
  *
  * lab-cp-3's etcd disk is the throttled one (the fsync gate refuses it); its member here keeps
  * its data on the node's root filesystem instead, so the cluster has three healthy members.
@@ -18,7 +20,10 @@ import * as os from "os";
 import * as path from "path";
 
 import { clientUrl, EtcdMemberPem, etcdMemberStep, EtcdMemberStepArgs, LOCAL_CLIENT_URL, NODE_CLIENT_TLS, parseEtcdMemberResult } from "../../components/etcd/member";
+import { etcdSnapshotSteps, parseRestoreResult, parseSnapshotResult, RESTORE_SCRIPT, SNAPSHOT_INSTALLED } from "../../components/etcd/snapshot";
 import { parseWalGateResult, walGateSteps } from "../../components/etcd/walGate";
+import { k3sInstallStep, resolveK3sSource } from "../../components/k8s/k3s";
+import { stepPayload } from "../../components/lib/nodeScript";
 import type { NodeStep } from "../../components/lib/nodeScript";
 import { lastJsonLine, ScriptAction } from "../../components/lib/script";
 import { makeEtcdPem } from "../support/etcdCerts";
@@ -54,7 +59,7 @@ describe("EtcdCluster scripts on the lab", () => {
     const applied: Record<string, NodeStep> = {};
     const run = (node: LabNode, step: NodeStep, action?: ScriptAction): RunResult => {
         const r = runStep(lab, node, step, action);
-        if ((action ?? "create") === "create" && r.code === 0) {
+        if (step.name === "member" && (action ?? "create") === "create" && r.code === 0) {
             applied[node.name] = step;
         }
         return r;
@@ -169,9 +174,10 @@ describe("EtcdCluster scripts on the lab", () => {
         const writer = members[0];
         // Bounded loop (at most 600 s, stopped by a file): one put per etcdctl process, any member.
         const loop =
-            `rm -f /run/zt-writes.*; ( end=$(( $(date +%s) + 600 )); i=0; ok=0; failed=0; ` +
+            `rm -f /run/zt-writes.*; touch /run/zt-writes.avoid; ( end=$(( $(date +%s) + 600 )); i=0; ok=0; failed=0; ` +
             `while [ ! -e /run/zt-writes.stop ] && [ "$(date +%s)" -lt "$end" ]; do i=$((i+1)); ` +
-            `if ETCDCTL_API=3 ${ETCDCTL} --endpoints=${allEndpoints()} --cacert=${NODE_CLIENT_TLS.caFile} --cert=${NODE_CLIENT_TLS.certFile} --key=${NODE_CLIENT_TLS.keyFile} --dial-timeout=3s --command-timeout=10s put /lab/rolling/$i $i >/dev/null 2>>/run/zt-writes.err; ` +
+            `avoid=$(cat /run/zt-writes.avoid 2>/dev/null || true); eps=$(echo ${allEndpoints()} | tr , '\\n' | grep -vxF "$avoid" | paste -sd,); ` +
+            `if ETCDCTL_API=3 ${ETCDCTL} --endpoints=$eps --cacert=${NODE_CLIENT_TLS.caFile} --cert=${NODE_CLIENT_TLS.certFile} --key=${NODE_CLIENT_TLS.keyFile} --dial-timeout=3s --command-timeout=10s put /lab/rolling/$i $i >/dev/null 2>>/run/zt-writes.err; ` +
             `then ok=$((ok+1)); else failed=$((failed+1)); fi; echo "$ok $failed" >/run/zt-writes.count; done; echo done >/run/zt-writes.done ) ` +
             `>/dev/null 2>&1 </dev/null & disown`;
         ssh(writer, `nohup bash -c '${loop.replace(/'/g, "'\\''")}' >/dev/null 2>&1 &`);
@@ -179,6 +185,8 @@ describe("EtcdCluster scripts on the lab", () => {
             ssh(writer, "for i in $(seq 50); do [ -s /run/zt-writes.count ] && break; sleep 0.2; done; cat /run/zt-writes.count");
             // A changed unit (another backend quota) restarts each member, one after the other.
             for (const node of members) {
+                // Clients go to the members that stay up (as a load balancer in front of etcd would).
+                ssh(writer, `echo ${clientUrl(node.address)} >/run/zt-writes.avoid`);
                 const before = ssh(node, "systemctl show -p MainPID --value etcd.service").trim();
                 const r = run(node, etcdMemberStep(stepArgs(node, { quotaBackendBytes: 3 * 1024 ** 3 })));
                 expectOk(node, r);
@@ -196,6 +204,100 @@ describe("EtcdCluster scripts on the lab", () => {
         expect(ok).toBeGreaterThan(20);
         expect(ctl(writer, "get /lab/rolling/ --prefix --keys-only | grep -c .").trim()).toBe(String(ok));
     }, 900_000);
+
+    test("a snapshot saved by the timer's service restores into a fresh data directory with the keys present", () => {
+        const node = members[0];
+        const [snapStep] = etcdSnapshotSteps({ node: node.name, etcdctl: ETCDCTL, retain: 3 });
+        const created = run(node, snapStep);
+        expectOk(node, created);
+        expect(parseSnapshotResult(created.stdout)).toMatchObject({ action: "create" });
+        expect(ssh(node, `systemctl is-active ${SNAPSHOT_INSTALLED.timer}`).trim()).toBe("active");
+        const marker = `restore-check-${Date.now()}`;
+        ctl(node, `put /lab/restore/marker ${marker}`);
+        const rolling = ctl(node, "get /lab/rolling/ --prefix --keys-only | grep -c . || true").trim();
+        // What the timer runs, run now.
+        ssh(node, `timeout 120 systemctl start ${SNAPSHOT_INSTALLED.service}`, 150);
+        const file = ssh(node, `ls -1t /var/backups/etcd/${node.name}-*.db | head -n1`).trim();
+        expect(file).toMatch(new RegExp(`^/var/backups/etcd/${node.name}-.*\\.db$`));
+
+        // etcd-restore.sh as the operator runs it (docs/etcd-restore.md), into a fresh directory.
+        const restoreDir = "/var/tmp/zt-restore/data";
+        const restore: NodeStep = {
+            name: "restore",
+            script: RESTORE_SCRIPT,
+            libraries: [path.join(__dirname, "..", "..", "components", "lib", "scripts", "json.sh")],
+            hasDelete: false,
+            sensitive: false,
+            params: {
+                ZT_SNAPSHOT: file,
+                ZT_ETCDCTL: ETCDCTL,
+                ZT_NAME: "restore-check",
+                ZT_INITIAL_CLUSTER: "restore-check=http://127.0.0.1:23800",
+                ZT_INITIAL_ADVERTISE_PEER_URLS: "http://127.0.0.1:23800",
+                ZT_INITIAL_CLUSTER_TOKEN: "zt-restore-check",
+                ZT_DATA_DIR: restoreDir,
+                ZT_USER: "etcd",
+            },
+        };
+        ssh(node, "rm -rf /var/tmp/zt-restore && install -d -m 0755 /var/tmp/zt-restore");
+        const runner = 'umask 077; f=$(mktemp); cat >"$f"; ZT_ACTION=restore bash "$f" </dev/null; rc=$?; rm -f "$f"; exit "$rc"';
+        const restored = sshRun(lab, node, runner, stepPayload(restore).stdin, 180);
+        expectOk(node, restored);
+        const r = parseRestoreResult(restored.stdout);
+        expect(r).toMatchObject({ dataDir: restoreDir, name: "restore-check", tool: "etcdctl" });
+        expect(r.totalKeys).toBeGreaterThan(Number(rolling));
+        // Never over data: the same restore again is refused.
+        const again = sshRun(lab, node, runner, stepPayload(restore).stdin, 180);
+        expect(again.code).not.toBe(0);
+
+        // A throwaway etcd on the restored directory (plain HTTP on loopback, its own ports).
+        const unit = "zt-restore-check";
+        ssh(
+            node,
+            `systemctl stop ${unit} >/dev/null 2>&1; systemctl reset-failed ${unit} >/dev/null 2>&1; ` +
+                `systemd-run --collect --unit ${unit} --uid etcd --gid etcd /usr/bin/etcd --name restore-check --data-dir ${restoreDir} ` +
+                "--listen-client-urls http://127.0.0.1:23790 --advertise-client-urls http://127.0.0.1:23790 " +
+                "--listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 " +
+                "--initial-cluster restore-check=http://127.0.0.1:23800 --listen-metrics-urls http://127.0.0.1:23810",
+        );
+        try {
+            const local = (args: string) => ssh(node, `ETCDCTL_API=3 ${ETCDCTL} --endpoints=http://127.0.0.1:23790 --command-timeout=10s ${args}`);
+            ssh(node, "for i in $(seq 30); do ETCDCTL_API=3 /usr/bin/etcdctl --endpoints=http://127.0.0.1:23790 --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1 && exit 0; sleep 0.5; done; journalctl -u zt-restore-check -n 20 --no-pager >&2; exit 1");
+            expect(local("get /lab/restore/marker --print-value-only").trim()).toBe(marker);
+            const keys = local("get /lab/rolling/ --prefix --keys-only | grep -c . || true").trim();
+            expect(keys).toBe(rolling);
+            console.log(
+                `restore check on ${node.name}: snapshot ${path.posix.basename(file)} (revision ${r.revision}, ${r.totalKeys} keys) restored into a fresh ` +
+                    `data directory; a throwaway etcd on it returns the marker key and all ${keys} keys of the rolling write loop`,
+            );
+        } finally {
+            sshRun(lab, node, `systemctl stop ${unit}; rm -rf /var/tmp/zt-restore`);
+        }
+    }, 600_000);
+
+    test("the k3s installer refuses a binary whose checksum does not match, before running it, and says why", () => {
+        const node = members[1];
+        const k3s = resolveK3sSource({ source: "release", releaseBaseUrl: "file:///var/tmp/zt-k3s-mirror" });
+        const step = k3sInstallStep(node.name, k3s);
+        // A stand-in "k3s" that leaves a mark if anything runs it.
+        ssh(
+            node,
+            `rm -rf /var/tmp/zt-k3s-mirror /var/tmp/zt-k3s-ran; mkdir -p '/var/tmp/zt-k3s-mirror/${k3s.version}' && ` +
+                `printf '#!/bin/sh\ntouch /var/tmp/zt-k3s-ran\necho ${k3s.version}\n' >'/var/tmp/zt-k3s-mirror/${k3s.version}/k3s' && chmod 755 '/var/tmp/zt-k3s-mirror/${k3s.version}/k3s'`,
+        );
+        try {
+            const r = run(node, step);
+            expect(r.code).toBe(3);
+            expect(r.stderr).toContain(`expected ${k3s.sha256.amd64}`);
+            expect(r.stderr).toMatch(/sha256/);
+            expect(lastJsonLine(r.stdout, "k3s install")).toMatchObject({ verified: false, changed: false, expectedSha256: k3s.sha256.amd64 });
+            expect(sshRun(lab, node, "test -e /var/tmp/zt-k3s-ran").code).not.toBe(0);
+            expect(sshRun(lab, node, "test -e /usr/local/bin/k3s").code).not.toBe(0);
+            console.log(`k3s install on ${node.name} refused the stand-in binary: ${r.stderr.trim().split("\n").filter((l) => /sha256/.test(l)).join(" ")}`);
+        } finally {
+            sshRun(lab, node, "rm -rf /var/tmp/zt-k3s-mirror /var/tmp/zt-k3s-ran");
+        }
+    }, 300_000);
 
     test("deleting members leaves their data", () => {
         // The last member stays in place; the ones that leave a running cluster are moved aside.
@@ -219,4 +321,17 @@ describe("EtcdCluster scripts on the lab", () => {
             expect(sshRun(lab, node, `test -e ${NODE_CLIENT_TLS.keyFile}`).code).not.toBe(0);
         }
     }, 600_000);
+
+    test("re-created on its kept data, the last member takes the cluster up again; wipeDataOnDelete empties the data directory", () => {
+        const node = members[0];
+        const step = etcdMemberStep(stepArgs(node, { wipeDataOnDelete: true }));
+        const r = run(node, step);
+        expectOk(node, r);
+        expect(parseEtcdMemberResult(r.stdout)).toMatchObject({ state: "existing", members: 1, healthy: true });
+        expect(ctl(node, "get /lab/restore/marker --print-value-only").trim()).toMatch(/^restore-check-/);
+        const d = run(node, step, "delete");
+        expectOk(node, d);
+        expect(lastJsonLine(d.stdout, "etcd member delete")).toMatchObject({ wiped: true, dataKept: null });
+        expect(ssh(node, `find ${dataDir(node)} -mindepth 1 | wc -l`).trim()).toBe("0");
+    }, 300_000);
 });
