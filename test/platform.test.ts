@@ -180,7 +180,7 @@ describe("settings", () => {
         expect(recorder.ofType("zerotouch:k8s:ControlPlane")).toEqual([]);
         expect(recorder.ofType(COMMAND).filter((c) => c.name.startsWith("kubernetes-"))).toEqual([]);
         expect(exports.kubeconfig).toBeUndefined();
-        expect(((await resolve(exports.platform)) as { kubernetes: unknown }).kubernetes).toEqual({ mode: "none", apiEndpoint: null, apiServerUrl: null });
+        expect((await resolve<{ kubernetes: unknown }>(exports.platform)).kubernetes).toEqual({ mode: "none", apiEndpoint: null, apiServerUrl: null });
     });
 
     test("kubernetes.mode existing: nothing bootstrapped, the given kubeconfig stays secret", async () => {
@@ -200,7 +200,7 @@ describe("settings", () => {
         expect(recorder.ofType(COMMAND).filter((c) => c.name.startsWith("kubernetes-"))).toEqual([]);
         expect(await isSecret(exports.kubeconfig)).toBe(true);
         expect(await resolve(exports.kubeconfig)).toBe(kubeconfig);
-        const platform = (await resolve(exports.platform)) as { kubernetes: unknown };
+        const platform = await resolve<{ kubernetes: unknown }>(exports.platform);
         expect(platform.kubernetes).toMatchObject({ mode: "existing", apiEndpoint: "api.prod.example" });
         expect(JSON.stringify(platform)).not.toContain("existing-token-SECRET");
     });
