@@ -64,7 +64,7 @@ const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** What each key allows, by key path (`*` stands for a node name). Used in every message. */
 export const ALLOWED: Readonly<Record<string, string>> = {
-    "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, etcd, kubernetes, kubeconfig",
+    "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, etcd, kubernetes, kubeconfig, gitops, gitlabToken",
     nodes: "a map of node name to node settings, with 1, 3 or 5 control-plane nodes",
     "nodes.*": "a lower-case DNS label (a-z, 0-9, '-', at most 63 characters) as node name, mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs",
     "nodes.*.host": "the node's public IPv4 or IPv6 address (firewall rules and etcd peer URLs are built from it), unique across nodes",
@@ -119,6 +119,34 @@ export const ALLOWED: Readonly<Record<string, string>> = {
     "kubernetes.k3s.version": "a k3s version such as v1.31.4+k3s1 (default: the pinned one)",
     "kubernetes.k3s.releaseBaseUrl": "an https:// or file:// URL of a mirror of k3s' release downloads",
     kubeconfig: "a kubeconfig (YAML) set as a secret, required with kubernetes.mode existing: pulumi config set --secret zerotouch:kubeconfig < kubeconfig.yaml",
+    gitops: "the keys gitlab, argocd, manifests, appProjects, applications, accessTokenExpiryDays, rotateBeforeDays (leave gitops out for no GitOps layer)",
+    "gitops.gitlab": "the key baseUrl",
+    "gitops.gitlab.baseUrl": "the https:// URL of the GitLab instance, without a path (e.g. https://gitlab.example.com)",
+    "gitops.argocd": "the keys hostname, webhookHostname, namespace, chartVersion, reconciliationSeconds, breakGlassGroup, values",
+    "gitops.argocd.hostname": "a DNS name for Argo CD's UI and API, reached over the VPN only",
+    "gitops.argocd.webhookHostname": "a public DNS name that serves only Argo CD's /api/webhook (GitLab's push hooks), not the same as hostname",
+    "gitops.argocd.namespace": "a Kubernetes namespace name (default argocd)",
+    "gitops.argocd.chartVersion": "an argo-cd Helm chart version as MAJOR.MINOR.PATCH (default: the pinned one)",
+    "gitops.argocd.reconciliationSeconds": "a whole number of seconds from 30 to 3600 (default 180): Argo CD's polling interval (webhooks make syncs start at once)",
+    "gitops.argocd.breakGlassGroup": "the name of the SSO group that gets Argo CD's admin role (break glass); default none",
+    "gitops.argocd.values": "an object of argo-cd chart values merged over zerotouch's (the security settings cannot be overridden)",
+    "gitops.manifests": "the keys project, mode, namespaceId",
+    "gitops.manifests.project": "the manifests project's path in GitLab, group/name (e.g. platform/manifests)",
+    "gitops.manifests.mode": "create (zerotouch creates the project) or adopt (an existing project at that path)",
+    "gitops.manifests.namespaceId": "the numeric id of the GitLab group the project is created in (needed with mode create)",
+    "gitops.appProjects": "a list of GitLab project paths (group/name) whose pipelines get the GITOPS_TOKEN variable, each once, not the manifests project",
+    "gitops.appProjects.*": "a GitLab project path, group/name, listed once, not the manifests project",
+    "gitops.applications": "a map of Application name (a DNS label) to {environment, path, targetRevision, namespace, valueFiles}",
+    "gitops.applications.*": "the keys environment, path, targetRevision, namespace, valueFiles",
+    "gitops.applications.*.environment": "a lower-case label (e.g. prod): the AppProject the Application belongs to",
+    "gitops.applications.*.path": "a relative path in the manifests repository, without '..' (e.g. apps/backend-service)",
+    "gitops.applications.*.targetRevision": "a branch, tag or commit (default main)",
+    "gitops.applications.*.namespace": "the Kubernetes namespace the Application deploys to (a DNS label)",
+    "gitops.applications.*.valueFiles": "a list of Helm value files relative to path (e.g. [values-prod.yaml])",
+    "gitops.applications.*.valueFiles.*": "a Helm value file relative to the Application's path, without '..'",
+    "gitops.accessTokenExpiryDays": "a whole number of days from 1 to 365 (default 180): lifetime of the GITOPS_TOKEN project access token (GitLab allows at most 365)",
+    "gitops.rotateBeforeDays": "a whole number of days from 1 to 180 (default 30), less than accessTokenExpiryDays: the token is replaced this long before it expires",
+    gitlabToken: "a GitLab token with api scope, set as a secret, required with gitops: pulumi config set --secret zerotouch:gitlabToken",
 };
 
 /** Milliseconds, whole nanoseconds at most (the gate compares in ns). */
@@ -215,7 +243,94 @@ const kubernetesSchema = z
     })
     .prefault({});
 
+const K8S_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const GITLAB_PATH = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*(\/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$/;
+const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+const RELATIVE_PATH = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+const noDotDot = (p: string) => !p.split("/").includes("..");
+
+const applicationSchema = z.strictObject({
+    environment: z.string().regex(LABEL),
+    path: z.string().regex(RELATIVE_PATH).refine(noDotDot),
+    targetRevision: z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/).default("main"),
+    namespace: z.string().regex(K8S_NAME),
+    valueFiles: z.array(z.string().regex(RELATIVE_PATH).refine(noDotDot)).default([]),
+});
+
+const gitopsSchema = z
+    .strictObject({
+        gitlab: z.strictObject({ baseUrl: z.string().regex(/^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?\/?$/) }),
+        argocd: z.strictObject({
+            hostname: z.string().regex(DNS_NAME),
+            webhookHostname: z.string().regex(DNS_NAME),
+            namespace: z.string().regex(K8S_NAME).default("argocd"),
+            chartVersion: z.string().regex(/^[0-9]+\.[0-9]+\.[0-9]+$/).optional(),
+            reconciliationSeconds: z.number().int().min(30).max(3600).default(180),
+            breakGlassGroup: z.string().regex(/^[A-Za-z0-9:._@-]{1,128}$/).optional(),
+            values: z.record(z.string(), z.unknown()).default({}),
+        }),
+        manifests: z.strictObject({
+            project: z.string().regex(GITLAB_PATH),
+            mode: z.enum(["create", "adopt"]).default("create"),
+            namespaceId: z.number().int().positive().optional(),
+        }),
+        appProjects: z.array(z.string().regex(GITLAB_PATH)).default([]),
+        applications: z.record(z.string().regex(K8S_NAME), applicationSchema).default({}),
+        accessTokenExpiryDays: z.number().int().min(1).max(365).default(180),
+        rotateBeforeDays: z.number().int().min(1).max(180).default(30),
+    })
+    .optional();
+
 const PRIVATE_KEY = /^-----BEGIN ((OPENSSH|RSA|EC|DSA) )?PRIVATE KEY-----\r?\n[\s\S]+\r?\n-----END ((OPENSSH|RSA|EC|DSA) )?PRIVATE KEY-----\s*$/;
+
+type GitopsCheckInput = {
+    kubernetes: { mode: string };
+    gitlabToken?: string;
+    gitops?: z.output<typeof gitopsSchema>;
+};
+
+/** Cross-key rules of the GitOps layer. */
+function checkGitops(cfg: GitopsCheckInput, ctx: z.core.$RefinementCtx): void {
+    const gitops = cfg.gitops;
+    if (gitops === undefined) {
+        if (cfg.gitlabToken !== undefined) {
+            ctx.addIssue({ code: "custom", path: ["gitlabToken"], message: "no gitops is configured, which takes no GitLab token" });
+        }
+        return;
+    }
+    if (cfg.kubernetes.mode === "none") {
+        ctx.addIssue({ code: "custom", path: ["gitops"], message: "the GitOps layer needs a cluster, but kubernetes.mode is none" });
+    }
+    if (cfg.gitlabToken === undefined) {
+        ctx.addIssue({ code: "custom", path: ["gitlabToken"], message: "gitops is set, which needs a GitLab token" });
+    }
+    if (gitops.rotateBeforeDays >= gitops.accessTokenExpiryDays) {
+        ctx.addIssue({
+            code: "custom",
+            path: ["gitops", "rotateBeforeDays"],
+            message: `not less than accessTokenExpiryDays (${gitops.accessTokenExpiryDays})`,
+        });
+    }
+    if (gitops.manifests.mode === "create" && gitops.manifests.namespaceId === undefined) {
+        ctx.addIssue({ code: "custom", path: ["gitops", "manifests", "namespaceId"], message: "mode create needs the id of the group the project goes in" });
+    }
+    const seen = new Set<string>();
+    gitops.appProjects.forEach((p, i) => {
+        if (p === gitops.manifests.project) {
+            ctx.addIssue({ code: "custom", path: ["gitops", "appProjects", i], message: "the manifests project itself" });
+        } else if (seen.has(p)) {
+            ctx.addIssue({ code: "custom", path: ["gitops", "appProjects", i], message: "listed twice" });
+        }
+        seen.add(p);
+    });
+    if (gitops.argocd.hostname === gitops.argocd.webhookHostname) {
+        ctx.addIssue({
+            code: "custom",
+            path: ["gitops", "argocd", "webhookHostname"],
+            message: "the same as hostname: the UI stays on the VPN while the webhook is public",
+        });
+    }
+}
 
 export const configSchema = z
     .strictObject({
@@ -239,6 +354,8 @@ export const configSchema = z
         etcd: etcdSchema,
         kubernetes: kubernetesSchema,
         kubeconfig: z.string().min(1).optional(),
+        gitops: gitopsSchema,
+        gitlabToken: z.string().min(1).optional(),
     })
     .superRefine((cfg, ctx) => {
         const names = Object.keys(cfg.nodes);
@@ -285,6 +402,7 @@ export const configSchema = z
         if (cfg.kubernetes.mode !== "existing" && cfg.kubeconfig !== undefined) {
             ctx.addIssue({ code: "custom", path: ["kubeconfig"], message: `kubernetes.mode is ${cfg.kubernetes.mode}, which takes no kubeconfig` });
         }
+        checkGitops(cfg, ctx);
         const seen = new Map<string, number>();
         cfg.managementCidrs.forEach((c, i) => {
             const canonical = parseCidr(c);
@@ -321,7 +439,7 @@ export class ConfigError extends pulumi.RunError {
 }
 
 /** Keys whose values must never appear in a message. */
-const SECRET_KEYS = new Set(["sshPrivateKey", "kubeconfig"]);
+const SECRET_KEYS = new Set(["sshPrivateKey", "kubeconfig", "gitlabToken"]);
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
     let cur: unknown = root;
@@ -357,7 +475,7 @@ function keyText(path: readonly PropertyKey[]): string {
 function allowedFor(path: readonly PropertyKey[]): string {
     const pattern = path
         .map((p, i) => {
-            if ((path[0] === "nodes" && i === 1) || typeof p === "number") {
+            if ((path[0] === "nodes" && i === 1) || (path[0] === "gitops" && path[1] === "applications" && i === 2) || typeof p === "number") {
                 return "*";
             }
             return String(p);
@@ -385,7 +503,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
     }
     const secret = path.some((p) => typeof p === "string" && SECRET_KEYS.has(p));
     const value = valueAt(raw, path);
-    let given = secret ? (value === undefined ? "nothing (missing)" : `a value that is not ${path[0] === "kubeconfig" ? "a kubeconfig" : "a private key"} (not shown)`) : describeValue(value);
+    let given = secret ? (value === undefined ? "nothing (missing)" : `a value that is not ${path[0] === "kubeconfig" ? "a kubeconfig" : path[0] === "gitlabToken" ? "a GitLab token" : "a private key"} (not shown)`) : describeValue(value);
     if (issue.code === "invalid_key") {
         given = describeValue(path[path.length - 1]);
         return `${keyText(path)}: invalid node name ${given}; allowed: ${allowedFor(path)}`;

@@ -4,7 +4,7 @@ import * as path from "path";
 import { ConfigError, parseStackFile, projectConfig, secretConfigKeys, validateConfig } from "../infra/config";
 import { location, TEST_KEY, validRawConfig } from "./support/config";
 
-const SECRET = new Set(["sshPrivateKey"]);
+const SECRET = new Set(["sshPrivateKey", "gitlabToken"]);
 
 /** A valid config: 3 control-plane nodes and 2 workers. Each case changes one thing. */
 function valid(): Record<string, any> {
@@ -43,6 +43,24 @@ describe("validateConfig accepts", () => {
         expect(cfg.kubeconfig).toBeUndefined();
     });
 
+    test("a GitOps layer with its defaults", () => {
+        const raw = { ...valid(), gitops: gitops(), gitlabToken: "glpat-0123456789" };
+        const cfg = validateConfig(raw, new Set([...SECRET, "gitlabToken"]));
+        expect(cfg.gitops).toMatchObject({
+            argocd: { namespace: "argocd", reconciliationSeconds: 180, values: {} },
+            accessTokenExpiryDays: 180,
+            rotateBeforeDays: 30,
+            applications: { "api-prod": { targetRevision: "main" } },
+        });
+    });
+
+    test("a GitLab token set as plain text is refused without showing it", () => {
+        const raw = { ...valid(), gitops: gitops(), gitlabToken: "glpat-SECRETVALUE" };
+        const problems = problemsOf(raw, new Set(["sshPrivateKey"]));
+        expect(problems).toEqual([expect.stringMatching(/^zerotouch:gitlabToken: given as plain text \(not shown\)/)]);
+        expect(problems.join("\n")).not.toContain("SECRETVALUE");
+    });
+
     test("kubernetes mode existing with a secret kubeconfig; etcd from a file:// mirror", () => {
         const raw = { ...valid(), kubernetes: { mode: "existing" }, kubeconfig: "apiVersion: v1", etcd: { source: "release", version: "3.5.99", releaseBaseUrl: "file:///srv/mirror/etcd", sha256: { amd64: "a".repeat(64) }, bootstrapMember: "cp-2" } };
         const cfg = validateConfig(raw, new Set([...SECRET, "kubeconfig"]));
@@ -72,6 +90,18 @@ describe("validateConfig accepts", () => {
 });
 
 type Case = [string, (raw: Record<string, any>) => void, RegExp[]];
+
+/** A valid gitops block; `over` replaces top-level keys. */
+function gitops(over: Record<string, unknown> = {}): Record<string, unknown> {
+    return {
+        gitlab: { baseUrl: "https://gitlab.example.com" },
+        argocd: { hostname: "argocd.vpn.example.net", webhookHostname: "argocd-hooks.example.net" },
+        manifests: { project: "platform/manifests", mode: "create", namespaceId: 42 },
+        appProjects: ["team/api"],
+        applications: { "api-prod": { environment: "prod", path: "apps/api", namespace: "api", valueFiles: ["values-prod.yaml"] } },
+        ...over,
+    };
+}
 
 const rejections: Case[] = [
     [
@@ -207,7 +237,7 @@ const rejections: Case[] = [
     [
         "a typo at the top level",
         (r) => (r.vpnCIDR = "10.8.0.0/24"),
-        [/^zerotouch:vpnCIDR: unknown key \(given "10\.8\.0\.0\/24"\); allowed: the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, etcd, kubernetes, kubeconfig$/],
+        [/^zerotouch:vpnCIDR: unknown key \(given "10\.8\.0\.0\/24"\); allowed: the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, etcd, kubernetes, kubeconfig, gitops, gitlabToken$/],
     ],
     [
         "a typo in a node",
@@ -348,6 +378,76 @@ const rejections: Case[] = [
         "a k3s version without its +k3s suffix",
         (r) => (r.kubernetes = { k3s: { version: "v1.31.4" } }),
         [/^zerotouch:kubernetes\.k3s\.version: given "v1\.31\.4"; allowed: a k3s version such as/],
+    ],
+    [
+        "gitops without a GitLab token",
+        (r) => (r.gitops = gitops()),
+        [/^zerotouch:gitlabToken: gitops is set, which needs a GitLab token; given nothing \(missing\); allowed: a GitLab token with api scope/],
+    ],
+    [
+        "gitops on kubernetes.mode none",
+        (r) => {
+            r.gitops = gitops();
+            r.gitlabToken = "glpat-0123456789";
+            r.kubernetes = { mode: "none" };
+        },
+        [/^zerotouch:gitops: the GitOps layer needs a cluster, but kubernetes\.mode is none; given \{/],
+    ],
+    [
+        "a webhook hostname equal to the UI's",
+        (r) => {
+            r.gitops = gitops({ argocd: { hostname: "argocd.example.net", webhookHostname: "argocd.example.net" } });
+            r.gitlabToken = "glpat-0123456789";
+        },
+        [/^zerotouch:gitops\.argocd\.webhookHostname: the same as hostname: the UI stays on the VPN while the webhook is public; given "argocd\.example\.net"/],
+    ],
+    [
+        "an access token living longer than GitLab allows",
+        (r) => {
+            r.gitops = gitops({ accessTokenExpiryDays: 400 });
+            r.gitlabToken = "glpat-0123456789";
+        },
+        [/^zerotouch:gitops\.accessTokenExpiryDays: given 400; allowed: a whole number of days from 1 to 365/],
+    ],
+    [
+        "rotation not before expiry",
+        (r) => {
+            r.gitops = gitops({ accessTokenExpiryDays: 30, rotateBeforeDays: 30 });
+            r.gitlabToken = "glpat-0123456789";
+        },
+        [/^zerotouch:gitops\.rotateBeforeDays: not less than accessTokenExpiryDays \(30\); given 30/],
+    ],
+    [
+        "an app project listed twice and the manifests project as app project",
+        (r) => {
+            r.gitops = gitops({ appProjects: ["team/api", "team/api", "platform/manifests"] });
+            r.gitlabToken = "glpat-0123456789";
+        },
+        [/^zerotouch:gitops\.appProjects\[1\]: listed twice; given "team\/api"/, /^zerotouch:gitops\.appProjects\[2\]: the manifests project itself; given "platform\/manifests"/],
+    ],
+    [
+        "an Application path with ..",
+        (r) => {
+            r.gitops = gitops({ applications: { "api-prod": { environment: "prod", path: "apps/../secrets", namespace: "api" } } });
+            r.gitlabToken = "glpat-0123456789";
+        },
+        [/^zerotouch:gitops\.applications\.api-prod\.path: given "apps\/\.\.\/secrets"; allowed: a relative path in the manifests repository, without '\.\.'/],
+    ],
+    [
+        "create mode without the group id",
+        (r) => {
+            r.gitops = gitops({ manifests: { project: "platform/manifests" } });
+            r.gitlabToken = "glpat-0123456789";
+        },
+        [/^zerotouch:gitops\.manifests\.namespaceId: mode create needs the id of the group the project goes in; given nothing \(missing\)/],
+    ],
+    [
+        "an http GitLab",
+        (r) => {
+            r.gitops = gitops({ gitlab: { baseUrl: "http://gitlab.example.com" } });
+            r.gitlabToken = "glpat-0123456789";
+        },
+        [/^zerotouch:gitops\.gitlab\.baseUrl: given "http:\/\/gitlab\.example\.com"; allowed: the https:\/\/ URL of the GitLab instance/],
     ],
     [
         "mode existing without a kubeconfig",
