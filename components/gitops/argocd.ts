@@ -1,0 +1,628 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+
+import { parseCidr } from "../lib/cidr";
+import { checkDnsLabel, checkRepoUrl, DEFAULT_ARGOCD_NAMESPACE } from "./applications";
+
+/**
+ * The pinned chart: argo-helm's `argo-cd` 10.3.3, whose appVersion is Argo CD v3.5.1 (argo-helm
+ * release `argo-cd-10.3.3`: "Update dependency argoproj/argo-cd to v3.5.1"), the release whose CRDs
+ * the Application tests validate against.
+ */
+export const ARGOCD_CHART = {
+    repo: "https://argoproj.github.io/argo-helm",
+    chart: "argo-cd",
+    version: "10.3.3",
+    appVersion: "v3.5.1",
+} as const;
+
+/** The Helm release name: the chart names its objects `argocd-server`, `argocd-repo-server`, … */
+export const ARGOCD_RELEASE = "argocd";
+/** The chart's API server Service and its plain-HTTP port (`server.insecure`). */
+export const ARGOCD_SERVER_SERVICE = "argocd-server";
+export const ARGOCD_SERVER_HTTP_PORT = 80;
+/** Argo CD's webhook endpoint. */
+export const WEBHOOK_PATH = "/api/webhook";
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/** A chart values override from config: deep-merged over the computed values (objects merge, anything else replaces). */
+export type ArgoCdValuesOverride = JsonObject;
+
+export interface ResourceList {
+    readonly cpu: string;
+    readonly memory: string;
+}
+export interface Resources {
+    readonly requests: ResourceList;
+    readonly limits: ResourceList;
+}
+
+/**
+ * Where each component's resources go in the chart's values. Everything that runs gets requests
+ * and limits, including init containers, the Redis secret init job and the components the
+ * defaults leave off (dex, commit server, Redis exporter), so switching one on cannot start it
+ * unbounded.
+ */
+export const RESOURCE_PATHS = {
+    controller: ["controller"],
+    repoServer: ["repoServer"],
+    copyutil: ["repoServer", "copyutil"],
+    server: ["server"],
+    applicationSet: ["applicationSet"],
+    notifications: ["notifications"],
+    dex: ["dex"],
+    dexInit: ["dex", "initImage"],
+    redis: ["redis"],
+    redisExporter: ["redis", "exporter"],
+    redisSecretInit: ["redisSecretInit"],
+    commitServer: ["commitServer"],
+} as const satisfies Record<string, readonly string[]>;
+export type ArgoCdComponent = keyof typeof RESOURCE_PATHS;
+
+/** How big the cluster is, by node count: `small` 1–2 nodes, `medium` 3–9, `large` 10 or more. */
+export type SizeTier = "small" | "medium" | "large";
+
+export interface ArgoCdSizing {
+    readonly tier: SizeTier;
+    readonly serverReplicas: number;
+    readonly repoServerReplicas: number;
+    readonly controllerReplicas: number;
+    readonly statusProcessors: number;
+    readonly operationProcessors: number;
+    /** Concurrent manifest generations per repo-server (bounds its memory). */
+    readonly repoParallelism: number;
+    readonly resources: Readonly<Record<ArgoCdComponent, Resources>>;
+}
+
+const r = (reqCpu: string, reqMem: string, limCpu: string, limMem: string): Resources => ({
+    requests: { cpu: reqCpu, memory: reqMem },
+    limits: { cpu: limCpu, memory: limMem },
+});
+
+const SMALL_RESOURCES: Record<ArgoCdComponent, Resources> = {
+    controller: r("250m", "512Mi", "1", "1Gi"),
+    repoServer: r("100m", "256Mi", "1", "1Gi"),
+    copyutil: r("10m", "32Mi", "100m", "256Mi"),
+    server: r("50m", "128Mi", "500m", "256Mi"),
+    applicationSet: r("25m", "64Mi", "250m", "256Mi"),
+    notifications: r("25m", "64Mi", "250m", "128Mi"),
+    dex: r("10m", "32Mi", "100m", "128Mi"),
+    dexInit: r("10m", "32Mi", "100m", "256Mi"),
+    redis: r("50m", "64Mi", "250m", "256Mi"),
+    redisExporter: r("10m", "32Mi", "100m", "64Mi"),
+    redisSecretInit: r("10m", "32Mi", "100m", "64Mi"),
+    commitServer: r("25m", "64Mi", "250m", "256Mi"),
+};
+
+/**
+ * Sizing rule, by node count (all nodes, servers and workers) and managed clusters:
+ * - small (1–2 nodes): one API server, one repo-server; Argo CD's default processors (20 status,
+ *   10 operation); controller 250m/512Mi requested, 1 CPU/1Gi limit.
+ * - medium (3–9 nodes): two API servers and two repo-servers (spread by the chart's soft pod
+ *   anti-affinity, with a PodDisruptionBudget), controller 500m/1Gi → 2 CPU/2Gi, repo-server
+ *   limit 2Gi, Redis a little larger.
+ * - large (10+ nodes): three repo-servers, processors 50/25 (the figures Argo CD's HA guide gives
+ *   for about 1000 Applications), controller 1/2Gi → 4 CPU/4Gi.
+ * - The application controller shards by destination cluster, never within one: `controller.replicas`
+ *   is the number of clusters Argo CD manages (1: this one), sharded with the stable `legacy`
+ *   algorithm; a larger single cluster gets a larger controller, not more replicas.
+ */
+export function argoCdSizing(nodeCount: number, clusters: number): ArgoCdSizing {
+    if (!Number.isInteger(nodeCount) || nodeCount < 1) {
+        throw new Error(`ArgoCd: nodeCount is ${JSON.stringify(nodeCount)}; allowed: a whole number of nodes, 1 or more`);
+    }
+    if (!Number.isInteger(clusters) || clusters < 1 || clusters > 50) {
+        throw new Error(`ArgoCd: clusters is ${JSON.stringify(clusters)}; allowed: a whole number from 1 to 50 (one controller shard per managed cluster)`);
+    }
+    if (nodeCount < 3) {
+        return { tier: "small", serverReplicas: 1, repoServerReplicas: 1, controllerReplicas: clusters, statusProcessors: 20, operationProcessors: 10, repoParallelism: 2, resources: SMALL_RESOURCES };
+    }
+    if (nodeCount < 10) {
+        return {
+            tier: "medium",
+            serverReplicas: 2,
+            repoServerReplicas: 2,
+            controllerReplicas: clusters,
+            statusProcessors: 20,
+            operationProcessors: 10,
+            repoParallelism: 4,
+            resources: {
+                ...SMALL_RESOURCES,
+                controller: r("500m", "1Gi", "2", "2Gi"),
+                repoServer: r("200m", "512Mi", "1", "2Gi"),
+                redis: r("100m", "128Mi", "500m", "512Mi"),
+            },
+        };
+    }
+    return {
+        tier: "large",
+        serverReplicas: 2,
+        repoServerReplicas: 3,
+        controllerReplicas: clusters,
+        statusProcessors: 50,
+        operationProcessors: 25,
+        repoParallelism: 6,
+        resources: {
+            ...SMALL_RESOURCES,
+            controller: r("1", "2Gi", "4", "4Gi"),
+            repoServer: r("250m", "512Mi", "2", "2Gi"),
+            server: r("100m", "256Mi", "1", "512Mi"),
+            redis: r("100m", "256Mi", "1", "1Gi"),
+        },
+    };
+}
+
+/** What `argoCdValues` needs: plain data (the webhook secret as its plain value, inside an apply). */
+export interface ArgoCdValuesSpec {
+    /** UI/API hostname: `global.domain` and the URL Argo CD knows itself by. */
+    readonly hostname: string;
+    /** SSO group mapped to `role:admin` (break-glass). */
+    readonly breakGlassGroup: string;
+    /** Further `p,`/`g,` lines for `policy.csv`. */
+    readonly extraPolicyLines: readonly string[];
+    readonly reconciliationSeconds: number;
+    readonly nodeCount: number;
+    readonly clusters: number;
+    /** GitLab webhook secret; left out of the values when undefined. */
+    readonly gitlabWebhookSecret?: string;
+    readonly override?: ArgoCdValuesOverride;
+}
+
+/** Paths (key lists) an override may neither set nor replace a parent of. */
+export const PROTECTED_VALUES: readonly (readonly string[])[] = [
+    // The local admin user stays off; access goes through SSO groups and RBAC.
+    ["configs", "cm", "admin.enabled"],
+    ["configs", "cm", "users.anonymous.enabled"],
+    ["configs", "cm", "url"],
+    ["global", "domain"],
+    // TLS ends at Traefik; the API server answers plain HTTP behind it, and never without auth.
+    ["configs", "params", "server.insecure"],
+    ["configs", "params", "server.disable.auth"],
+    // Default read-only, break-glass group, scopes: only through breakGlassGroup/extraPolicyLines.
+    ["configs", "rbac"],
+    // Credentials only travel as secret inputs, never in plain config.
+    ["configs", "secret"],
+    ["configs", "repositories"],
+    ["configs", "credentialTemplates"],
+    // Exposure: only the component's own VPN-restricted route and the public webhook path.
+    ["server", "ingress"],
+    ["server", "ingressGrpc"],
+    ["server", "route"],
+    ["server", "httproute"],
+    ["server", "grpcroute"],
+    ["server", "service", "type"],
+    ["applicationSet", "ingress"],
+    ["applicationSet", "httproute"],
+    // The routes point at the Service `argocd-server`, port 80: names and port stay as the chart renders them.
+    ["nameOverride"],
+    ["fullnameOverride"],
+    ["server", "name"],
+    ["server", "service", "servicePortHttp"],
+];
+/** Keys under `configs.cm` an override may not add: local accounts (`accounts.<name>`). */
+const PROTECTED_CM_PREFIX = "accounts.";
+const SECRET_SUBTREES = [["configs", "secret"], ["configs", "repositories"], ["configs", "credentialTemplates"]];
+
+/** `configs.cm."admin.enabled"`: dotted, keys with dots quoted. */
+export function formatPath(path: readonly string[]): string {
+    return path.map((k) => (/^[A-Za-z0-9_-]+$/.test(k) ? k : JSON.stringify(k))).join(".");
+}
+
+function isObject(value: unknown): value is JsonObject {
+    return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function startsWith(path: readonly string[], prefix: readonly string[]): boolean {
+    return prefix.length <= path.length && prefix.every((k, i) => path[i] === k);
+}
+
+/** Every leaf of `value` (a non-object, an array or an empty object) with its path. */
+function leaves(value: JsonValue, path: string[] = []): { path: string[]; value: JsonValue }[] {
+    if (isObject(value) && Object.keys(value).length > 0) {
+        return Object.entries(value).flatMap(([k, v]) => leaves(v, [...path, k]));
+    }
+    return [{ path, value }];
+}
+
+/** Throws at the first override entry that touches a protected value, naming it. */
+export function checkArgoCdOverride(override: ArgoCdValuesOverride): void {
+    if (!isObject(override)) {
+        throw new Error(`ArgoCd: values is ${JSON.stringify(override)}; allowed: an object of chart values`);
+    }
+    for (const leaf of leaves(override)) {
+        const shown = SECRET_SUBTREES.some((s) => startsWith(leaf.path, s)) ? "(value not shown)" : JSON.stringify(leaf.value);
+        const hit = PROTECTED_VALUES.find((p) => startsWith(leaf.path, p) || startsWith(p, leaf.path));
+        if (hit !== undefined) {
+            throw new Error(
+                `ArgoCd: values override sets ${formatPath(leaf.path)} to ${shown}; allowed: any chart value except ${formatPath(hit)} ` +
+                    "(security-relevant: set by the component; see PROTECTED_VALUES)",
+            );
+        }
+        if (leaf.path.length >= 3 && leaf.path[0] === "configs" && leaf.path[1] === "cm" && leaf.path[2].startsWith(PROTECTED_CM_PREFIX)) {
+            throw new Error(`ArgoCd: values override sets ${formatPath(leaf.path)} to ${shown}; allowed: no local accounts (configs.cm."accounts.*"), users come from SSO groups`);
+        }
+    }
+}
+
+/** Deep merge: objects merge key by key; anything else in `over` replaces. Pure. */
+export function deepMerge(base: JsonObject, over: JsonObject): JsonObject {
+    const out: JsonObject = { ...base };
+    for (const [k, v] of Object.entries(over)) {
+        const b = out[k];
+        out[k] = isObject(b) && isObject(v) ? deepMerge(b, v) : v;
+    }
+    return out;
+}
+
+function get(values: JsonValue, path: readonly string[]): JsonValue | undefined {
+    let cur: JsonValue | undefined = values;
+    for (const k of path) {
+        cur = isObject(cur) ? cur[k] : undefined;
+    }
+    return cur;
+}
+
+const POLICY_LINE = /^[pg],[^\n\r]*$/;
+const GROUP = /^[^\s,#"]+$/;
+
+/** The settings every values object carries, checked once. */
+function checkValuesSpec(spec: ArgoCdValuesSpec): void {
+    if (typeof spec.breakGlassGroup !== "string" || !GROUP.test(spec.breakGlassGroup)) {
+        throw new Error(`ArgoCd: breakGlassGroup is ${JSON.stringify(spec.breakGlassGroup)}; allowed: an SSO group name without whitespace, ',', '#' or '"', e.g. platform/argocd-breakglass`);
+    }
+    for (const line of spec.extraPolicyLines) {
+        if (typeof line !== "string" || !POLICY_LINE.test(line)) {
+            throw new Error(`ArgoCd: extraPolicyLines entry is ${JSON.stringify(line)}; allowed: one policy.csv line starting with "p," or "g,"`);
+        }
+    }
+    const s = spec.reconciliationSeconds;
+    if (!Number.isInteger(s) || s < 0 || s > 86400) {
+        throw new Error(`ArgoCd: reconciliationSeconds is ${JSON.stringify(s)}; allowed: a whole number of seconds from 0 (periodic refresh off, webhooks only) to 86400`);
+    }
+}
+
+/**
+ * The chart's values. Pure. The override is deep-merged over the computed values after being
+ * checked against PROTECTED_VALUES; the result must still give every component requests and limits.
+ */
+export function argoCdValues(spec: ArgoCdValuesSpec): JsonObject {
+    checkValuesSpec(spec);
+    const sizing = argoCdSizing(spec.nodeCount, spec.clusters);
+    const res = sizing.resources;
+    const policyCsv = [`g, ${spec.breakGlassGroup}, role:admin`, ...spec.extraPolicyLines].join("\n") + "\n";
+    const resources = (c: ArgoCdComponent): JsonObject => ({
+        requests: { ...res[c].requests },
+        limits: { ...res[c].limits },
+    });
+    const pdb = (replicas: number): JsonObject => ({ enabled: replicas > 1, minAvailable: 1 });
+
+    const computed: JsonObject = {
+        global: { domain: spec.hostname },
+        configs: {
+            cm: {
+                url: `https://${spec.hostname}`,
+                "admin.enabled": "false",
+                "users.anonymous.enabled": "false",
+                "exec.enabled": "false",
+                "timeout.reconciliation": `${spec.reconciliationSeconds}s`,
+            },
+            params: {
+                "server.insecure": "true",
+                "server.disable.auth": "false",
+                "controller.status.processors": String(sizing.statusProcessors),
+                "controller.operation.processors": String(sizing.operationProcessors),
+                "controller.sharding.algorithm": "legacy",
+                "reposerver.parallelism.limit": String(sizing.repoParallelism),
+            },
+            rbac: {
+                "policy.default": "role:readonly",
+                "policy.csv": policyCsv,
+                scopes: "[groups]",
+            },
+            secret: {
+                createSecret: true,
+                ...(spec.gitlabWebhookSecret !== undefined ? { gitlabSecret: spec.gitlabWebhookSecret } : {}),
+            },
+        },
+        controller: { replicas: sizing.controllerReplicas, resources: resources("controller") },
+        repoServer: {
+            replicas: sizing.repoServerReplicas,
+            resources: resources("repoServer"),
+            copyutil: { resources: resources("copyutil") },
+            pdb: pdb(sizing.repoServerReplicas),
+        },
+        server: {
+            replicas: sizing.serverReplicas,
+            resources: resources("server"),
+            service: { type: "ClusterIP" },
+            ingress: { enabled: false },
+            ingressGrpc: { enabled: false },
+            pdb: pdb(sizing.serverReplicas),
+        },
+        applicationSet: { replicas: 1, resources: resources("applicationSet") },
+        notifications: { resources: resources("notifications") },
+        // SSO goes straight to GitLab as OIDC provider (configs.cm."oidc.config"); dex can be
+        // switched on through the override and is sized already.
+        dex: { enabled: false, resources: resources("dex"), initImage: { resources: resources("dexInit") } },
+        redis: { resources: resources("redis"), exporter: { resources: resources("redisExporter") } },
+        redisSecretInit: { resources: resources("redisSecretInit") },
+        commitServer: { resources: resources("commitServer") },
+    };
+    if (spec.override === undefined) {
+        return computed;
+    }
+    checkArgoCdOverride(spec.override);
+    const merged = deepMerge(computed, spec.override);
+    for (const [component, path] of Object.entries(RESOURCE_PATHS)) {
+        for (const kind of ["requests", "limits"]) {
+            for (const name of ["cpu", "memory"]) {
+                const v = get(merged, [...path, "resources", kind, name]);
+                if (typeof v !== "string" && typeof v !== "number") {
+                    throw new Error(
+                        `ArgoCd: values override leaves ${formatPath([...path, "resources", kind, name])} (${component}) as ${JSON.stringify(v ?? null)}; allowed: a quantity, e.g. "100m" or "256Mi" (every component keeps requests and limits)`,
+                    );
+                }
+            }
+        }
+    }
+    return merged;
+}
+
+/** A hostname: lowercase DNS labels, at least two, no trailing dot. */
+function checkHostname(key: string, value: string): void {
+    const labels = typeof value === "string" ? value.split(".") : [];
+    const ok = typeof value === "string" && value.length <= 253 && labels.length >= 2 && labels.every((l) => /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(l));
+    if (!ok) {
+        throw new Error(`ArgoCd: ${key} is ${JSON.stringify(value)}; allowed: a lowercase DNS name with at least two labels, e.g. argocd.example.com`);
+    }
+}
+
+/** The manifests repository Argo CD reads with a GitLab deploy token. */
+export interface ArgoCdRepository {
+    /** https URL of the repository, e.g. `https://gitlab.example.com/platform/manifests.git`. */
+    readonly url: string;
+    /** The deploy token's username, e.g. `gitlab+deploy-token-12`. */
+    readonly username: string;
+    /** The deploy token (read_repository). Kept secret. */
+    readonly password: pulumi.Input<string>;
+}
+
+export interface ArgoCdArgs {
+    /** Namespace Argo CD is installed into (created here). Defaults to DEFAULT_ARGOCD_NAMESPACE. */
+    readonly namespace?: string;
+    /** UI/API hostname, reachable only from `vpnCidr`. */
+    readonly hostname: string;
+    /** Public hostname for `/api/webhook` only. Must differ from `hostname`. */
+    readonly webhookHostname: string;
+    /** The VPN's address range: the only sources Traefik lets through to the UI/API. */
+    readonly vpnCidr: string;
+    /**
+     * SSO group mapped to `role:admin` (break-glass). Everyone else is `role:readonly`. When SSO
+     * is down, the holder of the cluster's admin kubeconfig works through the Kubernetes API
+     * (`argocd --core`, `kubectl -n argocd …`), which needs no Argo CD login.
+     */
+    readonly breakGlassGroup: string;
+    /** Further `policy.csv` lines (`p, …` / `g, …`). Defaults to none. */
+    readonly extraPolicyLines?: readonly string[];
+    /** Periodic refresh, seconds (`timeout.reconciliation`); 0 turns it off. Defaults to 180. */
+    readonly reconciliationSeconds?: number;
+    /** Nodes in the cluster (servers and workers): sizes repo-server, API server and controller (see argoCdSizing). */
+    readonly nodeCount: number;
+    /** Clusters Argo CD deploys to: controller shards. Defaults to 1. */
+    readonly clusters?: number;
+    /** Shared secret GitLab sends as `X-Gitlab-Token`; Argo CD rejects webhooks without it. Kept secret. */
+    readonly gitlabWebhookSecret: pulumi.Input<string>;
+    readonly repository: ArgoCdRepository;
+    /** Ingress class. Defaults to "traefik" (k3s's bundled Traefik). */
+    readonly ingressClassName?: string;
+    /** TLS Secrets in the namespace for each hostname. Defaults to Traefik's default certificate. */
+    readonly tlsSecretNames?: { readonly ui?: string; readonly webhook?: string };
+    /** Chart values override from config; PROTECTED_VALUES cannot be overridden. Defaults to none. */
+    readonly values?: ArgoCdValuesOverride;
+}
+
+const RECONCILIATION_SECONDS = 180;
+
+/** The plain part of the args, checked: what the constructor uses before registering anything. */
+export interface ArgoCdPlan {
+    readonly namespace: string;
+    readonly ingressClassName: string;
+    readonly vpnCidr: string;
+    /** The values with the webhook secret left out (the constructor adds it inside a secret). */
+    readonly values: JsonObject;
+    readonly valuesSpec: ArgoCdValuesSpec;
+}
+
+/** Validates the args and computes the values without the secret. Pure. */
+export function planArgoCd(args: ArgoCdArgs): ArgoCdPlan {
+    const namespace = args.namespace ?? DEFAULT_ARGOCD_NAMESPACE;
+    checkDnsLabel("ArgoCd: namespace", namespace);
+    checkHostname("hostname", args.hostname);
+    checkHostname("webhookHostname", args.webhookHostname);
+    if (args.webhookHostname === args.hostname) {
+        throw new Error(`ArgoCd: webhookHostname is ${JSON.stringify(args.webhookHostname)}; allowed: a hostname other than hostname (the UI host is VPN-only, the webhook host public)`);
+    }
+    const cidr = parseCidr(typeof args.vpnCidr === "string" ? args.vpnCidr : "");
+    if (!cidr.ok) {
+        throw new Error(`ArgoCd: vpnCidr is ${JSON.stringify(args.vpnCidr)} (${cidr.reason}); allowed: the VPN's network as a CIDR, e.g. 10.8.0.0/24`);
+    }
+    if (cidr.cidr.prefix === 0) {
+        throw new Error(`ArgoCd: vpnCidr is ${JSON.stringify(args.vpnCidr)}; allowed: a CIDR narrower than /0 (the UI must not be open to everyone)`);
+    }
+    checkRepoUrl("ArgoCd: repository.url", args.repository.url);
+    if (typeof args.repository.username !== "string" || !/^[^\s:]+$/.test(args.repository.username)) {
+        throw new Error(`ArgoCd: repository.username is ${JSON.stringify(args.repository.username)}; allowed: the deploy token's username, e.g. gitlab+deploy-token-12`);
+    }
+    const ingressClassName = args.ingressClassName ?? "traefik";
+    checkDnsLabel("ArgoCd: ingressClassName", ingressClassName);
+    for (const [key, secretName] of Object.entries(args.tlsSecretNames ?? {})) {
+        if (secretName !== undefined) {
+            checkDnsLabel(`ArgoCd: tlsSecretNames.${key}`, secretName);
+        }
+    }
+    if (typeof args.gitlabWebhookSecret === "string" && args.gitlabWebhookSecret.length < 20) {
+        throw new Error("ArgoCd: gitlabWebhookSecret is too short (value not shown); allowed: at least 20 characters, e.g. a generated random string");
+    }
+    const valuesSpec: ArgoCdValuesSpec = {
+        hostname: args.hostname,
+        breakGlassGroup: args.breakGlassGroup,
+        extraPolicyLines: args.extraPolicyLines ?? [],
+        reconciliationSeconds: args.reconciliationSeconds ?? RECONCILIATION_SECONDS,
+        nodeCount: args.nodeCount,
+        clusters: args.clusters ?? 1,
+        ...(args.values !== undefined ? { override: args.values } : {}),
+    };
+    return { namespace, ingressClassName, vpnCidr: cidr.cidr.text, values: argoCdValues(valuesSpec), valuesSpec };
+}
+
+/** Traefik's router annotations for an Ingress on the websecure (443) entry point. */
+function traefikAnnotations(namespace: string, middlewares: readonly string[]): Record<string, string> {
+    return {
+        "traefik.ingress.kubernetes.io/router.entrypoints": "websecure",
+        "traefik.ingress.kubernetes.io/router.tls": "true",
+        "traefik.ingress.kubernetes.io/router.middlewares": middlewares.map((m) => `${namespace}-${m}@kubernetescrd`).join(","),
+    };
+}
+
+/** Middleware names (fixed: Ingress annotations refer to them by name). */
+export const UI_ALLOWLIST_MIDDLEWARE = "argocd-ui-vpn-only";
+export const WEBHOOK_RATELIMIT_MIDDLEWARE = "argocd-webhook-ratelimit";
+
+/**
+ * Argo CD from the pinned argo-cd chart on the cluster given in `opts.providers`: the local admin
+ * user off, default role read-only, one SSO group as break-glass admin, the GitLab webhook secret
+ * and a repository Secret for the manifests repository.
+ *
+ * Exposure (Traefik, TLS ends there, port 443 only): the UI/API on `hostname` behind an
+ * `ipAllowList` middleware for `vpnCidr` (matched on the connection's source address, never on
+ * X-Forwarded-For); on `webhookHostname` only the exact path `/api/webhook`, rate-limited, where
+ * Argo CD checks GitLab's `X-Gitlab-Token` against the webhook secret. The allow-list sees the
+ * client's address only when Traefik's Service keeps it (`externalTrafficPolicy: Local`) or VPN
+ * traffic reaches Traefik directly. The CLI talks gRPC-web through this route (`--grpc-web`).
+ */
+export class ArgoCd extends pulumi.ComponentResource {
+    /** `https://<hostname>` (VPN only). */
+    public readonly url: pulumi.Output<string>;
+    /** `https://<webhookHostname>/api/webhook`: GitLab's webhook URL. */
+    public readonly webhookUrl: pulumi.Output<string>;
+    public readonly namespace: pulumi.Output<string>;
+    /** The chart: what needs Argo CD's CRDs or services depends on it. */
+    public readonly chart: k8s.helm.v4.Chart;
+    /** The repository Secret for the manifests repository. */
+    public readonly repositorySecret: k8s.core.v1.Secret;
+    public readonly plan: ArgoCdPlan;
+
+    constructor(name: string, args: ArgoCdArgs, opts?: pulumi.ComponentResourceOptions) {
+        // Validate before registering anything.
+        const plan = planArgoCd(args);
+        if (!hasKubernetesProvider(opts)) {
+            throw new Error("ArgoCd: opts.providers has no kubernetes provider; allowed: the cluster's provider, e.g. { providers: [controlPlane.provider] }");
+        }
+        super("zerotouch:gitops:ArgoCd", name, {}, opts);
+        this.plan = plan;
+        const ns = plan.namespace;
+
+        const namespace = new k8s.core.v1.Namespace(`${name}-namespace`, { metadata: { name: ns } }, { parent: this });
+
+        // The values hold the webhook secret: the whole object travels as a secret.
+        const values = pulumi.secret(
+            pulumi.output(args.gitlabWebhookSecret).apply((secret) => argoCdValues({ ...plan.valuesSpec, gitlabWebhookSecret: secret })),
+        );
+        this.chart = new k8s.helm.v4.Chart(
+            `${name}-chart`,
+            {
+                name: ARGOCD_RELEASE,
+                chart: ARGOCD_CHART.chart,
+                version: ARGOCD_CHART.version,
+                repositoryOpts: { repo: ARGOCD_CHART.repo },
+                namespace: ns,
+                values,
+            },
+            { parent: this, dependsOn: [namespace] },
+        );
+
+        this.repositorySecret = new k8s.core.v1.Secret(
+            `${name}-repository`,
+            {
+                metadata: {
+                    name: "manifests-repository",
+                    namespace: ns,
+                    labels: { "argocd.argoproj.io/secret-type": "repository", "app.kubernetes.io/part-of": "argocd" },
+                },
+                type: "Opaque",
+                stringData: {
+                    type: "git",
+                    url: args.repository.url,
+                    username: args.repository.username,
+                    password: pulumi.secret(args.repository.password),
+                },
+            },
+            { parent: this, dependsOn: [namespace] },
+        );
+
+        const allowlist = new k8s.apiextensions.CustomResource(
+            `${name}-ui-allowlist`,
+            {
+                apiVersion: "traefik.io/v1alpha1",
+                kind: "Middleware",
+                metadata: { name: UI_ALLOWLIST_MIDDLEWARE, namespace: ns },
+                // No ipStrategy: the connection's source address counts, not a header a client can set.
+                spec: { ipAllowList: { sourceRange: [plan.vpnCidr] } },
+            },
+            { parent: this, dependsOn: [namespace] },
+        );
+        const ratelimit = new k8s.apiextensions.CustomResource(
+            `${name}-webhook-ratelimit`,
+            {
+                apiVersion: "traefik.io/v1alpha1",
+                kind: "Middleware",
+                metadata: { name: WEBHOOK_RATELIMIT_MIDDLEWARE, namespace: ns },
+                spec: { rateLimit: { average: 10, period: "1s", burst: 20 } },
+            },
+            { parent: this, dependsOn: [namespace] },
+        );
+
+        const backend = { service: { name: ARGOCD_SERVER_SERVICE, port: { number: ARGOCD_SERVER_HTTP_PORT } } };
+        const tls = (host: string, secretName: string | undefined) => [{ hosts: [host], ...(secretName !== undefined ? { secretName } : {}) }];
+        new k8s.networking.v1.Ingress(
+            `${name}-ui`,
+            {
+                metadata: { name: "argocd-ui", namespace: ns, annotations: traefikAnnotations(ns, [UI_ALLOWLIST_MIDDLEWARE]) },
+                spec: {
+                    ingressClassName: plan.ingressClassName,
+                    tls: tls(args.hostname, args.tlsSecretNames?.ui),
+                    rules: [{ host: args.hostname, http: { paths: [{ path: "/", pathType: "Prefix", backend }] } }],
+                },
+            },
+            { parent: this, dependsOn: [allowlist, this.chart] },
+        );
+        new k8s.networking.v1.Ingress(
+            `${name}-webhook`,
+            {
+                metadata: { name: "argocd-webhook", namespace: ns, annotations: traefikAnnotations(ns, [WEBHOOK_RATELIMIT_MIDDLEWARE]) },
+                spec: {
+                    ingressClassName: plan.ingressClassName,
+                    tls: tls(args.webhookHostname, args.tlsSecretNames?.webhook),
+                    rules: [{ host: args.webhookHostname, http: { paths: [{ path: WEBHOOK_PATH, pathType: "Exact", backend }] } }],
+                },
+            },
+            { parent: this, dependsOn: [ratelimit, this.chart] },
+        );
+
+        this.url = pulumi.output(`https://${args.hostname}`);
+        this.webhookUrl = pulumi.output(`https://${args.webhookHostname}${WEBHOOK_PATH}`);
+        this.namespace = namespace.metadata.name;
+        this.registerOutputs({ url: this.url, webhookUrl: this.webhookUrl, namespace: this.namespace });
+    }
+}
+
+function hasKubernetesProvider(opts: pulumi.ComponentResourceOptions | undefined): boolean {
+    const providers = opts?.providers;
+    if (providers === undefined) {
+        return false;
+    }
+    const list = Array.isArray(providers) ? providers : Object.values(providers);
+    return list.some((p) => p instanceof k8s.Provider);
+}

@@ -1,0 +1,399 @@
+import type { ArgoCdArgs, ArgoCdValuesSpec, JsonObject } from "../components/gitops/argocd";
+import { ARGOCD_CHART, argoCdSizing, argoCdValues, planArgoCd, RESOURCE_PATHS } from "../components/gitops/argocd";
+import type { Recorder } from "./support/mocks";
+import { isSecret, resolve, wireSecret } from "./support/mocks";
+
+type Mod = typeof import("../components/gitops/argocd");
+type AppsMod = typeof import("../components/gitops/applications");
+
+const CHART = "kubernetes:helm.sh/v4:Chart";
+const SECRET = "kubernetes:core/v1:Secret";
+const INGRESS = "kubernetes:networking.k8s.io/v1:Ingress";
+const MIDDLEWARE = "kubernetes:traefik.io/v1alpha1:Middleware";
+const REPO = "https://gitlab.example.com/platform/manifests.git";
+/** Must only ever travel as secrets. */
+const WEBHOOK_SECRET = "whsecret-SECRET-0123456789abcdef";
+const DEPLOY_TOKEN = "gldt-SECRET-deploytoken-xyz";
+
+const SPEC: ArgoCdValuesSpec = {
+    hostname: "argocd.example.com",
+    breakGlassGroup: "platform/argocd-breakglass",
+    extraPolicyLines: [],
+    reconciliationSeconds: 180,
+    nodeCount: 3,
+    clusters: 1,
+};
+
+const get = (values: unknown, path: readonly string[]): any => path.reduce((cur: any, k) => cur?.[k], values);
+
+// --- pure -------------------------------------------------------------------------------------
+
+describe("argoCdValues", () => {
+    const values = argoCdValues({ ...SPEC, gitlabWebhookSecret: WEBHOOK_SECRET }) as any;
+
+    it("pins the argo-cd chart whose appVersion is the Argo CD release of the reference CRDs", () => {
+        expect(ARGOCD_CHART).toEqual({ repo: "https://argoproj.github.io/argo-helm", chart: "argo-cd", version: "10.3.3", appVersion: "v3.5.1" });
+    });
+
+    it("serves plain HTTP behind Traefik's TLS, with auth, at https://<hostname>", () => {
+        expect(values.configs.params["server.insecure"]).toBe("true");
+        expect(values.configs.params["server.disable.auth"]).toBe("false");
+        expect(values.global.domain).toBe("argocd.example.com");
+        expect(values.configs.cm.url).toBe("https://argocd.example.com");
+    });
+
+    it("disables the local admin user, defaults to read-only and maps the break-glass group to role:admin", () => {
+        expect(values.configs.cm["admin.enabled"]).toBe("false");
+        expect(values.configs.cm["users.anonymous.enabled"]).toBe("false");
+        expect(values.configs.rbac["policy.default"]).toBe("role:readonly");
+        expect(values.configs.rbac["policy.csv"]).toBe("g, platform/argocd-breakglass, role:admin\n");
+        expect(values.configs.rbac.scopes).toBe("[groups]");
+        const more = argoCdValues({ ...SPEC, extraPolicyLines: ["g, dev/team-a, role:readonly"] }) as any;
+        expect(more.configs.rbac["policy.csv"]).toBe("g, platform/argocd-breakglass, role:admin\ng, dev/team-a, role:readonly\n");
+    });
+
+    it.each([
+        [180, "180s"],
+        [600, "600s"],
+        [0, "0s"],
+    ])("turns reconciliationSeconds %s into timeout.reconciliation %s", (seconds, text) => {
+        expect((argoCdValues({ ...SPEC, reconciliationSeconds: seconds }) as any).configs.cm["timeout.reconciliation"]).toBe(text);
+    });
+
+    it("carries the GitLab webhook secret only when given", () => {
+        expect(values.configs.secret).toEqual({ createSecret: true, gitlabSecret: WEBHOOK_SECRET });
+        expect((argoCdValues(SPEC) as any).configs.secret).toEqual({ createSecret: true });
+    });
+
+    it("gives every component requests and limits for cpu and memory", () => {
+        for (const [component, path] of Object.entries(RESOURCE_PATHS)) {
+            const res = get(values, [...path, "resources"]);
+            expect([component, Object.keys(res.requests).sort(), Object.keys(res.limits).sort()]).toEqual([component, ["cpu", "memory"], ["cpu", "memory"]]);
+        }
+    });
+
+    it("keeps exposure to the component: no chart ingress, a ClusterIP API service", () => {
+        expect(values.server.ingress.enabled).toBe(false);
+        expect(values.server.ingressGrpc.enabled).toBe(false);
+        expect(values.server.service.type).toBe("ClusterIP");
+    });
+});
+
+describe("sizing by node count", () => {
+    it.each([
+        // nodes, clusters, tier, server, repo-server, controller, status/operation processors, controller memory limit
+        [1, 1, "small", 1, 1, 1, "20/10", "1Gi"],
+        [2, 1, "small", 1, 1, 1, "20/10", "1Gi"],
+        [3, 1, "medium", 2, 2, 1, "20/10", "2Gi"],
+        [9, 1, "medium", 2, 2, 1, "20/10", "2Gi"],
+        [10, 1, "large", 2, 3, 1, "50/25", "4Gi"],
+        [40, 3, "large", 2, 3, 3, "50/25", "4Gi"],
+    ])("%s nodes, %s cluster(s): %s", (nodes, clusters, tier, server, repo, controller, processors, controllerMemory) => {
+        const s = argoCdSizing(nodes, clusters);
+        expect([s.tier, s.serverReplicas, s.repoServerReplicas, s.controllerReplicas, `${s.statusProcessors}/${s.operationProcessors}`, s.resources.controller.limits.memory]).toEqual([
+            tier,
+            server,
+            repo,
+            controller,
+            processors,
+            controllerMemory,
+        ]);
+        const v = argoCdValues({ ...SPEC, nodeCount: nodes, clusters }) as any;
+        expect(v.controller.replicas).toBe(controller);
+        expect(v.repoServer.replicas).toBe(repo);
+        expect(v.server.replicas).toBe(server);
+        expect(v.configs.params["controller.sharding.algorithm"]).toBe("legacy");
+        expect(v.configs.params["controller.status.processors"]).toBe(processors.split("/")[0]);
+        expect(v.repoServer.pdb.enabled).toBe(repo > 1);
+    });
+});
+
+describe("values override", () => {
+    it("deep-merges: adds keys and changes sizes, keeps the rest", () => {
+        const v = argoCdValues({
+            ...SPEC,
+            override: {
+                configs: { cm: { "oidc.config": "name: GitLab\nissuer: https://gitlab.example.com\n" } },
+                controller: { resources: { limits: { memory: "3Gi" } } },
+                dex: { enabled: true },
+            },
+        }) as any;
+        expect(v.configs.cm["oidc.config"]).toContain("issuer: https://gitlab.example.com");
+        expect(v.configs.cm["admin.enabled"]).toBe("false");
+        expect(v.controller.resources).toEqual({ requests: { cpu: "500m", memory: "1Gi" }, limits: { cpu: "2", memory: "3Gi" } });
+        expect(v.dex.enabled).toBe(true);
+        expect(v.dex.resources.limits.memory).toBe("128Mi");
+    });
+
+    it.each<[string, object, RegExp]>([
+        ["re-enabling admin", { configs: { cm: { "admin.enabled": "true" } } }, /values override sets configs\.cm\."admin\.enabled" to "true"; allowed: any chart value except configs\.cm\."admin\.enabled"/],
+        ["anonymous users", { configs: { cm: { "users.anonymous.enabled": true } } }, /sets configs\.cm\."users\.anonymous\.enabled" to true/],
+        ["a local account", { configs: { cm: { "accounts.alice": "apiKey, login" } } }, /sets configs\.cm\."accounts\.alice" to "apiKey, login"; allowed: no local accounts/],
+        ["the default role", { configs: { rbac: { "policy.default": "role:admin" } } }, /sets configs\.rbac\."policy\.default" to "role:admin"; allowed: any chart value except configs\.rbac/],
+        ["TLS on the API server", { configs: { params: { "server.insecure": "false" } } }, /sets configs\.params\."server\.insecure" to "false"/],
+        ["auth off", { configs: { params: { "server.disable.auth": "true" } } }, /sets configs\.params\."server\.disable\.auth" to "true"/],
+        ["the chart's ingress", { server: { ingress: { enabled: true } } }, /sets server\.ingress\.enabled to true; allowed: any chart value except server\.ingress/],
+        ["a LoadBalancer service", { server: { service: { type: "LoadBalancer" } } }, /sets server\.service\.type to "LoadBalancer"/],
+        ["a renamed API server Service", { fullnameOverride: "cd" }, /sets fullnameOverride to "cd"; allowed: any chart value except fullnameOverride/],
+        ["all of configs at once", { configs: null }, /sets configs to null; allowed: any chart value except configs\.cm\."admin\.enabled"/],
+        ["a component without limits", { repoServer: { resources: { limits: { memory: null } } } }, /leaves repoServer\.resources\.limits\.memory \(repoServer\) as null/],
+        ["resources replaced by null", { redis: { resources: null } }, /leaves redis\.resources\.requests\.cpu \(redis\) as null/],
+    ])("refuses %s, naming key and value", (_name, override, message) => {
+        expect(() => argoCdValues({ ...SPEC, override: override as any })).toThrow(message);
+    });
+
+    it("refuses a secret in the override without showing it", () => {
+        const overrides: JsonObject[] = [{ configs: { secret: { gitlabSecret: "s3cr3t-in-config" } } }, { configs: { repositories: { m: { password: "s3cr3t-in-config" } } } }];
+        for (const override of overrides) {
+            let message = "";
+            try {
+                argoCdValues({ ...SPEC, override });
+            } catch (err) {
+                message = String(err);
+            }
+            expect(message).toMatch(/to \(value not shown\); allowed: any chart value except configs\.(secret|repositories)/);
+            expect(message).not.toContain("s3cr3t");
+        }
+    });
+});
+
+const ARGS: ArgoCdArgs = {
+    hostname: "argocd.example.com",
+    webhookHostname: "hooks.example.com",
+    vpnCidr: "10.8.0.0/24",
+    breakGlassGroup: "platform/argocd-breakglass",
+    nodeCount: 3,
+    gitlabWebhookSecret: WEBHOOK_SECRET,
+    repository: { url: REPO, username: "gitlab+deploy-token-12", password: DEPLOY_TOKEN },
+};
+
+describe("planArgoCd refusals", () => {
+    it.each<[string, Partial<ArgoCdArgs> | ((a: any) => void), RegExp]>([
+        ["a hostname with a scheme", { hostname: "https://argocd.example.com" }, /hostname is "https:\/\/argocd.example.com"; allowed: a lowercase DNS name/],
+        ["one host for UI and webhook", { webhookHostname: "argocd.example.com" }, /webhookHostname is "argocd.example.com"; allowed: a hostname other than hostname/],
+        ["a VPN CIDR with host bits", { vpnCidr: "10.8.0.1/24" }, /vpnCidr is "10.8.0.1\/24" \(host bits are set; the network is 10.8.0.0\/24\)/],
+        ["a VPN CIDR that is everyone", { vpnCidr: "0.0.0.0/0" }, /vpnCidr is "0.0.0.0\/0"; allowed: a CIDR narrower than \/0/],
+        ["a group with a comma", { breakGlassGroup: "a,b" }, /breakGlassGroup is "a,b"; allowed: an SSO group name/],
+        ["a negative reconciliation", { reconciliationSeconds: -1 }, /reconciliationSeconds is -1; allowed: a whole number of seconds from 0/],
+        ["no nodes", { nodeCount: 0 }, /nodeCount is 0; allowed: a whole number of nodes, 1 or more/],
+        ["a bad namespace", { namespace: "Argo" }, /ArgoCd: namespace is "Argo"; allowed: a DNS label/],
+        ["a policy line that is not one", { extraPolicyLines: ["role:admin"] }, /extraPolicyLines entry is "role:admin"/],
+        ["an ssh repository", (a) => (a.repository = { ...a.repository, url: "git@gitlab.example.com:platform/manifests.git" }), /repository\.url is "git@gitlab/],
+    ])("refuses %s", (_name, change, message) => {
+        const args: any = { ...ARGS, repository: { ...ARGS.repository } };
+        if (typeof change === "function") {
+            change(args);
+        } else {
+            Object.assign(args, change);
+        }
+        expect(() => planArgoCd(args)).toThrow(message);
+    });
+
+    it("refuses a short webhook secret without showing it", () => {
+        expect(() => planArgoCd({ ...ARGS, gitlabWebhookSecret: "short-SECRET" })).toThrow(/gitlabWebhookSecret is too short \(value not shown\)/);
+        expect(() => planArgoCd({ ...ARGS, gitlabWebhookSecret: "short-SECRET" })).not.toThrow(/short-SECRET/);
+    });
+});
+
+// --- component under mocks --------------------------------------------------------------------
+
+interface Run {
+    recorder: Recorder;
+    argocd: InstanceType<Mod["ArgoCd"]>;
+    /** Provider reference per resource name, as registered. */
+    providers: Map<string, string>;
+}
+
+async function runComponent(args: (pulumi: typeof import("@pulumi/pulumi")) => ArgoCdArgs, withApps = false): Promise<Run> {
+    let out: Run | undefined;
+    await jest.isolateModulesAsync(async () => {
+        const mocks = await import("./support/mocks");
+        const recorder = await mocks.installMocks({});
+        const pulumi = await import("@pulumi/pulumi");
+        const monitor = pulumi.runtime.getMonitor() as any;
+        const register = monitor.registerResource.bind(monitor);
+        const providers = new Map<string, string>();
+        monitor.registerResource = (req: any, callback: any) => {
+            providers.set(req.getName(), req.getProvider());
+            return register(req, callback);
+        };
+        const k8s = await import("@pulumi/kubernetes");
+        const mod: Mod = await import("../components/gitops/argocd");
+        const provider = new k8s.Provider("cluster", { kubeconfig: "kind: Config" });
+        const argocd = new mod.ArgoCd("argocd", args(pulumi), { providers: [provider] });
+        const waits = [argocd.url, argocd.webhookUrl, argocd.namespace, argocd.chart.urn, argocd.repositorySecret.urn];
+        if (withApps) {
+            const apps: AppsMod = await import("../components/gitops/applications");
+            const gitops = new apps.GitOpsApplications(
+                "gitops",
+                {
+                    repoUrl: REPO,
+                    projects: { prod: { namespaces: ["backend"] } },
+                    applications: [{ name: "backend-service-prod", project: "prod", path: "apps/backend-service", namespace: "backend", valueFiles: ["values-prod.yaml"] }],
+                    chart: argocd.chart,
+                    dependsOn: [argocd.repositorySecret],
+                },
+                { providers: [provider] },
+            );
+            waits.push(...Object.values(gitops.applications).map((a) => a.urn));
+        }
+        await resolve(pulumi.all(waits));
+        await mocks.settle();
+        out = { recorder, argocd, providers };
+    });
+    return out!;
+}
+
+describe("ArgoCd under mocks", () => {
+    let run: Run;
+
+    beforeAll(async () => {
+        run = await runComponent((pulumi) => ({ ...ARGS, gitlabWebhookSecret: pulumi.secret(WEBHOOK_SECRET), repository: { ...ARGS.repository, password: pulumi.secret(DEPLOY_TOKEN) } }), true);
+    });
+
+    it("registers under its token: namespace, chart, repository Secret, two middlewares, two ingresses, all on the provider", () => {
+        const { recorder, providers } = run;
+        expect(recorder.ofType("zerotouch:gitops:ArgoCd").map((r) => r.name)).toEqual(["argocd"]);
+        const component = recorder.byName("argocd").urn;
+        const children = recorder.resources.filter((r) => r.parentUrn === component);
+        expect(children.map((c) => c.name).sort()).toEqual(
+            ["argocd-chart", "argocd-namespace", "argocd-repository", "argocd-ui", "argocd-ui-allowlist", "argocd-webhook", "argocd-webhook-ratelimit"].sort(),
+        );
+        const cluster = recorder.byName("cluster").urn;
+        for (const c of children) {
+            expect([c.name, providers.get(c.name)]).toEqual([c.name, `${cluster}::cluster-id`]);
+        }
+    });
+
+    it("installs the pinned chart from argo-helm into the namespace, after the namespace", () => {
+        const chart = run.recorder.byName("argocd-chart");
+        expect(chart.type).toBe(CHART);
+        expect(chart.inputs).toMatchObject({
+            chart: "argo-cd",
+            version: "10.3.3",
+            repositoryOpts: { repo: "https://argoproj.github.io/argo-helm" },
+            namespace: "argocd",
+            name: "argocd",
+        });
+        expect(run.recorder.byName("argocd-namespace").inputs.metadata.name).toBe("argocd");
+        expect(run.recorder.dependsOn("argocd-chart", "argocd-namespace")).toBe(true);
+    });
+
+    it("passes values carrying every requirement, as one secret on the wire", () => {
+        const chart = run.recorder.byName("argocd-chart");
+        expect(wireSecret(chart.wire, ["values"])).toBe(true);
+        const v = chart.inputs.values;
+        expect(v.configs.secret.gitlabSecret).toBe(WEBHOOK_SECRET);
+        expect(v.configs.cm["admin.enabled"]).toBe("false");
+        expect(v.configs.cm["timeout.reconciliation"]).toBe("180s");
+        expect(v.configs.params["server.insecure"]).toBe("true");
+        expect(v.configs.rbac["policy.default"]).toBe("role:readonly");
+        expect(v.configs.rbac["policy.csv"]).toContain("g, platform/argocd-breakglass, role:admin");
+        expect(v.repoServer.replicas).toBe(2);
+        expect(v.controller.replicas).toBe(1);
+        expect(v).toEqual(argoCdValues({ ...SPEC, gitlabWebhookSecret: WEBHOOK_SECRET }));
+    });
+
+    it("creates the repository Secret with Argo CD's label, the deploy token secret on the wire", () => {
+        const s = run.recorder.byName("argocd-repository");
+        expect(s.type).toBe(SECRET);
+        expect(s.inputs.metadata.labels["argocd.argoproj.io/secret-type"]).toBe("repository");
+        expect(s.inputs.metadata.namespace).toBe("argocd");
+        expect(s.inputs.stringData).toEqual({ type: "git", url: REPO, username: "gitlab+deploy-token-12", password: DEPLOY_TOKEN });
+        expect(wireSecret(s.wire, ["stringData", "password"])).toBe(true);
+    });
+
+    it("never carries the webhook secret or the deploy token outside secret-wrapped values", () => {
+        for (const r of run.recorder.resources) {
+            const wire = JSON.stringify(r.wire, (_k, v) => (v && typeof v === "object" && v["4dabf18193072939515e22adb298388d"] ? "[secret]" : v));
+            expect([r.name, wire.includes(WEBHOOK_SECRET) || wire.includes(DEPLOY_TOKEN)]).toEqual([r.name, false]);
+        }
+    });
+
+    it("lets the UI/API be reached only from the VPN CIDR", () => {
+        const { recorder } = run;
+        const allow = recorder.byName("argocd-ui-allowlist");
+        expect(allow.type).toBe(MIDDLEWARE);
+        expect(allow.inputs.apiVersion).toBe("traefik.io/v1alpha1");
+        expect(allow.inputs.metadata).toEqual({ name: "argocd-ui-vpn-only", namespace: "argocd" });
+        expect(allow.inputs.spec).toEqual({ ipAllowList: { sourceRange: ["10.8.0.0/24"] } });
+        const ui = recorder.byName("argocd-ui");
+        expect(ui.type).toBe(INGRESS);
+        expect(ui.inputs.metadata.annotations).toEqual({
+            "traefik.ingress.kubernetes.io/router.entrypoints": "websecure",
+            "traefik.ingress.kubernetes.io/router.tls": "true",
+            "traefik.ingress.kubernetes.io/router.middlewares": "argocd-argocd-ui-vpn-only@kubernetescrd",
+        });
+        expect(ui.inputs.spec.rules).toEqual([
+            { host: "argocd.example.com", http: { paths: [{ path: "/", pathType: "Prefix", backend: { service: { name: "argocd-server", port: { number: 80 } } } }] } },
+        ]);
+        expect(recorder.dependsOn("argocd-ui", "argocd-ui-allowlist")).toBe(true);
+    });
+
+    it("makes only /api/webhook public, on the webhook hostname, on 443", () => {
+        const { recorder } = run;
+        const hook = recorder.byName("argocd-webhook");
+        expect(hook.inputs.spec.rules).toEqual([
+            { host: "hooks.example.com", http: { paths: [{ path: "/api/webhook", pathType: "Exact", backend: { service: { name: "argocd-server", port: { number: 80 } } } }] } },
+        ]);
+        expect(hook.inputs.metadata.annotations["traefik.ingress.kubernetes.io/router.entrypoints"]).toBe("websecure");
+        expect(hook.inputs.metadata.annotations["traefik.ingress.kubernetes.io/router.middlewares"]).toBe("argocd-argocd-webhook-ratelimit@kubernetescrd");
+        // Every route: one of these two, the UI one behind the allow-list.
+        const ingresses = recorder.ofType(INGRESS);
+        expect(ingresses.map((i) => i.name).sort()).toEqual(["argocd-ui", "argocd-webhook"]);
+        const publicPaths = ingresses
+            .filter((i) => !String(i.inputs.metadata.annotations["traefik.ingress.kubernetes.io/router.middlewares"]).includes("vpn-only"))
+            .flatMap((i) => i.inputs.spec.rules.flatMap((rule: any) => rule.http.paths.map((p: any) => `${rule.host}${p.path} ${p.pathType}`)));
+        expect(publicPaths).toEqual(["hooks.example.com/api/webhook Exact"]);
+    });
+
+    it("exposes url, webhookUrl, namespace and the chart", async () => {
+        expect(await resolve(run.argocd.url)).toBe("https://argocd.example.com");
+        expect(await resolve(run.argocd.webhookUrl)).toBe("https://hooks.example.com/api/webhook");
+        expect(await resolve(run.argocd.namespace)).toBe("argocd");
+        expect(await isSecret(run.argocd.url)).toBe(false);
+        expect(run.argocd.chart.urn).toBeDefined();
+    });
+
+    it("makes Applications and AppProjects wait for the chart (its CRDs)", () => {
+        const { recorder } = run;
+        expect(recorder.dependsOn("gitops-project-prod", "argocd-chart")).toBe(true);
+        expect(recorder.dependsOn("gitops-app-backend-service-prod", "argocd-chart")).toBe(true);
+        expect(recorder.dependsOn("gitops-app-backend-service-prod", "argocd-repository")).toBe(true);
+    });
+});
+
+/** Builds the component under fresh mocks; returns its error after checking nothing was registered. */
+async function refusedBeforeRegistering(build: (mod: Mod, provider: unknown) => void): Promise<string> {
+    let error: unknown;
+    let recorder: Recorder | undefined;
+    await jest
+        .isolateModulesAsync(async () => {
+            const mocks = await import("./support/mocks");
+            recorder = await mocks.installMocks({});
+            const mod: Mod = await import("../components/gitops/argocd");
+            build(mod, undefined);
+        })
+        .catch((err: unknown) => {
+            error = err;
+        });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(recorder?.resources).toEqual([]);
+    return String(error);
+}
+
+describe("ArgoCd, invalid args", () => {
+    it("refuses an override that re-enables admin before registering anything", async () => {
+        const error = await refusedBeforeRegistering((mod) => {
+            new mod.ArgoCd("argocd", { ...ARGS, values: { configs: { cm: { "admin.enabled": "true" } } } });
+        });
+        expect(error).toMatch(/values override sets configs\.cm\."admin\.enabled" to "true"/);
+    });
+
+    it("refuses to run without a kubernetes provider", async () => {
+        const error = await refusedBeforeRegistering((mod) => {
+            new mod.ArgoCd("argocd", ARGS);
+        });
+        expect(error).toMatch(/opts\.providers has no kubernetes provider/);
+    });
+});
