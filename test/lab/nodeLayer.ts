@@ -7,8 +7,7 @@
  * Usage: ts-node test/lab/nodeLayer.ts [stack file, default Pulumi.lab.yaml]
  */
 import { spawn } from "child_process";
-import { mkdtempSync, readFileSync, rmSync } from "fs";
-import * as os from "os";
+import { readFileSync } from "fs";
 import * as path from "path";
 
 import { planEtcdCluster } from "../../components/etcd/cluster";
@@ -22,7 +21,7 @@ import { lastJsonLine, remoteRunner } from "../../components/lib/script";
 import { parsePreflightResult } from "../../components/node/facts";
 import { ConfigError, parseStackFile, validateConfig } from "../../infra/config";
 import { NodePlan, nodeSteps, planNodes } from "../../infra/program";
-import { makeEtcdPem } from "../support/etcdCerts";
+import { loadOrMakeEtcdPem } from "../support/etcdCerts";
 
 const ROOT = path.join(__dirname, "..", "..");
 
@@ -181,7 +180,8 @@ async function main(): Promise<number> {
  * member after another (member step with its health gate, then the WAL fsync gate), snapshots
  * on each running member. A member whose node was refused by a gate is not created, and neither
  * is any member after it (in the program they wait on it). Certificates come from openssl here,
- * of the shape `EtcdPki` issues with @pulumi/tls under the engine.
+ * of the shape `EtcdPki` issues with @pulumi/tls under the engine, and are kept in .lab/etcd-pki
+ * between runs as the engine keeps them in its state.
  */
 async function etcdLayer(state: LabState, cfg: ReturnType<typeof validateConfig>, runs: NodeRun[]): Promise<boolean> {
     const byName = new Map(runs.map((r) => [r.plan.name, r]));
@@ -197,65 +197,63 @@ async function etcdLayer(state: LabState, cfg: ReturnType<typeof validateConfig>
         })),
     });
     console.log(`\netcd (${cfg.etcd.source} ${plan.version}, bootstrap member ${plan.bootstrapMember}; members in order: ${plan.members.map((m) => m.node.name).join(", ")})`);
-    const certDir = mkdtempSync(path.join(os.tmpdir(), "zt-lab-pki-"));
     const started = Date.now();
-    try {
-        const pem = makeEtcdPem(certDir, controlPlanes.map((p) => ({ name: p.name, address: p.config.host }))).pem;
-        const installs = await Promise.all(
-            plan.members
-                .filter((m) => byName.get(m.node.name)!.failedStep === undefined)
-                .map(async (m) => [m.node.name, await runStep(state, byName.get(m.node.name)!.plan, m.install, 600)] as const),
-        );
-        const installed = new Map(installs);
-        let formed = 0;
-        for (const m of plan.members) {
-            const name = m.node.name;
-            const nodePlan = byName.get(name)!.plan;
-            const install = installed.get(name);
-            if (install === undefined) {
-                console.log(`  ${name}: not created: its node was refused by the ${LABELS[byName.get(name)!.failedStep ?? ""] ?? "node layer"}, and members after it wait on it`);
-                break;
-            }
-            if (install.code !== 0) {
-                console.log(`  ${name}: install FAILED (exit ${install.code})\n      ${reasonOf(install)}`);
-                return false;
-            }
-            const member = await runStep(state, nodePlan, etcdMemberStep({ ...m.member, pem: pem[name] }), 600);
-            if (member.code !== 0) {
-                console.log(`  ${name}: member FAILED (exit ${member.code})\n      ${reasonOf(member)}`);
-                return false;
-            }
-            const r = parseEtcdMemberResult(member.stdout);
-            formed = r.members;
-            console.log(`  ${name}: ${r.state}, member ${r.memberId} of cluster ${r.clusterId}, etcd ${r.version}, ${r.members} member(s) healthy after ${r.waitedSeconds}s`);
-            const [walStep] = walGateSteps(m.walGate);
-            const wal = await runStep(state, nodePlan, walStep, 600);
-            if (wal.code !== 0) {
-                console.log(`      WAL fsync gate FAILED (exit ${wal.code})\n      ${reasonOf(wal)}`);
-                return false;
-            }
-            const g = parseWalGateResult(wal.stdout);
-            console.log(
-                `      WAL fsync p99 ${g.walFsync.quantileMs?.toFixed(2)} ms over ${g.walFsync.samples} fsyncs (threshold ${g.walFsync.thresholdMs} ms)${g.walFsync.estimate ? ", an estimate inside its bucket" : ""}; ` +
-                    `backend commit p99 ${g.backendCommit.quantileMs?.toFixed(2)} ms over ${g.backendCommit.samples} (threshold ${g.backendCommit.thresholdMs} ms)`,
-            );
-            const snap = await runStep(state, nodePlan, m.snapshots, 300);
-            if (snap.code !== 0) {
-                console.log(`      snapshots FAILED (exit ${snap.code})\n      ${reasonOf(snap)}`);
-                return false;
-            }
-            parseSnapshotResult(snap.stdout);
-            console.log(`      snapshots: timer ${cfg.etcd.snapshots.schedule}, keeping ${cfg.etcd.snapshots.retain} in ${cfg.etcd.snapshots.dir}`);
+    const pem = loadOrMakeEtcdPem(
+        path.join(ROOT, ".lab", "etcd-pki"),
+        controlPlanes.map((p) => ({ name: p.name, address: p.config.host })),
+    ).pem;
+    const installs = await Promise.all(
+        plan.members
+            .filter((m) => byName.get(m.node.name)!.failedStep === undefined)
+            .map(async (m) => [m.node.name, await runStep(state, byName.get(m.node.name)!.plan, m.install, 600)] as const),
+    );
+    const installed = new Map(installs);
+    let formed = 0;
+    for (const m of plan.members) {
+        const name = m.node.name;
+        const nodePlan = byName.get(name)!.plan;
+        const install = installed.get(name);
+        if (install === undefined) {
+            console.log(`  ${name}: not created: its node was refused by the ${LABELS[byName.get(name)!.failedStep ?? ""] ?? "node layer"}, and members after it wait on it`);
+            break;
         }
-        console.log(`etcd layer finished in ${((Date.now() - started) / 1000).toFixed(1)}s: ${formed} member(s) healthy`);
+        if (install.code !== 0) {
+            console.log(`  ${name}: install FAILED (exit ${install.code})\n      ${reasonOf(install)}`);
+            return false;
+        }
+        const member = await runStep(state, nodePlan, etcdMemberStep({ ...m.member, pem: pem[name] }), 600);
+        if (member.code !== 0) {
+            console.log(`  ${name}: member FAILED (exit ${member.code})\n      ${reasonOf(member)}`);
+            return false;
+        }
+        const r = parseEtcdMemberResult(member.stdout);
+        formed = r.members;
+        console.log(`  ${name}: ${r.state}, member ${r.memberId} of cluster ${r.clusterId}, etcd ${r.version}, ${r.members} member(s) healthy after ${r.waitedSeconds}s`);
+        const [walStep] = walGateSteps(m.walGate);
+        const wal = await runStep(state, nodePlan, walStep, 600);
+        if (wal.code !== 0) {
+            console.log(`      WAL fsync gate FAILED (exit ${wal.code})\n      ${reasonOf(wal)}`);
+            return false;
+        }
+        const g = parseWalGateResult(wal.stdout);
         console.log(
-            `\nKubernetes: kubernetes.mode is ${cfg.kubernetes.mode} in the lab stack: the k3s binary cannot be downloaded here ` +
-                "(no release downloads); with a reachable mirror (kubernetes.k3s.releaseBaseUrl) mode k3s installs it.",
+            `      WAL fsync p99 ${g.walFsync.quantileMs?.toFixed(2)} ms over ${g.walFsync.samples} fsyncs (threshold ${g.walFsync.thresholdMs} ms)${g.walFsync.estimate ? ", an estimate inside its bucket" : ""}; ` +
+                `backend commit p99 ${g.backendCommit.quantileMs?.toFixed(2)} ms over ${g.backendCommit.samples} (threshold ${g.backendCommit.thresholdMs} ms)`,
         );
-        return formed > 0;
-    } finally {
-        rmSync(certDir, { recursive: true, force: true });
+        const snap = await runStep(state, nodePlan, m.snapshots, 300);
+        if (snap.code !== 0) {
+            console.log(`      snapshots FAILED (exit ${snap.code})\n      ${reasonOf(snap)}`);
+            return false;
+        }
+        parseSnapshotResult(snap.stdout);
+        console.log(`      snapshots: timer ${cfg.etcd.snapshots.schedule}, keeping ${cfg.etcd.snapshots.retain} in ${cfg.etcd.snapshots.dir}`);
     }
+    console.log(`etcd layer finished in ${((Date.now() - started) / 1000).toFixed(1)}s: ${formed} member(s) healthy`);
+    console.log(
+        `\nKubernetes: kubernetes.mode is ${cfg.kubernetes.mode} in the lab stack: the k3s binary cannot be downloaded here ` +
+            "(no release downloads); with a reachable mirror (kubernetes.k3s.releaseBaseUrl) mode k3s installs it.",
+    );
+    return formed > 0;
 }
 
 main().then(

@@ -1,5 +1,5 @@
 import { execFileSync } from "child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as path from "path";
 
 import type { EtcdMemberPem } from "../../components/etcd/member";
@@ -83,6 +83,46 @@ export function makeEtcdPem(
             serverKey: server.key,
             peerCert: peer.cert,
             peerKey: peer.key,
+            clientCert: clients.backup.cert,
+            clientKey: clients.backup.key,
+        };
+    }
+    return { pem, caCert, clients };
+}
+
+/**
+ * Like `makeEtcdPem`, but keeps the PKI in `dir` across runs (as Pulumi's state keeps the
+ * certificates): an existing CA and the certificates of members it already has are reused, so a
+ * second run finds nothing changed. Anything incomplete is made anew.
+ */
+export function loadOrMakeEtcdPem(dir: string, members: readonly { name: string; address: string }[]): ReturnType<typeof makeEtcdPem> {
+    const files = ["ca.crt", "backup-client.crt", "backup-client.key.p8", "kube-apiserver-client.crt", "kube-apiserver-client.key.p8"];
+    for (const m of members) {
+        files.push(`${m.name}-server.crt`, `${m.name}-server.key.p8`, `${m.name}-peer.crt`, `${m.name}-peer.key.p8`);
+    }
+    const record = path.join(dir, "members.json");
+    const wanted = JSON.stringify(members.map((m) => [m.name, m.address]));
+    const complete = files.every((f) => existsSync(path.join(dir, f))) && existsSync(record) && readFileSync(record, "utf8") === wanted;
+    if (!complete) {
+        rmSync(dir, { recursive: true, force: true });
+        const made = makeEtcdPem(dir, members);
+        writeFileSync(record, wanted);
+        return made;
+    }
+    const read = (f: string) => readFileSync(path.join(dir, f), "utf8");
+    const caCert = read("ca.crt");
+    const clients = {
+        backup: { cert: read("backup-client.crt"), key: read("backup-client.key.p8") },
+        "kube-apiserver": { cert: read("kube-apiserver-client.crt"), key: read("kube-apiserver-client.key.p8") },
+    };
+    const pem: Record<string, EtcdMemberPem> = {};
+    for (const m of members) {
+        pem[m.name] = {
+            caCert,
+            serverCert: read(`${m.name}-server.crt`),
+            serverKey: read(`${m.name}-server.key.p8`),
+            peerCert: read(`${m.name}-peer.crt`),
+            peerKey: read(`${m.name}-peer.key.p8`),
             clientCert: clients.backup.cert,
             clientKey: clients.backup.key,
         };
