@@ -10,7 +10,9 @@ const config = new pulumi.Config();
 const privateKey = config.requireSecret("sshPrivateKey");
 const existingKubeconfig = cfg.kubernetes.mode === "existing" ? config.requireSecret("kubeconfig") : undefined;
 
-const zerotouch = buildPlatform(cfg, privateKey, existingKubeconfig);
+const gitlabToken = cfg.gitops !== undefined ? config.requireSecret("gitlabToken") : undefined;
+
+const zerotouch = buildPlatform(cfg, privateKey, existingKubeconfig, gitlabToken);
 
 /** The stack's typed outputs object; its contract is `stacks/outputs.ts` (OUTPUT_NAME). */
 export const platform = zerotouch.outputs;

@@ -1,14 +1,19 @@
 import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
 
 import { EtcdCluster } from "../components/etcd/cluster";
 import { HostFirewall, HostFirewallSpec, hostFirewallSteps } from "../components/firewall/hostFirewall";
 import { ExtraRule } from "../components/firewall/rules";
+import { GitOpsApplications } from "../components/gitops/applications";
+import { ArgoCd, ArgoCdValuesOverride } from "../components/gitops/argocd";
+import { Provider as GitLabProvider } from "../components/gitops/gitlab/provider";
+import { GitLabWiring } from "../components/gitops/gitlabWiring";
 import { FsyncGate, FsyncGateStepArgs, fsyncGateSteps } from "../components/fsync/fsyncGate";
 import { SshTarget } from "../components/lib/connection";
 import { NodeStep } from "../components/lib/nodeScript";
 import { ControlPlaneNode, KubernetesControlPlane } from "../components/k8s/controlPlane";
 import { VpsNode, VpsNodeSpec, vpsNodeSteps } from "../components/node/vpsNode";
-import { EtcdOutput, KubernetesOutput, NodeOutput, OUTPUTS_VERSION, PlatformOutputs } from "../stacks/outputs";
+import { EtcdOutput, GitOpsOutput, KubernetesOutput, NodeOutput, OUTPUTS_VERSION, PlatformOutputs } from "../stacks/outputs";
 import { NodeConfig, PlatformConfig } from "./config";
 
 /** k3s' default pod range (`--cluster-cidr`): pods reach the API server and kubelets from it. */
@@ -84,6 +89,18 @@ export interface NodeLayerMember {
     readonly firewall: HostFirewall;
 }
 
+/** Argo CD, its Applications, and the GitLab wiring around them. */
+export interface GitOpsLayer {
+    readonly argocd: ArgoCd;
+    readonly gitlab: GitLabWiring;
+    readonly applications: GitOpsApplications;
+}
+
+/** The manifests repository's clone URL: known from config, so it is known at preview too. */
+export function manifestsRepoUrl(gitops: NonNullable<PlatformConfig["gitops"]>): string {
+    return `${gitops.gitlab.baseUrl.replace(/\/$/, "")}/${gitops.manifests.project}.git`;
+}
+
 export interface Platform {
     readonly nodes: Readonly<Record<string, NodeLayerMember>>;
     /** The etcd cluster over the control-plane nodes. */
@@ -92,6 +109,8 @@ export interface Platform {
     readonly kubernetes?: KubernetesControlPlane;
     /** The admin kubeconfig (secret); absent with `kubernetes.mode: none`. */
     readonly kubeconfig?: pulumi.Output<string>;
+    /** The GitOps layer; absent without `gitops`. */
+    readonly gitops?: GitOpsLayer;
     /**
      * Per node, the resource everything installed later must depend on: the node passed
      * preflight and its etcd disk passed the fsync gate.
@@ -105,7 +124,12 @@ export interface Platform {
  * phases form one chain (connect → preflight → fsync gate → firewall) and no chain waits on
  * another node's.
  */
-export function buildPlatform(cfg: PlatformConfig, privateKey: pulumi.Input<string>, kubeconfig?: pulumi.Input<string>): Platform {
+export function buildPlatform(
+    cfg: PlatformConfig,
+    privateKey: pulumi.Input<string>,
+    kubeconfig?: pulumi.Input<string>,
+    gitlabToken?: pulumi.Input<string>,
+): Platform {
     const plans = planNodes(cfg);
     const nodes: Record<string, NodeLayerMember> = {};
     for (const plan of plans) {
@@ -185,6 +209,82 @@ export function buildPlatform(cfg: PlatformConfig, privateKey: pulumi.Input<stri
         kubernetes = new KubernetesControlPlane("kubernetes", { mode: "existing", kubeconfig });
     }
 
+    // GitOps on top of the cluster: Argo CD pulling the manifests repository that GitLab holds.
+    let gitops: GitOpsLayer | undefined;
+    if (cfg.gitops !== undefined && kubernetes !== undefined) {
+        if (gitlabToken === undefined) {
+            throw new Error("gitops needs zerotouch:gitlabToken");
+        }
+        const g = cfg.gitops;
+        const repoUrl = manifestsRepoUrl(g);
+        const webhookSecret = new random.RandomPassword("gitops-webhook-secret", { length: 40, special: false });
+        const gitlabProvider = new GitLabProvider("gitlab", {
+            baseUrl: `${g.gitlab.baseUrl.replace(/\/$/, "")}/api/v4/`,
+            token: pulumi.secret(gitlabToken),
+        });
+        const wiring = new GitLabWiring("gitlab", {
+            provider: gitlabProvider,
+            manifestsProject: {
+                path: g.manifests.project,
+                mode: g.manifests.mode,
+                ...(g.manifests.namespaceId !== undefined ? { namespaceId: g.manifests.namespaceId } : {}),
+            },
+            appProjects: g.appProjects,
+            webhookUrl: `https://${g.argocd.webhookHostname}/api/webhook`,
+            webhookSecret: webhookSecret.result,
+            accessTokenExpiryDays: g.accessTokenExpiryDays,
+            rotateBeforeDays: g.rotateBeforeDays,
+        });
+        const argocd = new ArgoCd(
+            "argocd",
+            {
+                namespace: g.argocd.namespace,
+                hostname: g.argocd.hostname,
+                webhookHostname: g.argocd.webhookHostname,
+                vpnCidr: cfg.vpnCidr,
+                breakGlassGroup: g.argocd.breakGlassGroup,
+                reconciliationSeconds: g.argocd.reconciliationSeconds,
+                nodeCount: plans.length,
+                gitlabWebhookSecret: webhookSecret.result,
+                repository: { url: repoUrl, username: wiring.deployTokenUsername, password: wiring.deployToken },
+                values: g.argocd.values as ArgoCdValuesOverride,
+            },
+            { providers: [kubernetes.provider], dependsOn: kubernetes.ready },
+        );
+        const environments = [...new Set(Object.values(g.applications).map((a) => a.environment))].sort();
+        const applications = new GitOpsApplications(
+            "applications",
+            {
+                repoUrl,
+                argoCdNamespace: g.argocd.namespace,
+                projects: Object.fromEntries(
+                    environments.map((env) => [
+                        env,
+                        {
+                            namespaces: [
+                                ...new Set(Object.values(g.applications).filter((a) => a.environment === env).map((a) => a.namespace)),
+                            ].sort(),
+                        },
+                    ]),
+                ),
+                applications: Object.entries(g.applications)
+                    .sort(([a], [b]) => a.localeCompare(b))
+                    .map(([name, a]) => ({
+                        name,
+                        project: a.environment,
+                        path: a.path,
+                        namespace: a.namespace,
+                        targetRevision: a.targetRevision,
+                        valueFiles: a.valueFiles,
+                    })),
+                chart: argocd.chart,
+                dependsOn: [argocd.repositorySecret],
+            },
+            { providers: [kubernetes.provider] },
+        );
+        gitops = { argocd, gitlab: wiring, applications };
+    }
+
     const nodeOutputs: Record<string, pulumi.Output<NodeOutput>> = {};
     for (const plan of plans) {
         const { vps, gate, firewall } = nodes[plan.name];
@@ -216,9 +316,26 @@ export function buildPlatform(cfg: PlatformConfig, privateKey: pulumi.Input<stri
                   ([endpoint, url]): KubernetesOutput => ({ mode: cfg.kubernetes.mode, apiEndpoint: endpoint, apiServerUrl: url }),
               );
 
+    const gitopsOutput: pulumi.Output<GitOpsOutput | null> =
+        gitops === undefined || cfg.gitops === undefined
+            ? pulumi.output(null)
+            : pulumi
+                  .all([gitops.argocd.url, gitops.argocd.webhookUrl, gitops.gitlab.manifestsRepoUrl, gitops.gitlab.accessTokenExpiresAt])
+                  .apply(
+                      ([argocdUrl, webhookUrl, repoUrl, expiresAt]): GitOpsOutput => ({
+                          argocdUrl,
+                          argocdNamespace: cfg.gitops!.argocd.namespace,
+                          webhookUrl,
+                          manifestsRepoUrl: repoUrl,
+                          gitopsTokenExpiresAt: expiresAt ?? null,
+                          appProjects: cfg.gitops!.appProjects,
+                          applications: Object.keys(cfg.gitops!.applications).sort(),
+                      }),
+                  );
+
     const names = plans.map((p) => p.name);
-    const outputs = pulumi.all([nodeOutputs, etcdOutput, kubernetesOutput]).apply(
-        ([resolved, etcdResolved, kubernetesResolved]): PlatformOutputs => ({
+    const outputs = pulumi.all([nodeOutputs, etcdOutput, kubernetesOutput, gitopsOutput]).apply(
+        ([resolved, etcdResolved, kubernetesResolved, gitopsResolved]): PlatformOutputs => ({
             outputsVersion: OUTPUTS_VERSION,
             project: "zerotouch",
             stack: pulumi.getStack(),
@@ -229,6 +346,7 @@ export function buildPlatform(cfg: PlatformConfig, privateKey: pulumi.Input<stri
             managementCidrs: cfg.managementCidrs,
             etcd: etcdResolved,
             kubernetes: kubernetesResolved,
+            gitops: gitopsResolved,
         }),
     );
 
@@ -239,5 +357,6 @@ export function buildPlatform(cfg: PlatformConfig, privateKey: pulumi.Input<stri
         outputs,
         etcd,
         ...(kubernetes !== undefined ? { kubernetes, kubeconfig: kubernetes.kubeconfig } : {}),
+        ...(gitops !== undefined ? { gitops } : {}),
     };
 }

@@ -72,6 +72,22 @@ export const kubernetesOutputSchema = z.object({
     apiServerUrl: z.string().nullable(),
 });
 
+export const gitopsOutputSchema = z.object({
+    /** Argo CD's UI and API (reached over the VPN). */
+    argocdUrl: z.string(),
+    argocdNamespace: z.string(),
+    /** The public webhook GitLab calls on every push. */
+    webhookUrl: z.string(),
+    /** The manifests repository Argo CD pulls. */
+    manifestsRepoUrl: z.string(),
+    /** When the current GITOPS_TOKEN expires (ISO date); it is replaced before that on `pulumi up`. */
+    gitopsTokenExpiresAt: z.string().nullable(),
+    /** GitLab projects whose pipelines get GITOPS_TOKEN. */
+    appProjects: z.array(z.string()),
+    /** The Argo CD Applications the platform declares. */
+    applications: z.array(z.string()),
+});
+
 export const platformOutputsSchema = z.object({
     outputsVersion: z.literal(OUTPUTS_VERSION),
     project: z.literal("zerotouch"),
@@ -83,11 +99,14 @@ export const platformOutputsSchema = z.object({
     managementCidrs: z.array(z.string()),
     etcd: etcdOutputSchema,
     kubernetes: kubernetesOutputSchema,
+    /** The GitOps layer; null without `gitops`. */
+    gitops: gitopsOutputSchema.nullable(),
 });
 
 export type NodeOutput = z.infer<typeof nodeOutputSchema>;
 export type EtcdOutput = z.infer<typeof etcdOutputSchema>;
 export type KubernetesOutput = z.infer<typeof kubernetesOutputSchema>;
+export type GitOpsOutput = z.infer<typeof gitopsOutputSchema>;
 export type PlatformOutputs = z.infer<typeof platformOutputsSchema>;
 
 /** Validates a value read from another stack; the message names each mismatching field. */

@@ -95,7 +95,7 @@ type Case = [string, (raw: Record<string, any>) => void, RegExp[]];
 function gitops(over: Record<string, unknown> = {}): Record<string, unknown> {
     return {
         gitlab: { baseUrl: "https://gitlab.example.com" },
-        argocd: { hostname: "argocd.vpn.example.net", webhookHostname: "argocd-hooks.example.net" },
+        argocd: { hostname: "argocd.vpn.example.net", webhookHostname: "argocd-hooks.example.net", breakGlassGroup: "platform/argocd-admins" },
         manifests: { project: "platform/manifests", mode: "create", namespaceId: 42 },
         appProjects: ["team/api"],
         applications: { "api-prod": { environment: "prod", path: "apps/api", namespace: "api", valueFiles: ["values-prod.yaml"] } },
@@ -396,7 +396,7 @@ const rejections: Case[] = [
     [
         "a webhook hostname equal to the UI's",
         (r) => {
-            r.gitops = gitops({ argocd: { hostname: "argocd.example.net", webhookHostname: "argocd.example.net" } });
+            r.gitops = gitops({ argocd: { hostname: "argocd.example.net", webhookHostname: "argocd.example.net", breakGlassGroup: "ops" } });
             r.gitlabToken = "glpat-0123456789";
         },
         [/^zerotouch:gitops\.argocd\.webhookHostname: the same as hostname: the UI stays on the VPN while the webhook is public; given "argocd\.example\.net"/],
@@ -515,8 +515,9 @@ describe("stack files", () => {
     const prod = readFileSync(path.join(__dirname, "..", "Pulumi.prod.yaml"), "utf8");
 
     test("Pulumi.prod.yaml is valid: 3 control-plane nodes and 2 workers in Oslo, key as a secure value", () => {
-        const { raw, secretKeys } = parseStackFile(prod, { sshPrivateKey: TEST_KEY });
+        const { raw, secretKeys } = parseStackFile(prod, { sshPrivateKey: TEST_KEY, gitlabToken: "glpat-test" });
         expect(secretKeys.has("sshPrivateKey")).toBe(true);
+        expect(secretKeys.has("gitlabToken")).toBe(true);
         const cfg = validateConfig(raw, secretKeys);
         const nodes = Object.values(cfg.nodes);
         expect(nodes.filter((n) => n.role === "control-plane")).toHaveLength(3);
@@ -526,6 +527,8 @@ describe("stack files", () => {
             expect(n.host).toMatch(/^203\.0\.113\./);
         }
         expect(prod).toMatch(/zerotouch:sshPrivateKey:\n\s+secure: /);
+        expect(prod).toMatch(/zerotouch:gitlabToken:\n\s+secure: /);
+        expect(cfg.gitops?.applications["backend-service-prod"]).toMatchObject({ environment: "prod", namespace: "backend" });
     });
 
     test("without the key, Pulumi.prod.yaml is rejected naming the key", () => {

@@ -231,7 +231,8 @@ export function checkArgoCdOverride(override: ArgoCdValuesOverride): void {
     if (!isObject(override)) {
         throw new Error(`ArgoCd: values is ${JSON.stringify(override)}; allowed: an object of chart values`);
     }
-    for (const leaf of leaves(override)) {
+    // An empty override sets nothing.
+    for (const leaf of leaves(override).filter((l) => l.path.length > 0)) {
         const shown = SECRET_SUBTREES.some((s) => startsWith(leaf.path, s)) ? "(value not shown)" : JSON.stringify(leaf.value);
         const hit = PROTECTED_VALUES.find((p) => startsWith(leaf.path, p) || startsWith(p, leaf.path));
         if (hit !== undefined) {
@@ -384,7 +385,7 @@ export interface ArgoCdRepository {
     /** https URL of the repository, e.g. `https://gitlab.example.com/platform/manifests.git`. */
     readonly url: string;
     /** The deploy token's username, e.g. `gitlab+deploy-token-12`. */
-    readonly username: string;
+    readonly username: pulumi.Input<string>;
     /** The deploy token (read_repository). Kept secret. */
     readonly password: pulumi.Input<string>;
 }
@@ -452,7 +453,7 @@ export function planArgoCd(args: ArgoCdArgs): ArgoCdPlan {
         throw new Error(`ArgoCd: vpnCidr is ${JSON.stringify(args.vpnCidr)}; allowed: a CIDR narrower than /0 (the UI must not be open to everyone)`);
     }
     checkRepoUrl("ArgoCd: repository.url", args.repository.url);
-    if (typeof args.repository.username !== "string" || !/^[^\s:]+$/.test(args.repository.username)) {
+    if (typeof args.repository.username === "string" && !/^[^\s:]+$/.test(args.repository.username)) {
         throw new Error(`ArgoCd: repository.username is ${JSON.stringify(args.repository.username)}; allowed: the deploy token's username, e.g. gitlab+deploy-token-12`);
     }
     const ingressClassName = args.ingressClassName ?? "traefik";

@@ -37,7 +37,7 @@ async function main(): Promise<void> {
         config,
         secretKeys: ["zerotouch:sshPrivateKey"],
         stdoutFor: (type, name, inputs) => nodeStdout(type, name, inputs),
-        stateFor: (type, name) => providerState(type, name),
+        stateFor: (type, name, inputs) => providerState(type, name, inputs),
     });
     const start = process.hrtime.bigint();
     const program = (await import("../../infra/index")) as { platform: Parameters<typeof resolve>[0]; kubeconfig: Parameters<typeof resolve>[0] };

@@ -20,7 +20,7 @@ export async function freshMocks(raw: Record<string, unknown>, secretKeys: reado
         config: pulumiConfig(raw),
         secretKeys: secretKeys.map((k) => `zerotouch:${k}`),
         stdoutFor: (type, name, inputs) => nodeStdout(type, name, inputs),
-        stateFor: (type, name) => providerState(type, name),
+        stateFor: (type, name, inputs) => providerState(type, name, inputs),
     });
 }
 

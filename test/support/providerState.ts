@@ -5,7 +5,7 @@ import { createHash } from "crypto";
  * keys, certificates and requests, and passwords, each derived from the resource's name so a
  * test can tell them apart (and find them where they must not appear).
  */
-export function providerState(type: string, name: string): Record<string, any> | undefined {
+export function providerState(type: string, name: string, inputs: Record<string, any> = {}): Record<string, any> | undefined {
     const body = createHash("sha256").update(name).digest("base64");
     switch (type) {
         case "tls:index/privateKey:PrivateKey":
@@ -17,6 +17,17 @@ export function providerState(type: string, name: string): Record<string, any> |
             return { certRequestPem: `-----BEGIN CERTIFICATE REQUEST-----\n${body}\n-----END CERTIFICATE REQUEST-----\n` };
         case "random:index/randomPassword:RandomPassword":
             return { result: createHash("sha256").update(`password ${name}`).digest("hex") };
+        // The GitLab provider (components/gitops/gitlab/provider.ts), group 42 = platform.
+        case "gitlab:index/project:Project": {
+            const full = `platform/${String(inputs.path)}`;
+            return { id: "4711", pathWithNamespace: full, httpUrlToRepo: `https://gitlab.example.com/${full}.git`, webUrl: `https://gitlab.example.com/${full}` };
+        }
+        case "gitlab:index/projectDeployToken:ProjectDeployToken":
+            return { token: `gldt-${body}`, username: "gitlab+deploy-token-7", expired: false, revoked: false };
+        case "gitlab:index/projectAccessToken:ProjectAccessToken":
+            return { token: `glpat-${body}`, expiresAt: "2027-05-25", active: true, userId: 99 };
+        case "gitlab:index/projectHook:ProjectHook":
+            return { hookId: 1234 };
         default:
             return undefined;
     }

@@ -1,0 +1,162 @@
+/**
+ * The GitOps layer of the whole program, run under mocks with the shipped Pulumi.prod.yaml:
+ * the Argo CD chart and the values that carry each requirement, Applications after the chart,
+ * AppProjects restricting sources, the GitLab wiring (deploy token read-only, GITOPS_TOKEN masked
+ * and protected, the webhook secret shared with Argo CD and secret), and the outputs contract.
+ */
+import { readFileSync } from "fs";
+import * as path from "path";
+
+import { ARGOCD_CHART } from "../components/gitops/argocd";
+import { parseStackFile } from "../infra/config";
+import { parsePlatformOutputs } from "../stacks/outputs";
+import { TEST_KEY } from "./support/config";
+import { crdValidator, errorsOf } from "./support/crdSchema";
+import type { Recorded, Recorder } from "./support/mocks";
+import { isSecret, resolve, wireSecret } from "./support/mocks";
+import { runProgram } from "./support/program";
+import { providerState } from "./support/providerState";
+
+const GITLAB_TOKEN = "glpat-prodtoken-SECRET-0123456789";
+const CHART = "kubernetes:helm.sh/v4:Chart";
+const APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application";
+const APP_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject";
+const REPO = "https://gitlab.example.com/platform/manifests.git";
+
+type Run = { recorder: Recorder; exports: Record<string, any> };
+
+function only(recorder: Recorder, type: string): Recorded {
+    const found = recorder.ofType(type);
+    expect([type, found.length]).toEqual([type, 1]);
+    return found[0];
+}
+
+describe("the GitOps layer, whole program with Pulumi.prod.yaml", () => {
+    let run: Run;
+    let webhookSecret: string;
+
+    beforeAll(async () => {
+        const text = readFileSync(path.join(__dirname, "..", "Pulumi.prod.yaml"), "utf8");
+        const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: TEST_KEY, gitlabToken: GITLAB_TOKEN });
+        run = await runProgram(raw, [...secretKeys]);
+        webhookSecret = String(providerState("random:index/randomPassword:RandomPassword", "gitops-webhook-secret")?.result);
+    });
+
+    test("the Argo CD chart is pinned, and its values carry the requirements", () => {
+        const chart = only(run.recorder, CHART);
+        expect(chart.inputs).toMatchObject({
+            chart: ARGOCD_CHART.chart,
+            version: ARGOCD_CHART.version,
+            repositoryOpts: { repo: ARGOCD_CHART.repo },
+            namespace: "argocd",
+        });
+        const values = chart.inputs.values as Record<string, any>;
+        expect(values.configs.cm["admin.enabled"]).toBe("false");
+        expect(values.configs.cm["timeout.reconciliation"]).toBe("180s");
+        expect(values.configs.rbac["policy.default"]).toBe("role:readonly");
+        expect(values.configs.rbac["policy.csv"]).toContain("platform/argocd-admins");
+        // The webhook secret is the one GitLab's hook sends, and the values travel as a secret.
+        expect(values.configs.secret.gitlabSecret).toBe(webhookSecret);
+        expect(wireSecret(chart.wire, ["values"])).toBe(true);
+    });
+
+    test("the UI is reachable from the VPN only; only /api/webhook is public", () => {
+        const ingresses = run.recorder.ofType("kubernetes:networking.k8s.io/v1:Ingress");
+        const ui = ingresses.find((i) => i.inputs.spec.rules[0].host === "argocd.vpn.osl.example.net")!;
+        const hook = ingresses.find((i) => i.inputs.spec.rules[0].host === "argocd-hooks.osl.example.net")!;
+        expect(ui).toBeDefined();
+        expect(hook).toBeDefined();
+        const middlewares = run.recorder.ofType("kubernetes:traefik.io/v1alpha1:Middleware");
+        const allow = middlewares.find((m) => m.inputs.spec?.ipAllowList !== undefined)!;
+        expect(allow.inputs.spec.ipAllowList.sourceRange).toEqual(["10.8.0.0/24"]);
+        expect(JSON.stringify(ui.inputs.metadata.annotations)).toContain(allow.inputs.metadata.name);
+        const paths = hook.inputs.spec.rules[0].http.paths as { path: string; pathType: string }[];
+        expect(paths.map((p) => [p.path, p.pathType])).toEqual([["/api/webhook", "Exact"]]);
+    });
+
+    test("Applications come after the chart, validate against the CRD, and sync automatically", () => {
+        const { recorder } = run;
+        const chart = only(recorder, CHART);
+        const app = only(recorder, APPLICATION);
+        const project = only(recorder, APP_PROJECT);
+        expect(recorder.dependsOn(app.name, chart.name)).toBe(true);
+        expect(recorder.dependsOn(app.name, project.name)).toBe(true);
+        expect(app.inputs.metadata).toMatchObject({ name: "backend-service-prod", namespace: "argocd" });
+        expect(app.inputs.spec).toMatchObject({
+            project: "prod",
+            source: { repoURL: REPO, targetRevision: "main", path: "apps/backend-service", helm: { valueFiles: ["values-prod.yaml"] } },
+            destination: { server: "https://kubernetes.default.svc", namespace: "backend" },
+            syncPolicy: { automated: { prune: true, selfHeal: true }, syncOptions: expect.arrayContaining(["CreateNamespace=true"]) },
+        });
+        expect(project.inputs.spec.sourceRepos).toEqual([REPO]);
+        expect(project.inputs.spec.destinations).toEqual([expect.objectContaining({ namespace: "backend", server: "https://kubernetes.default.svc" })]);
+        const strip = (r: Recorded) => {
+            const { apiVersion, kind, metadata, spec } = r.inputs;
+            return { apiVersion, kind, metadata: { name: metadata.name, namespace: metadata.namespace }, spec };
+        };
+        const validApp = crdValidator("application-crd.yaml");
+        expect([validApp(strip(app)), errorsOf(validApp)]).toEqual([true, []]);
+        const validProject = crdValidator("appproject-crd.yaml");
+        expect([validProject(strip(project)), errorsOf(validProject)]).toEqual([true, []]);
+        // The check can fail.
+        const broken = strip(app);
+        broken.spec = { ...broken.spec, syncPolicy: { automated: { prune: "yes" } } };
+        expect(validApp(broken)).toBe(false);
+    });
+
+    test("GitLab: read-only deploy token for Argo CD, GITOPS_TOKEN masked and protected, push webhook with the shared secret", () => {
+        const { recorder } = run;
+        const deploy = only(recorder, "gitlab:index/projectDeployToken:ProjectDeployToken");
+        expect(deploy.inputs.scopes).toEqual(["read_repository"]);
+        const access = only(recorder, "gitlab:index/projectAccessToken:ProjectAccessToken");
+        expect(access.inputs.scopes).toEqual(["write_repository"]);
+        const variable = only(recorder, "gitlab:index/projectVariable:ProjectVariable");
+        expect(variable.inputs).toMatchObject({ key: "GITOPS_TOKEN", masked: true, protected: true, project: "shop/backend-service" });
+        expect(wireSecret(variable.wire, ["value"])).toBe(true);
+        const hook = only(recorder, "gitlab:index/projectHook:ProjectHook");
+        expect(hook.inputs).toMatchObject({ url: "https://argocd-hooks.osl.example.net/api/webhook", pushEvents: true, enableSslVerification: true });
+        expect(hook.inputs.token).toBe(webhookSecret);
+        expect(wireSecret(hook.wire, ["token"])).toBe(true);
+        // The Argo CD repository Secret holds the deploy token, as a secret.
+        const repoSecret = recorder
+            .ofType("kubernetes:core/v1:Secret")
+            .find((s) => s.inputs.metadata?.labels?.["argocd.argoproj.io/secret-type"] === "repository")!;
+        expect(repoSecret.inputs.stringData.url).toBe(REPO);
+        expect(wireSecret(repoSecret.wire, ["stringData"])).toBe(true);
+        // Every GitLab resource goes through the one provider, whose token is secret.
+        const provider = only(recorder, "pulumi:providers:gitlab");
+        expect(provider.inputs.baseUrl).toBe("https://gitlab.example.com/api/v4/");
+        expect(wireSecret(provider.wire, ["token"])).toBe(true);
+    });
+
+    test("no token or secret appears in clear on the wire or in the outputs", async () => {
+        const secrets = [GITLAB_TOKEN, webhookSecret, "glpat-", "gldt-"];
+        for (const r of run.recorder.resources) {
+            const clear = JSON.stringify(r.wire, (_k, v: unknown) =>
+                v !== null && typeof v === "object" && (v as Record<string, unknown>)["4dabf18193072939515e22adb298388d"] !== undefined ? "[secret]" : v,
+            );
+            for (const s of secrets) {
+                expect([r.name, clear.includes(s)]).toEqual([r.name, false]);
+            }
+        }
+        expect(await isSecret(run.exports.platform)).toBe(false);
+        const platform = JSON.stringify(await resolve(run.exports.platform));
+        for (const s of secrets) {
+            expect(platform.includes(s)).toBe(false);
+        }
+    });
+
+    test("the outputs object carries the GitOps layer and matches its contract", async () => {
+        const outputs = parsePlatformOutputs(await resolve(run.exports.platform), "prod");
+        expect(outputs.gitops).toEqual({
+            argocdUrl: "https://argocd.vpn.osl.example.net",
+            argocdNamespace: "argocd",
+            webhookUrl: "https://argocd-hooks.osl.example.net/api/webhook",
+            manifestsRepoUrl: REPO,
+            gitopsTokenExpiresAt: "2027-05-25",
+            appProjects: ["shop/backend-service"],
+            applications: ["backend-service-prod"],
+        });
+        expect(outputs.kubernetes.apiEndpoint).toBe("api.osl.example.net");
+    });
+});
