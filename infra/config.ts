@@ -64,7 +64,7 @@ const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** What each key allows, by key path (`*` stands for a node name). Used in every message. */
 export const ALLOWED: Readonly<Record<string, string>> = {
-    "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, etcd, kubernetes, kubeconfig, gitops, gitlabToken",
+    "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, firewall, etcd, kubernetes, kubeconfig, gitops, gitlabToken",
     nodes: "a map of node name to node settings, with 1, 3 or 5 control-plane nodes",
     "nodes.*": "a lower-case DNS label (a-z, 0-9, '-', at most 63 characters) as node name, mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs",
     "nodes.*.host": "the node's public IPv4 or IPv6 address (firewall rules and etcd peer URLs are built from it), unique across nodes",
@@ -91,6 +91,14 @@ export const ALLOWED: Readonly<Record<string, string>> = {
     "preflight.allowedVirtualization": `a non-empty list of systemd-detect-virt names (default [kvm]); known: ${VIRTUALIZATION_TYPES.join(", ")}`,
     "preflight.allowedVirtualization.*": `a systemd-detect-virt name: ${VIRTUALIZATION_TYPES.join(", ")}`,
     "preflight.requireNvme": "true or false (default true): whether a control-plane node's etcd data path must be on an NVMe disk",
+    firewall: "the key extraRules",
+    "firewall.extraRules": "a list of {name, protocol, ports, from}: further ports every node opens (e.g. a NodePort range), each name once",
+    "firewall.extraRules.*": "the keys name, protocol, ports, from",
+    "firewall.extraRules.*.name": "a lower-case name ([a-z][a-z0-9-]*), unique among the rules; it becomes the rule's comment",
+    "firewall.extraRules.*.protocol": "tcp or udp",
+    "firewall.extraRules.*.ports": "a port (1-65535) or a range [first, last]",
+    "firewall.extraRules.*.from": "any, or a non-empty list of CIDR blocks (host bits zero; 0.0.0.0/0 and ::/0 are written as any)",
+    "firewall.extraRules.*.from.*": "a CIDR block, host bits zero, not 0.0.0.0/0 or ::/0",
     etcd: "the keys source, version, releaseBaseUrl, sha256, clusterToken, bootstrapMember, walFsyncThresholdMs, backendCommitThresholdMs, walGateWrites, walGateMaxSeconds, healthTimeoutSeconds, quotaBackendBytes, snapshots, wipeDataOnDelete",
     "etcd.source": "release (the pinned etcd release, checked against its sha256) or preinstalled (an etcd already on the node, e.g. Debian's etcd-server; its version is checked)",
     "etcd.version": "an etcd version as MAJOR.MINOR.PATCH (e.g. 3.5.21); with source release it must be pinned in components/etcd/release.ts or come with etcd.sha256; with preinstalled its MAJOR.MINOR must match the installed etcd",
@@ -136,7 +144,8 @@ export const ALLOWED: Readonly<Record<string, string>> = {
     "gitops.appProjects": "a list of GitLab project paths (group/name) whose pipelines get the GITOPS_TOKEN variable, each once, not the manifests project",
     "gitops.appProjects.*": "a GitLab project path, group/name, listed once, not the manifests project",
     "gitops.applications": "a map of Application name (a DNS label) to {environment, path, targetRevision, namespace, valueFiles}",
-    "gitops.applications.*": "the keys environment, path, targetRevision, namespace, valueFiles",
+    "gitops.applications.*": "the keys environment, path, targetRevision, namespace, valueFiles, values",
+    "gitops.applications.*.values": "an object of Helm values given inline (spec.source.helm.valuesObject); its workloads must set DATA_RESIDENCY_MODE=strict_eea (see the policy packs)",
     "gitops.applications.*.environment": "a lower-case label (e.g. prod): the AppProject the Application belongs to",
     "gitops.applications.*.path": "a relative path in the manifests repository, without '..' (e.g. apps/backend-service)",
     "gitops.applications.*.targetRevision": "a branch, tag or commit (default main)",
@@ -196,6 +205,23 @@ const ON_CALENDAR = /^[A-Za-z0-9*:/.,~ -]{1,100}$/;
 /** A host name (DNS) or an IP address. */
 const ENDPOINT_HOST = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
+const portNumber = z.number().int().min(1).max(65535);
+
+const firewallSchema = z
+    .strictObject({
+        extraRules: z
+            .array(
+                z.strictObject({
+                    name: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/),
+                    protocol: z.enum(["tcp", "udp"]),
+                    ports: z.union([portNumber, z.tuple([portNumber, portNumber]).refine(([a, b]) => a <= b)]),
+                    from: z.union([z.literal("any"), z.array(cidrSchema()).min(1)]),
+                }),
+            )
+            .default([]),
+    })
+    .prefault({});
+
 const etcdSchema = z
     .strictObject({
         source: z.enum(["release", "preinstalled"]).default("release"),
@@ -254,6 +280,7 @@ const applicationSchema = z.strictObject({
     targetRevision: z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/).default("main"),
     namespace: z.string().regex(K8S_NAME),
     valueFiles: z.array(z.string().regex(RELATIVE_PATH).refine(noDotDot)).default([]),
+    values: z.record(z.string(), z.unknown()).optional(),
 });
 
 const gitopsSchema = z
@@ -349,6 +376,7 @@ export const configSchema = z
                 requireNvme: z.boolean().default(true),
             })
             .prefault({}),
+        firewall: firewallSchema,
         etcd: etcdSchema,
         kubernetes: kubernetesSchema,
         kubeconfig: z.string().min(1).optional(),
@@ -401,6 +429,13 @@ export const configSchema = z
             ctx.addIssue({ code: "custom", path: ["kubeconfig"], message: `kubernetes.mode is ${cfg.kubernetes.mode}, which takes no kubeconfig` });
         }
         checkGitops(cfg, ctx);
+        const ruleNames = new Set<string>();
+        cfg.firewall.extraRules.forEach((r, i) => {
+            if (ruleNames.has(r.name)) {
+                ctx.addIssue({ code: "custom", path: ["firewall", "extraRules", i, "name"], message: "listed twice" });
+            }
+            ruleNames.add(r.name);
+        });
         const seen = new Map<string, number>();
         cfg.managementCidrs.forEach((c, i) => {
             const canonical = parseCidr(c);

@@ -54,6 +54,7 @@ export function planNodes(cfg: PlatformConfig): NodePlan[] {
                 etcdDataPath: node.etcdDataPath,
                 allowedVirtualization: cfg.preflight.allowedVirtualization,
                 requireNvme: cfg.preflight.requireNvme,
+                location: node.location,
             },
             gate: {
                 node: name,
@@ -70,7 +71,11 @@ export function planNodes(cfg: PlatformConfig): NodePlan[] {
                 cluster,
                 vpnCidr: cfg.vpnCidr,
                 managementCidrs: cfg.managementCidrs,
-                ...(cfg.kubernetes.mode === "k3s" ? { podCidrs: [K3S_POD_CIDR], extraRules: [K3S_FLANNEL_RULE] } : {}),
+                ...(cfg.kubernetes.mode === "k3s" ? { podCidrs: [K3S_POD_CIDR] } : {}),
+                extraRules: [
+                    ...(cfg.kubernetes.mode === "k3s" ? [K3S_FLANNEL_RULE] : []),
+                    ...cfg.firewall.extraRules.map((r): ExtraRule => ({ name: r.name, protocol: r.protocol, ports: r.ports, from: r.from })),
+                ],
             },
         };
     });
@@ -276,6 +281,7 @@ export function buildPlatform(
                         namespace: a.namespace,
                         targetRevision: a.targetRevision,
                         valueFiles: a.valueFiles,
+                        ...(a.values !== undefined ? { values: a.values } : {}),
                     })),
                 chart: argocd.chart,
                 dependsOn: [argocd.repositorySecret],

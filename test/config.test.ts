@@ -237,7 +237,7 @@ const rejections: Case[] = [
     [
         "a typo at the top level",
         (r) => (r.vpnCIDR = "10.8.0.0/24"),
-        [/^zerotouch:vpnCIDR: unknown key \(given "10\.8\.0\.0\/24"\); allowed: the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, etcd, kubernetes, kubeconfig, gitops, gitlabToken$/],
+        [/^zerotouch:vpnCIDR: unknown key \(given "10\.8\.0\.0\/24"\); allowed: the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, firewall, etcd, kubernetes, kubeconfig, gitops, gitlabToken$/],
     ],
     [
         "a typo in a node",
@@ -378,6 +378,21 @@ const rejections: Case[] = [
         "a k3s version without its +k3s suffix",
         (r) => (r.kubernetes = { k3s: { version: "v1.31.4" } }),
         [/^zerotouch:kubernetes\.k3s\.version: given "v1\.31\.4"; allowed: a k3s version such as/],
+    ],
+    [
+        "an extra firewall rule open to the whole address space",
+        (r) => (r.firewall = { extraRules: [{ name: "nodeports", protocol: "tcp", ports: [30000, 32767], from: ["0.0.0.0/0"] }] }),
+        [/^zerotouch:firewall\.extraRules\[0\]\.from\[0\]: a CIDR of the whole address space would open the port to everyone; given "0\.0\.0\.0\/0"; allowed: a CIDR block/],
+    ],
+    [
+        "an extra firewall rule listed twice",
+        (r) => (r.firewall = { extraRules: [1, 2].map(() => ({ name: "metrics", protocol: "tcp", ports: 9100, from: ["10.8.0.0/24"] })) }),
+        [/^zerotouch:firewall\.extraRules\[1\]\.name: listed twice; given "metrics"; allowed: a lower-case name/],
+    ],
+    [
+        "a port range upside down",
+        (r) => (r.firewall = { extraRules: [{ name: "nodeports", protocol: "tcp", ports: [32767, 30000], from: "any" }] }),
+        [/^zerotouch:firewall\.extraRules\[0\]\.ports: given \[32767,30000\]; allowed: a port \(1-65535\) or a range \[first, last\]/],
     ],
     [
         "gitops without a GitLab token",

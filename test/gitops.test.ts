@@ -58,6 +58,11 @@ describe("the GitOps layer, whole program with Pulumi.prod.yaml", () => {
         // The webhook secret is the one GitLab's hook sends, and the values travel as a secret.
         expect(values.configs.secret.gitlabSecret).toBe(webhookSecret);
         expect(wireSecret(chart.wire, ["values"])).toBe(true);
+        // Every workload declares the residency mode; images are named with their registries.
+        for (const component of ["controller", "repoServer", "server", "applicationSet", "notifications", "redis", "commitServer"]) {
+            expect([component, values[component].env]).toEqual([component, [{ name: "DATA_RESIDENCY_MODE", value: "strict_eea" }]]);
+        }
+        expect(values.global.image).toEqual({ repository: "quay.io/argoproj/argocd", tag: ARGOCD_CHART.appVersion });
     });
 
     test("the UI is reachable from the VPN only; only /api/webhook is public", () => {

@@ -96,9 +96,33 @@ describe("the program under mocks", () => {
         }
     });
 
+    test("each node's connect and firewall apply carry the node's facts for policy packs", () => {
+        const connect = run.recorder.byName("cp-1-connect").inputs.triggers[1];
+        expect(connect).toEqual({
+            zerotouchNode: {
+                node: "cp-1",
+                host: "203.0.113.11",
+                role: "control-plane",
+                location: { country: "NO", region: "oslo", datacenter: "osl1", provider: "example-vps" },
+                etcdDataPath: "/var/lib/etcd",
+            },
+        });
+        const firewall = run.recorder.byName("cp-1-firewall-apply").inputs.triggers[1].zerotouchFirewall;
+        const api = firewall.rules.find((r: { name: string }) => r.name === "kube-apiserver");
+        expect(api).toEqual({
+            name: "kube-apiserver",
+            protocol: "tcp",
+            ports: "6443",
+            sources: ["10.42.0.0/16", "10.8.0.0/24", "203.0.113.11/32", "203.0.113.12/32", "203.0.113.13/32", "203.0.113.21/32"],
+        });
+        expect(firewall.rules.find((r: { name: string }) => r.name === "http").sources).toEqual(["any"]);
+    });
+
     test("commands carry the script hash as trigger and run through the fixed runner", () => {
         for (const c of run.recorder.ofType(COMMAND)) {
-            expect(c.inputs.triggers).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/)]);
+            expect(c.inputs.triggers[0]).toMatch(/^[0-9a-f]{64}$/);
+            // The second element, where there is one, is the step's facts for policy packs.
+            expect(c.inputs.triggers.length).toBeLessThanOrEqual(2);
             expect(c.inputs.create).toMatch(/^bash -c 'umask 077; f=\$\(mktemp\)/);
         }
     });

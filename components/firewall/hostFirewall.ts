@@ -59,6 +59,7 @@ export function hostFirewallPlan(spec: HostFirewallSpec): HostFirewallPlan {
         params: { ZT_NODE: spec.node, ZT_RULESET: ruleset.text, ZT_ROLLBACK_SECONDS: rollbackSeconds },
         hasDelete: true,
         sensitive: false,
+        meta: { zerotouchFirewall: { node: spec.node, rules: resolvedRules(policy) } },
     };
     const confirm: NodeStep = {
         name: "confirm",
@@ -73,6 +74,30 @@ export function hostFirewallPlan(spec: HostFirewallSpec): HostFirewallPlan {
         sensitive: false,
     };
     return { policy, ruleset, openPorts: openPorts(policy), steps: [apply, confirm] };
+}
+
+/** One open port with its sources resolved to CIDRs: what policy packs read. */
+export interface ResolvedRule {
+    readonly name: string;
+    readonly protocol: "tcp" | "udp";
+    /** `"22"` or `"2379-2380"`. */
+    readonly ports: string;
+    /** `["any"]`, or CIDRs (a host as /32 or /128). */
+    readonly sources: readonly string[];
+}
+
+/** The policy's rules with their source sets resolved to CIDRs, sorted as the policy is. */
+export function resolvedRules(policy: FirewallPolicy): ResolvedRule[] {
+    const sets = new Map(policy.sets.map((s) => [s.name, s]));
+    const cidr = (a: string) => (a.includes("/") ? a : `${a}/${a.includes(":") ? 128 : 32}`);
+    return openPorts(policy).map((p) => ({
+        name: p.name,
+        protocol: p.protocol,
+        ports: p.ports,
+        sources: p.from.includes("any")
+            ? ["any"]
+            : [...new Set(p.from.flatMap((f) => [...(sets.get(f)?.ipv4 ?? []), ...(sets.get(f)?.ipv6 ?? [])].map(cidr)))].sort(),
+    }));
 }
 
 /** The steps of `hostFirewallPlan`, for the lab runner: `apply`, then `confirm`. */

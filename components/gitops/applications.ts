@@ -128,6 +128,8 @@ export interface ApplicationSpec {
     readonly targetRevision?: string;
     /** Helm value files relative to `path`, e.g. `values-prod.yaml`. Defaults to none (no `helm` block). */
     readonly valueFiles?: readonly string[];
+    /** Helm values given inline (`spec.source.helm.valuesObject`); plain JSON. */
+    readonly values?: Readonly<Record<string, unknown>>;
     /** Automated sync with prune and self-heal. Defaults to true. */
     readonly automated?: boolean;
     /** Sync option `CreateNamespace=true`. Defaults to true. */
@@ -146,7 +148,7 @@ export interface ApplicationManifest {
             readonly repoURL: string;
             readonly targetRevision: string;
             readonly path: string;
-            readonly helm?: { readonly valueFiles: string[] };
+            readonly helm?: { readonly valueFiles?: string[]; readonly valuesObject?: Record<string, unknown> };
         };
         readonly destination: { readonly server: string; readonly namespace: string };
         readonly syncPolicy: {
@@ -180,6 +182,10 @@ export function application(name: string, spec: ApplicationSpec): ApplicationMan
         }
         seen.add(file);
     }
+    const values = spec.values;
+    if (values !== undefined && (values === null || typeof values !== "object" || Array.isArray(values))) {
+        throw new Error(`application ${name}: values is ${JSON.stringify(values)}; allowed: an object of Helm values`);
+    }
     const automated = spec.automated ?? true;
     const createNamespace = spec.createNamespace ?? true;
     return {
@@ -192,7 +198,9 @@ export function application(name: string, spec: ApplicationSpec): ApplicationMan
                 repoURL: spec.repoUrl,
                 targetRevision,
                 path: spec.path,
-                ...(valueFiles.length > 0 ? { helm: { valueFiles } } : {}),
+                ...(valueFiles.length > 0 || values !== undefined
+                    ? { helm: { ...(valueFiles.length > 0 ? { valueFiles } : {}), ...(values !== undefined ? { valuesObject: { ...values } } : {}) } }
+                    : {}),
             },
             destination: { server: IN_CLUSTER, namespace: spec.namespace },
             syncPolicy: {

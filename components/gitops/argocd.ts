@@ -16,6 +16,17 @@ export const ARGOCD_CHART = {
     appVersion: "v3.5.1",
 } as const;
 
+/** The variable every workload the platform deploys carries (see the residency policy pack). */
+export const DATA_RESIDENCY_ENV = { name: "DATA_RESIDENCY_MODE", value: "strict_eea" } as const;
+
+/** The images the chart runs, by registry and repository (the chart's defaults, named explicitly). */
+export const ARGOCD_IMAGES = {
+    argocd: "quay.io/argoproj/argocd",
+    dex: "ghcr.io/dexidp/dex",
+    redis: "public.ecr.aws/docker/library/redis",
+    redisExporter: "ghcr.io/oliver006/redis_exporter",
+} as const;
+
 /** The Helm release name: the chart names its objects `argocd-server`, `argocd-repo-server`, … */
 export const ARGOCD_RELEASE = "argocd";
 /** The chart's API server Service and its plain-HTTP port (`server.insecure`). */
@@ -298,9 +309,12 @@ export function argoCdValues(spec: ArgoCdValuesSpec): JsonObject {
         limits: { ...res[c].limits },
     });
     const pdb = (replicas: number): JsonObject => ({ enabled: replicas > 1, minAvailable: 1 });
+    // Every workload of the chart declares the data-residency mode the platform runs in.
+    const env = (): JsonValue[] => [{ name: DATA_RESIDENCY_ENV.name, value: DATA_RESIDENCY_ENV.value }];
 
     const computed: JsonObject = {
-        global: { domain: spec.hostname },
+        // Images named explicitly, so the registries they come from are visible in the values.
+        global: { domain: spec.hostname, image: { repository: ARGOCD_IMAGES.argocd, tag: ARGOCD_CHART.appVersion } },
         configs: {
             cm: {
                 url: `https://${spec.hostname}`,
@@ -327,29 +341,36 @@ export function argoCdValues(spec: ArgoCdValuesSpec): JsonObject {
                 ...(spec.gitlabWebhookSecret !== undefined ? { gitlabSecret: spec.gitlabWebhookSecret } : {}),
             },
         },
-        controller: { replicas: sizing.controllerReplicas, resources: resources("controller") },
+        controller: { replicas: sizing.controllerReplicas, resources: resources("controller"), env: env() },
         repoServer: {
             replicas: sizing.repoServerReplicas,
             resources: resources("repoServer"),
+            env: env(),
             copyutil: { resources: resources("copyutil") },
             pdb: pdb(sizing.repoServerReplicas),
         },
         server: {
             replicas: sizing.serverReplicas,
             resources: resources("server"),
+            env: env(),
             service: { type: "ClusterIP" },
             ingress: { enabled: false },
             ingressGrpc: { enabled: false },
             pdb: pdb(sizing.serverReplicas),
         },
-        applicationSet: { replicas: 1, resources: resources("applicationSet") },
-        notifications: { resources: resources("notifications") },
+        applicationSet: { replicas: 1, resources: resources("applicationSet"), env: env() },
+        notifications: { resources: resources("notifications"), env: env() },
         // SSO goes straight to GitLab as OIDC provider (configs.cm."oidc.config"); dex can be
         // switched on through the override and is sized already.
-        dex: { enabled: false, resources: resources("dex"), initImage: { resources: resources("dexInit") } },
-        redis: { resources: resources("redis"), exporter: { resources: resources("redisExporter") } },
+        dex: { enabled: false, resources: resources("dex"), env: env(), image: { repository: ARGOCD_IMAGES.dex }, initImage: { resources: resources("dexInit") } },
+        redis: {
+            resources: resources("redis"),
+            env: env(),
+            image: { repository: ARGOCD_IMAGES.redis },
+            exporter: { resources: resources("redisExporter"), image: { repository: ARGOCD_IMAGES.redisExporter } },
+        },
         redisSecretInit: { resources: resources("redisSecretInit") },
-        commitServer: { resources: resources("commitServer") },
+        commitServer: { resources: resources("commitServer"), env: env() },
     };
     if (spec.override === undefined) {
         return computed;

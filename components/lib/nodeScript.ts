@@ -25,6 +25,12 @@ export interface NodeStep {
      * payload ahead of the script, in this order. A script run by hand sources them itself.
      */
     readonly libraries?: readonly string[];
+    /**
+     * Facts about the step that policy packs read from the command's inputs (component inputs are
+     * invisible to them): the second element of `triggers`, so a change also runs the step again.
+     * Plain JSON, no secrets.
+     */
+    readonly meta?: Readonly<Record<string, unknown>>;
 }
 
 /** The payload a step sends: parameters, then its libraries, then the script. */
@@ -52,7 +58,7 @@ export function nodeScript(
             create: remoteRunner(target.user, "create"),
             ...(step.hasDelete ? { delete: remoteRunner(target.user, "delete") } : {}),
             stdin: payload.stdin,
-            triggers: [payload.hash],
+            triggers: step.meta !== undefined ? [payload.hash, step.meta] : [payload.hash],
             addPreviousOutputInEnv: false,
             ...(step.sensitive ? { logging: "none" as const } : {}),
         },

@@ -43,6 +43,11 @@ export interface VpsNodeSpec {
     readonly requireNvme: boolean;
     /** Seconds to wait for the node to finish booting once SSH answers. Defaults to 120. */
     readonly bootTimeoutSeconds?: number;
+    /**
+     * Where the node is: recorded on its connect command (`triggers[1].zerotouchNode`), where
+     * residency policies read it.
+     */
+    readonly location?: { readonly country: string; readonly region: string; readonly datacenter: string; readonly provider: string };
 }
 
 export interface VpsNodeArgs extends VpsNodeSpec {
@@ -66,6 +71,15 @@ export function vpsNodeSteps(args: VpsNodeSpec): { connect: NodeStep; preflight:
             },
             hasDelete: false,
             sensitive: false,
+            meta: {
+                zerotouchNode: {
+                    node: args.node,
+                    host: args.target.host,
+                    role: args.role,
+                    ...(args.location !== undefined ? { location: { ...args.location } } : {}),
+                    etcdDataPath: args.etcdDataPath,
+                },
+            },
         },
         preflight: {
             name: "preflight",
