@@ -4,10 +4,16 @@ import tseslint from "typescript-eslint";
 import pulumi from "@pulumi/eslint-plugin";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "bin/**", "coverage/**", "**/*.js", "**/*.mjs"] },
+  { ignores: ["node_modules/**", "bin/**", "coverage/**", "**/*.js", "**/*.mjs", "!stacks/templates/*.mjs"] },
   js.configs.recommended,
-  ...tseslint.configs.recommendedTypeChecked,
+  // Tools shipped for app pipelines: plain Node ESM, linted with the recommended JavaScript rules.
   {
+    files: ["stacks/templates/*.mjs"],
+    languageOptions: { sourceType: "module", globals: { process: "readonly", console: "readonly" } },
+  },
+  ...tseslint.configs.recommendedTypeChecked.map((c) => ({ ...c, files: ["**/*.ts"] })),
+  {
+    files: ["**/*.ts"],
     languageOptions: {
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
     },
