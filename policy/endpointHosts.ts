@@ -1,0 +1,103 @@
+import type { ResourceValidationPolicy } from "@pulumi/policy";
+
+import { configList, endpointHost, get, hostAllowed, plain, show, showEndpoint, UNKNOWN } from "./lib";
+
+export const ENDPOINT_HOSTS = "endpoint-hosts-allowed";
+
+export const APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application";
+export const APP_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject";
+export const GITLAB_PROVIDER = "pulumi:providers:gitlab";
+export const HELM_CHART_TYPES = ["kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Chart", "kubernetes:helm.sh/v3:Release"];
+
+/** One endpoint a resource sends data to or fetches from: where it is set, and its value. */
+interface Endpoint {
+    readonly field: string;
+    readonly value: unknown;
+}
+
+/** The endpoints of one resource, by type. Missing endpoints that would fall back to a default host are included as undefined. */
+function endpointsOf(type: string, props: unknown): Endpoint[] {
+    if (type === APPLICATION) {
+        const out: Endpoint[] = [];
+        const source = get(props, ["spec", "source"]);
+        const sources = get(props, ["spec", "sources"]);
+        if (source === UNKNOWN || sources === UNKNOWN) {
+            return [{ field: "spec.source", value: UNKNOWN }];
+        }
+        if (source !== undefined) {
+            out.push({ field: "spec.source.repoURL", value: get(source, ["repoURL"]) });
+        }
+        if (Array.isArray(sources)) {
+            sources.forEach((_, i) => out.push({ field: `spec.sources[${i}].repoURL`, value: get(sources, [i, "repoURL"]) }));
+        }
+        return out.length > 0 ? out : [{ field: "spec.source.repoURL", value: undefined }];
+    }
+    if (type === APP_PROJECT) {
+        const repos = get(props, ["spec", "sourceRepos"]);
+        if (repos === UNKNOWN) {
+            return [{ field: "spec.sourceRepos", value: UNKNOWN }];
+        }
+        return Array.isArray(repos) ? repos.map((_, i) => ({ field: `spec.sourceRepos[${i}]`, value: get(repos, [i]) })) : [];
+    }
+    if (type === GITLAB_PROVIDER) {
+        // Without baseUrl the provider talks to gitlab.com.
+        return [{ field: "baseUrl", value: get(props, ["baseUrl"]) }];
+    }
+    if (HELM_CHART_TYPES.includes(type)) {
+        const out: Endpoint[] = [];
+        const repo = get(props, ["repositoryOpts", "repo"]);
+        if (repo !== undefined) {
+            out.push({ field: "repositoryOpts.repo", value: repo });
+        }
+        const chart = get(props, ["chart"]);
+        if (chart === UNKNOWN || (typeof chart === "string" && /^[a-z][a-z0-9+.-]*:\/\//i.test(chart))) {
+            out.push({ field: "chart", value: chart });
+        }
+        return out;
+    }
+    return [];
+}
+
+/**
+ * Every endpoint that data goes to or comes from is on an allowlist of hosts: Argo CD
+ * Applications' repoURLs and AppProjects' sourceRepos, the GitLab provider's baseUrl, and Helm
+ * chart repositories. Unknown or missing endpoints are violations. Messages show hosts only.
+ */
+export const endpointHostsAllowed: ResourceValidationPolicy = {
+    name: ENDPOINT_HOSTS,
+    description: "Argo CD repoURLs, AppProject sourceRepos, the GitLab provider's baseUrl and Helm chart repositories are on the allowlist of hosts.",
+    enforcementLevel: "mandatory",
+    configSchema: {
+        properties: {
+            allowedHosts: {
+                type: "array",
+                items: { type: "string", pattern: "^(\\*\\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$" },
+                uniqueItems: true,
+                description: "Host names endpoints may use; `*.example.com` allows every host under example.com. Defaults to none (every endpoint is a violation).",
+            },
+        },
+    },
+    validateResource: (args, reportViolation) => {
+        const endpoints = endpointsOf(args.type, plain(args.props));
+        if (endpoints.length === 0) {
+            return;
+        }
+        const allowed = configList(args.getConfig<Record<string, unknown>>(), "allowedHosts", []);
+        const allowedText = allowed.length > 0 ? allowed.join(", ") : "none configured";
+        for (const { field, value } of endpoints) {
+            const where = `${args.type.split(":").pop()} ${args.name}: ${field}`;
+            if (value === "*") {
+                reportViolation(`${where} is "*" (any repository); allowed: repositories on ${allowedText}`);
+                continue;
+            }
+            if (typeof value !== "string") {
+                reportViolation(`${where} is ${value === UNKNOWN ? show(value) : show(value === undefined ? undefined : typeof value)}; allowed: a known URL on ${allowedText}`);
+                continue;
+            }
+            const host = endpointHost(value);
+            if (host === undefined || !hostAllowed(host, allowed)) {
+                reportViolation(`${where} is on ${showEndpoint(value)}; allowed: ${allowedText}`);
+            }
+        }
+    },
+};
