@@ -15,7 +15,7 @@ export function credentialKind(text: string): string | undefined {
     if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) {
         return "a private key";
     }
-    if (/(^|\n)\s*kind:\s*["']?Config\b|"kind"\s*:\s*"Config"/.test(text) && /(client-key-data|client-key|token|password)\s*["']?\s*:/.test(text)) {
+    if (/(^|\n|\\n)\s*kind:\s*["']?Config\b|"kind"\s*:\s*"Config"|\\"kind\\"\s*:\s*\\"Config\\"/.test(text) && /(client-key-data|client-key|token|password)\s*["']?\s*:/.test(text)) {
         return "a kubeconfig with credentials";
     }
     if (/\bgl(pat|dt|ptt|rt|oas|cbt)-[A-Za-z0-9_-]{20,}/.test(text)) {
