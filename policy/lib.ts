@@ -30,9 +30,12 @@ export const UNKNOWN_MARKERS: readonly string[] = [
 ];
 const UNKNOWN_SET = new Set(UNKNOWN_MARKERS);
 
-/** Whether `value` is the engine's marker for a value unknown during preview. */
+/** A value read by `get`: known (possibly undefined) or unknown during preview. */
+export const UNKNOWN: unique symbol = Symbol("unknown during preview");
+
+/** Whether `value` is unknown during preview: the engine's marker, or `UNKNOWN` from `get`. */
 export function isUnknown(value: unknown): boolean {
-    return typeof value === "string" && UNKNOWN_SET.has(value);
+    return value === UNKNOWN || (typeof value === "string" && UNKNOWN_SET.has(value));
 }
 
 /** The plain object behind CrossGuard's props proxy (nested values are plain already). */
@@ -46,8 +49,6 @@ export function plain(props: unknown): unknown {
     return props;
 }
 
-/** A value read by `get`: known (possibly undefined) or unknown during preview. */
-export const UNKNOWN: unique symbol = Symbol("unknown during preview");
 
 /** The value at `path`, `UNKNOWN` when it or a parent is unknown, undefined when missing. */
 export function get(root: unknown, path: readonly (string | number)[]): unknown {

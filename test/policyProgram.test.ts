@@ -198,7 +198,7 @@ describe("the pack over the whole program (Pulumi.prod.yaml, stack prod)", () =>
     test("selfHeal off: no config turns it off, so the recorded Application is changed; argocd-sync-automated names it", async () => {
         const resources = base.resources.map((r) =>
             r.type === "kubernetes:argoproj.io/v1alpha1:Application"
-                ? { ...r, props: { ...r.props, spec: { ...r.props.spec, syncPolicy: { ...r.props.spec.syncPolicy, automated: { prune: true, selfHeal: false } } } } }
+                ? { ...r, props: { ...r.props, spec: { ...(r.props.spec as any), syncPolicy: { ...(r.props.spec as any).syncPolicy, automated: { prune: true, selfHeal: false } } } } }
                 : r,
         );
         const d = await runPack(POLICIES, resources, EEA);

@@ -181,7 +181,8 @@ export async function validateStack(p: StackValidationPolicy, resources: readonl
     if (level === "disabled") {
         return diagnostics;
     }
-    const built = resources.map((r) => {
+    type Built = { type: string; urn: string; parent?: Built; dependencies: Built[]; [key: string]: unknown };
+    const built = resources.map((r): { source: PackResource; resource: Built } => {
         const props = crossGuardProps(r.outputs ?? r.props);
         return {
             source: r,
@@ -191,9 +192,8 @@ export async function validateStack(p: StackValidationPolicy, resources: readonl
                 urn: r.urn,
                 name: r.name,
                 opts: options(r),
-                dependencies: [] as unknown[],
+                dependencies: [],
                 propertyDependencies: {},
-                parent: undefined,
                 isType: (cls: unknown) => isTypeOf(r.type, cls),
                 asType: (cls: unknown) => (isTypeOf(r.type, cls) ? props : undefined),
             },
