@@ -257,7 +257,7 @@ describe("ArgoCd under mocks", () => {
         const component = recorder.byName("argocd").urn;
         const children = recorder.resources.filter((r) => r.parentUrn === component);
         expect(children.map((c) => c.name).sort()).toEqual(
-            ["argocd-chart", "argocd-namespace", "argocd-repository", "argocd-ui", "argocd-ui-allowlist", "argocd-webhook", "argocd-webhook-ratelimit"].sort(),
+            ["argocd-chart", "argocd-namespace", "argocd-repository", "argocd-ui", "argocd-ui-allowlist", "argocd-webhook", "argocd-webhook-ratelimit", "argocd-webhook-secret"].sort(),
         );
         const cluster = recorder.byName("cluster").urn;
         for (const c of children) {
@@ -279,11 +279,18 @@ describe("ArgoCd under mocks", () => {
         expect(run.recorder.dependsOn("argocd-chart", "argocd-namespace")).toBe(true);
     });
 
-    it("passes values carrying every requirement, as one secret on the wire", () => {
+    it("passes values carrying every requirement, known and secret-free; the webhook secret goes into argocd-secret by a secret patch", () => {
         const chart = run.recorder.byName("argocd-chart");
-        expect(wireSecret(chart.wire, ["values"])).toBe(true);
+        expect(wireSecret(chart.wire, ["values"])).toBe(false);
         const v = chart.inputs.values;
-        expect(v.configs.secret.gitlabSecret).toBe(WEBHOOK_SECRET);
+        expect(v.configs.secret).toEqual({ createSecret: true });
+        expect(JSON.stringify(v)).not.toContain(WEBHOOK_SECRET);
+        const patch = run.recorder.byName("argocd-webhook-secret");
+        expect(patch.type).toBe("kubernetes:core/v1:SecretPatch");
+        expect(patch.inputs.metadata).toMatchObject({ name: "argocd-secret", namespace: "argocd" });
+        expect(patch.inputs.stringData["webhook.gitlab.secret"]).toBe(WEBHOOK_SECRET);
+        expect(wireSecret(patch.wire, ["stringData", "webhook.gitlab.secret"])).toBe(true);
+        expect(run.recorder.dependsOn("argocd-webhook-secret", "argocd-chart")).toBe(true);
         expect(v.configs.cm["admin.enabled"]).toBe("false");
         expect(v.configs.cm["timeout.reconciliation"]).toBe("180s");
         expect(v.configs.params["server.insecure"]).toBe("true");
@@ -291,7 +298,7 @@ describe("ArgoCd under mocks", () => {
         expect(v.configs.rbac["policy.csv"]).toContain("g, platform/argocd-breakglass, role:admin");
         expect(v.repoServer.replicas).toBe(2);
         expect(v.controller.replicas).toBe(1);
-        expect(v).toEqual(argoCdValues({ ...SPEC, gitlabWebhookSecret: WEBHOOK_SECRET }));
+        expect(v).toEqual(argoCdValues(SPEC));
     });
 
     it("creates the repository Secret with Argo CD's label, the deploy token secret on the wire", () => {

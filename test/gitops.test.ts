@@ -55,9 +55,13 @@ describe("the GitOps layer, whole program with Pulumi.prod.yaml", () => {
         expect(values.configs.cm["timeout.reconciliation"]).toBe("180s");
         expect(values.configs.rbac["policy.default"]).toBe("role:readonly");
         expect(values.configs.rbac["policy.csv"]).toContain("platform/argocd-admins");
-        // The webhook secret is the one GitLab's hook sends, and the values travel as a secret.
-        expect(values.configs.secret.gitlabSecret).toBe(webhookSecret);
-        expect(wireSecret(chart.wire, ["values"])).toBe(true);
+        // The values are known at preview (no secret in them); the webhook secret GitLab's hook
+        // sends is patched into argocd-secret, as a secret.
+        expect(wireSecret(chart.wire, ["values"])).toBe(false);
+        expect(JSON.stringify(values)).not.toContain(webhookSecret);
+        const patch = only(run.recorder, "kubernetes:core/v1:SecretPatch");
+        expect(patch.inputs.stringData["webhook.gitlab.secret"]).toBe(webhookSecret);
+        expect(wireSecret(patch.wire, ["stringData", "webhook.gitlab.secret"])).toBe(true);
         // Every workload declares the residency mode; images are named with their registries.
         for (const component of ["controller", "repoServer", "server", "applicationSet", "notifications", "redis", "commitServer"]) {
             expect([component, values[component].env]).toEqual([component, [{ name: "DATA_RESIDENCY_MODE", value: "strict_eea" }]]);

@@ -534,6 +534,8 @@ export class ArgoCd extends pulumi.ComponentResource {
     public readonly chart: k8s.helm.v4.Chart;
     /** The repository Secret for the manifests repository. */
     public readonly repositorySecret: k8s.core.v1.Secret;
+    /** The patch of `argocd-secret` that holds GitLab's webhook secret (`webhook.gitlab.secret`). */
+    public readonly webhookSecret: k8s.core.v1.SecretPatch;
     public readonly plan: ArgoCdPlan;
 
     constructor(name: string, args: ArgoCdArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -548,10 +550,9 @@ export class ArgoCd extends pulumi.ComponentResource {
 
         const namespace = new k8s.core.v1.Namespace(`${name}-namespace`, { metadata: { name: ns } }, { parent: this });
 
-        // The values hold the webhook secret: the whole object travels as a secret.
-        const values = pulumi.secret(
-            pulumi.output(args.gitlabWebhookSecret).apply((secret) => argoCdValues({ ...plan.valuesSpec, gitlabWebhookSecret: secret })),
-        );
+        // The values hold no secret, so they are known at preview (policy packs read them); the
+        // webhook secret goes into argocd-secret by a patch after the chart.
+        const values = argoCdValues(plan.valuesSpec);
         this.chart = new k8s.helm.v4.Chart(
             `${name}-chart`,
             {
@@ -563,6 +564,15 @@ export class ArgoCd extends pulumi.ComponentResource {
                 values,
             },
             { parent: this, dependsOn: [namespace] },
+        );
+
+        this.webhookSecret = new k8s.core.v1.SecretPatch(
+            `${name}-webhook-secret`,
+            {
+                metadata: { name: "argocd-secret", namespace: ns, annotations: { "pulumi.com/patchForce": "true" } },
+                stringData: { "webhook.gitlab.secret": pulumi.secret(args.gitlabWebhookSecret) },
+            },
+            { parent: this, dependsOn: [this.chart] },
         );
 
         this.repositorySecret = new k8s.core.v1.Secret(
