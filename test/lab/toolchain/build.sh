@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Builds the pinned Pulumi toolchain (CLI, nodejs language host, resource plugins)
+# from the Go module proxy, into a cache folder outside the checkout keyed by the
+# sha256 of versions.env. A binary that is already there is not built again, so a
+# warm run does nothing.
+#
+# Usage: test/lab/toolchain/build.sh [binary...]   (default: every line of versions.env)
+# Env:   ZEROTOUCH_TOOLCHAIN_CACHE  cache root (default /var/cache/zerotouch-toolchain)
+#        TOOLCHAIN_BUILD_TIMEOUT    seconds allowed for one binary (default 2400)
+# Prints the bin folder on its last line as "toolchain bin: <path>".
+# Exits non-zero when a binary marked "required" in versions.env is missing.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+versions_file="$here/versions.env"
+cache_root="${ZEROTOUCH_TOOLCHAIN_CACHE:-/var/cache/zerotouch-toolchain}"
+build_timeout="${TOOLCHAIN_BUILD_TIMEOUT:-2400}"
+
+command -v go >/dev/null || { echo "toolchain: go is not on PATH" >&2; exit 1; }
+
+key="$(sha256sum "$versions_file" | cut -c1-16)"
+out="$cache_root/$key"
+bin="$out/bin"
+logs="$out/logs"
+mkdir -p "$bin" "$logs"
+cp "$versions_file" "$out/versions.env"
+
+log() { printf '%s toolchain: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+# build_one NAME MODULE VERSION PACKAGE VERSION_VAR WRAPPER LOGFILE
+build_one() {
+  local name="$1" module="$2" version="$3" package="$4" version_var="$5" wrapper="$6" logfile="$7"
+  local ldflags="-s -w"
+  [ "$version_var" = "-" ] || ldflags="$ldflags -X $version_var=$version"
+  local tmp
+  tmp="$(mktemp -d "$out/tmp.XXXXXX")"
+  {
+    echo "module:  $module@$version"
+    echo "package: $package"
+    echo "ldflags: $ldflags"
+    echo "go:      $(go version)"
+  } >"$logfile"
+
+  if [ "$wrapper" = "-" ]; then
+    echo "mode:    go install $package@$version" >>"$logfile"
+    if ! GOBIN="$tmp" timeout "$build_timeout" nice -n 19 \
+        go install -trimpath -ldflags "$ldflags" "$package@$version" >>"$logfile" 2>&1; then
+      rm -rf "$tmp"
+      return 1
+    fi
+  else
+    local dir="$here/modules/$wrapper"
+    echo "mode:    go build in wrapper module modules/$wrapper" >>"$logfile"
+    # The wrapper's go.mod/go.sum pin the module; refuse to build another version.
+    local pinned
+    if ! pinned="$(cd "$dir" && go list -mod=readonly -m -f '{{.Version}}' "$module" 2>>"$logfile")"; then
+      rm -rf "$tmp"
+      return 1
+    fi
+    if [ "$pinned" != "$version" ]; then
+      echo "wrapper modules/$wrapper pins $module@$pinned, versions.env says $version;" \
+        "run: (cd $dir && go get $module@$version && go mod tidy)" >>"$logfile"
+      rm -rf "$tmp"
+      return 1
+    fi
+    if ! (cd "$dir" && timeout "$build_timeout" nice -n 19 \
+        go build -mod=readonly -trimpath -ldflags "$ldflags" -o "$tmp/$name" "$package") >>"$logfile" 2>&1; then
+      rm -rf "$tmp"
+      return 1
+    fi
+  fi
+  mv "$tmp/$name" "$bin/$name"
+  rm -rf "$tmp"
+}
+
+wanted=("$@")
+is_wanted() {
+  local n
+  [ "${#wanted[@]}" -eq 0 ] && return 0
+  for n in "${wanted[@]}"; do [ "$n" = "$1" ] && return 0; done
+  return 1
+}
+
+built=0 skipped=0 failed=0 missing_required=()
+results="$out/results.tsv"
+touch "$results"
+log "versions.env sha256 prefix $key, output $bin"
+
+while read -r name module version package version_var wrapper required; do
+  case "$name" in ''|'#'*) continue ;; esac
+  is_wanted "$name" || continue
+  if [ -x "$bin/$name" ]; then
+    log "$name: already built ($module@$version), skipped"
+    skipped=$((skipped + 1))
+    continue
+  fi
+  logfile="$logs/$name.log"
+  log "$name: building $module@$version (log: $logfile, timeout ${build_timeout}s)"
+  start=$(date +%s)
+  if build_one "$name" "$module" "$version" "$package" "$version_var" "$wrapper" "$logfile"; then
+    secs=$(($(date +%s) - start))
+    log "$name: built in ${secs}s"
+    printf '%s\t%s@%s\tbuilt\t%ss\n' "$name" "$module" "$version" "$secs" >>"$results"
+    built=$((built + 1))
+  else
+    secs=$(($(date +%s) - start))
+    log "$name: FAILED after ${secs}s; last lines of $logfile:"
+    tail -n 5 "$logfile" | sed 's/^/    /'
+    printf '%s\t%s@%s\tfailed\t%ss\n' "$name" "$module" "$version" "$secs" >>"$results"
+    failed=$((failed + 1))
+    [ "$required" = "yes" ] && missing_required+=("$name")
+  fi
+done <"$versions_file"
+
+if [ "$built" -eq 0 ] && [ "$failed" -eq 0 ]; then
+  log "nothing to do: all $skipped binaries already built"
+else
+  log "built $built, skipped $skipped, failed $failed"
+fi
+echo "toolchain bin: $bin"
+if [ "${#missing_required[@]}" -gt 0 ]; then
+  echo "toolchain: required binaries missing: ${missing_required[*]}" >&2
+  exit 1
+fi
