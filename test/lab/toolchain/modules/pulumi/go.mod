@@ -1,7 +1,8 @@
 // Wrapper module for the pulumi CLI: github.com/pulumi/pulumi/pkg/v3 has
 // replace directives (sdk/v3 => ../sdk, clipboard fork), so its main package
-// cannot be `go install`ed directly. The versions are set by build.sh from
-// versions.env; the replace directives below repeat pkg/v3's own.
+// cannot be `go install`ed directly. build.sh refuses to build when the version
+// pinned here differs from versions.env; the replace below repeats pkg/v3's
+// clipboard fork (its sdk/v3 => ../sdk is met by requiring sdk/v3 at the same tag).
 module zerotouch.local/toolchain/pulumi
 
 go 1.25.11
