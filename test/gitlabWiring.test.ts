@@ -5,7 +5,6 @@
  * protection, adopt mode, validation, and secrecy on the wire and in the outputs.
  */
 import { readFileSync } from "fs";
-import * as path from "path";
 import type * as pulumiType from "@pulumi/pulumi";
 
 import {
@@ -22,8 +21,9 @@ import type { GitLabWiringArgs } from "../components/gitops/gitlabWiring";
 import { planGitLabWiring } from "../components/gitops/gitlabWiring";
 import type { Recorder } from "./support/mocks";
 import { isSecret, resolve, wireSecret } from "./support/mocks";
+import { referenceFile } from "./support/reference";
 
-const SCHEMA_FILE = path.join(__dirname, "..", "..", "shared", "reference", "pulumi-gitlab-schema-subset.json");
+const SCHEMA_FILE = referenceFile("pulumi-gitlab-schema-subset.json");
 
 interface SchemaProperty {
     readonly secret?: boolean;

@@ -2,16 +2,17 @@ import Ajv, { ValidateFunction } from "ajv";
 import * as fs from "fs";
 import * as path from "path";
 import { parseDocument } from "yaml";
+import { referenceFile } from "./support/reference";
 
 /**
  * The pipeline files the project ships, checked against GitLab's own JSON schema for
- * .gitlab-ci.yml (../shared/reference/gitlab-ci-schema.json), and their rules evaluated for the
+ * .gitlab-ci.yml (test/fixtures/reference/gitlab-ci-schema.json), and their rules evaluated for the
  * pipelines that matter: which jobs a merge request, a push to main or a protected branch, and
  * a schedule get.
  */
 
 const ROOT = path.join(__dirname, "..");
-const SCHEMA_PATH = path.join(__dirname, "..", "..", "shared", "reference", "gitlab-ci-schema.json");
+const SCHEMA_PATH = referenceFile("gitlab-ci-schema.json");
 const PIPELINES = {
     repository: path.join(ROOT, ".gitlab-ci.yml"),
     app: path.join(ROOT, "stacks", "templates", "app.gitlab-ci.yml"),

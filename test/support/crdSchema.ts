@@ -3,8 +3,10 @@ import { readFileSync } from "fs";
 import * as path from "path";
 import { parse as parseYaml } from "yaml";
 
-/** The real Argo CD v3.5.1 CRDs (../shared/reference next to the repository). */
-export const ARGOCD_CRD_DIR = path.join(__dirname, "..", "..", "..", "shared", "reference", "argo-cd-v3.5.1");
+import { referenceFile } from "./reference";
+
+/** The real Argo CD v3.5.1 CRDs (test/fixtures/reference). */
+export const ARGOCD_CRD_DIR = referenceFile("argo-cd-v3.5.1");
 
 /** Kubernetes' schema extensions: known to Ajv as annotations, validated by the API server, not here. */
 const KUBERNETES_KEYWORDS = [
