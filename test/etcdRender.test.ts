@@ -444,7 +444,12 @@ async function etcdctl(endpoint: string, creds: ClientCreds, args: string[]): Pr
 }
 
 /** Polls `endpoint health` until it passes, at most `seconds`; fails early when a member exits. */
-async function waitHealthy(endpoint: string, creds: ClientCreds, members: Running[], extra: string[] = [], seconds = 30): Promise<string> {
+/**
+ * Waits until `endpoint health` succeeds and, when `endpoints` is given, reports each of them
+ * healthy: with `--cluster`, a member that has not published its client URLs yet is left out of
+ * the check rather than reported, so success alone does not mean every member was checked.
+ */
+async function waitHealthy(endpoint: string, creds: ClientCreds, members: Running[], extra: string[] = [], seconds = 30, endpoints: readonly string[] = []): Promise<string> {
     const deadline = Date.now() + seconds * 1000;
     let last = "";
     while (Date.now() < deadline) {
@@ -453,10 +458,11 @@ async function waitHealthy(endpoint: string, creds: ClientCreds, members: Runnin
             throw new Error(`etcd ${dead.name} exited:\n${logTail(dead)}`);
         }
         const r = await etcdctl(endpoint, creds, ["endpoint", "health", ...extra]);
-        if (r.ok) {
-            return r.stdout + r.stderr;
+        const out = r.stdout + r.stderr;
+        if (r.ok && endpoints.every((e) => out.includes(`${e} is healthy`))) {
+            return out;
         }
-        last = r.stderr;
+        last = r.ok ? `not every member reported yet:\n${out}` : r.stderr;
         await new Promise((res) => setTimeout(res, 300));
     }
     throw new Error(`etcd at ${endpoint} not healthy within ${seconds}s: ${last}\n${members.map((m) => `${m.name}:\n${logTail(m)}`).join("\n")}`);
@@ -665,7 +671,7 @@ realDescribe("three members on loopback form a cluster from --initial-cluster", 
     const endpointOf = (name: string) => `https://${hostPort("127.0.0.1", cluster.members[name].ports!.client!)}`;
 
     test("endpoint health --cluster is green on every member; member list names all three", async () => {
-        const health = await waitHealthy(endpointOf("m1"), client, members, ["--cluster"], 40);
+        const health = await waitHealthy(endpointOf("m1"), client, members, ["--cluster"], 40, names.map(endpointOf));
         for (const name of names) {
             expect(health).toContain(`${endpointOf(name)} is healthy`);
         }
