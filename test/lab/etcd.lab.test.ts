@@ -156,7 +156,9 @@ describe("EtcdCluster scripts on the lab", () => {
                 endpoint: LOCAL_CLIENT_URL,
                 tls: NODE_CLIENT_TLS,
                 walThresholdMs: 10,
-                commitThresholdMs: 25,
+                // The lab stack's value (test/lab/lib.sh): the lab's disks are files on a shared
+                // host disk whose stalls put single backend commits at 100-200 ms.
+                commitThresholdMs: 250,
             });
             const r = run(node, step);
             expectOk(node, r);

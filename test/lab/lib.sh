@@ -425,8 +425,11 @@ write_pulumi_config() {
     printf '  zerotouch:fsyncGate: {thresholdMs: 10, runs: 2, maxSecondsPerRun: 30}\n'
     printf '  zerotouch:preflight: {allowedVirtualization: [kvm, systemd-nspawn], requireNvme: false}\n'
     # No download sites here: Debian's etcd 3.4 in the node image, and no k3s (its binary cannot
-    # be fetched); the write load of the WAL gate is bounded to 30 s like fio's.
-    printf '  zerotouch:etcd: {source: preinstalled, version: "3.4.23", walGateMaxSeconds: 30, healthTimeoutSeconds: 120}\n'
+    # be fetched); the write load of the WAL gate is bounded to 30 s like fio's. The lab's etcd
+    # disks are files on the build machine's shared disk, whose occasional stalls put single
+    # backend commits (bbolt) at 100-200 ms: the backend commit threshold is raised for the lab
+    # the way a user accepts a slower disk; the WAL fsync threshold stays at 10 ms.
+    printf '  zerotouch:etcd: {source: preinstalled, version: "3.4.23", walGateMaxSeconds: 30, healthTimeoutSeconds: 120, backendCommitThresholdMs: 250}\n'
     printf '  zerotouch:kubernetes: {mode: none}\n'
   } >"$tmp"
   chmod 0644 "$tmp"
