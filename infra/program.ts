@@ -103,7 +103,12 @@ export interface GitOpsLayer {
 
 /** The manifests repository's clone URL: known from config, so it is known at preview too. */
 export function manifestsRepoUrl(gitops: NonNullable<PlatformConfig["gitops"]>): string {
-    return `${gitops.gitlab.baseUrl.replace(/\/$/, "")}/${gitops.manifests.project}.git`;
+    return `${gitlabUrl(gitops)}/${gitops.manifests.project}.git`;
+}
+
+/** The GitLab instance's URL without a trailing slash. */
+function gitlabUrl(gitops: NonNullable<PlatformConfig["gitops"]>): string {
+    return gitops.gitlab.baseUrl.replace(/\/$/, "");
 }
 
 export interface Platform {
@@ -224,7 +229,7 @@ export function buildPlatform(
         const repoUrl = manifestsRepoUrl(g);
         const webhookSecret = new random.RandomPassword("gitops-webhook-secret", { length: 40, special: false });
         const gitlabProvider = new GitLabProvider("gitlab", {
-            baseUrl: `${g.gitlab.baseUrl.replace(/\/$/, "")}/api/v4/`,
+            baseUrl: `${gitlabUrl(g)}/api/v4/`,
             token: pulumi.secret(gitlabToken),
         });
         const wiring = new GitLabWiring("gitlab", {

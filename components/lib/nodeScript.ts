@@ -39,6 +39,31 @@ export function stepPayload(step: NodeStep): ScriptPayload {
     return scriptPayload(parts.join("\n"), step.params);
 }
 
+/** The `remote.Command` for a payload: fixed runner, payload on stdin, its hash (and facts) as triggers. */
+function stepCommand(
+    name: string,
+    payload: { stdin: pulumi.Input<string>; triggers: pulumi.Input<unknown>[] },
+    hasDelete: boolean,
+    sensitive: boolean,
+    connection: pulumi.Input<command.types.input.remote.ConnectionArgs>,
+    target: SshTarget,
+    opts: pulumi.CustomResourceOptions,
+): command.remote.Command {
+    return new command.remote.Command(
+        name,
+        {
+            connection,
+            create: remoteRunner(target.user, "create"),
+            ...(hasDelete ? { delete: remoteRunner(target.user, "delete") } : {}),
+            stdin: payload.stdin,
+            triggers: payload.triggers,
+            addPreviousOutputInEnv: false,
+            ...(sensitive ? { logging: "none" as const } : {}),
+        },
+        { ...opts, ...(sensitive ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}) },
+    );
+}
+
 /**
  * Creates the `remote.Command` for a step. It runs again only when the script text or its
  * parameters change (their sha256 is the trigger), so an unchanged `pulumi up` runs nothing.
@@ -51,22 +76,8 @@ export function nodeScript(
     opts: pulumi.CustomResourceOptions,
 ): command.remote.Command {
     const payload = stepPayload(step);
-    return new command.remote.Command(
-        name,
-        {
-            connection,
-            create: remoteRunner(target.user, "create"),
-            ...(step.hasDelete ? { delete: remoteRunner(target.user, "delete") } : {}),
-            stdin: payload.stdin,
-            triggers: step.meta !== undefined ? [payload.hash, step.meta] : [payload.hash],
-            addPreviousOutputInEnv: false,
-            ...(step.sensitive ? { logging: "none" as const } : {}),
-        },
-        {
-            ...opts,
-            ...(step.sensitive ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
-        },
-    );
+    const triggers = step.meta !== undefined ? [payload.hash, step.meta] : [payload.hash];
+    return stepCommand(name, { stdin: payload.stdin, triggers }, step.hasDelete, step.sensitive, connection, target, opts);
 }
 
 /**
@@ -89,17 +100,6 @@ export function secretNodeScript(
         }
         return stepPayload(s);
     });
-    return new command.remote.Command(
-        name,
-        {
-            connection,
-            create: remoteRunner(target.user, "create"),
-            ...(hasDelete ? { delete: remoteRunner(target.user, "delete") } : {}),
-            stdin: pulumi.secret(payload.stdin),
-            triggers: [pulumi.secret(payload.hash)],
-            addPreviousOutputInEnv: false,
-            logging: "none",
-        },
-        { ...opts, additionalSecretOutputs: ["stdout", "stderr"] },
-    );
+    const secretPayload = { stdin: pulumi.secret(payload.stdin), triggers: [pulumi.secret(payload.hash)] };
+    return stepCommand(name, secretPayload, hasDelete, true, connection, target, opts);
 }
