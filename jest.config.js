@@ -7,4 +7,8 @@ module.exports = {
   testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/lab/"],
   transform: { "^.+\\.ts$": "ts-jest" },
   testTimeout: 30000,
+  // The Debian tools the tests run for real: installed here (as root on Debian) or the run stops.
+  globalSetup: "<rootDir>/test/support/globalSetup.js",
+  // Lists every skipped test with its reason; ZT_FAIL_ON_SKIP=1 (CI) fails the run on any.
+  reporters: ["default", "<rootDir>/test/support/skipReporter.js"],
 };

@@ -20,6 +20,7 @@ import {
 import { ETCD_BINARY } from "../components/etcd/render";
 import { NodeStep, stepPayload } from "../components/lib/nodeScript";
 import { remoteRunner } from "../components/lib/script";
+import { describeAsRoot } from "./support/host";
 
 const JSON_LIB = path.join(__dirname, "..", "components", "lib", "scripts", "json.sh");
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -255,13 +256,11 @@ function removeUser(name: string): void {
     }
 }
 
-const isRoot = process.getuid?.() === 0;
-const describeRoot = isRoot ? describe : describe.skip;
 const HOST_ARCH = os.arch() === "arm64" ? "arm64" : "amd64";
 const HOST_ARCH_PARAM = HOST_ARCH.toUpperCase();
 const RECORD = ".zerotouch-etcd-install";
 
-describeRoot("etcd-install.sh, release: a fake release tarball served by file:// URL", () => {
+describeAsRoot("etcd-install.sh, release: a fake release tarball served by file:// URL", () => {
     // Short enough for useradd; removed again after the tests.
     const user = `zt-etcd-${process.pid % 100000}`;
     let root: string;
@@ -569,9 +568,7 @@ describeRoot("etcd-install.sh, release: a fake release tarball served by file://
     });
 });
 
-const describePreinstalled = isRoot && fs.existsSync("/usr/bin/etcd") ? describe : describe.skip;
-
-describePreinstalled("etcd-install.sh, preinstalled: Debian's etcd-server in /usr/bin", () => {
+describeAsRoot("etcd-install.sh, preinstalled: Debian's etcd-server in /usr/bin", () => {
     const user = `zt-etcdp-${process.pid % 100000}`;
     let tmpDir: string;
 

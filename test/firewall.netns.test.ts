@@ -84,28 +84,6 @@ function must(cmd: string, ...args: string[]): string {
 
 const inNs = (ns: string, ...cmd: string[]) => must("ip", "netns", "exec", ns, ...cmd);
 
-function prerequisites(): string | undefined {
-    if (process.getuid?.() !== 0) {
-        return "needs root (network and mount namespaces)";
-    }
-    for (const tool of ["ip", "nft", "python3", "unshare", "flock", "setsid"]) {
-        if (run("sh", ["-c", `command -v ${tool}`]).status !== 0) {
-            return `needs ${tool}`;
-        }
-    }
-    const probe = `zt-fw-probe-${ID}`;
-    if (run("ip", ["netns", "add", probe]).status !== 0) {
-        return "cannot create network namespaces";
-    }
-    run("ip", ["netns", "del", probe]);
-    return undefined;
-}
-
-const missing = prerequisites();
-if (missing !== undefined) {
-    console.warn(`firewall netns tests skipped: ${missing}`);
-}
-const describeIf = missing === undefined ? describe : describe.skip;
 
 const LISTENER = `
 import select, signal, socket, sys
@@ -167,6 +145,7 @@ targets = json.loads(sys.argv[1])
 with concurrent.futures.ThreadPoolExecutor(64) as ex:
     print(json.dumps(list(ex.map(lambda t: ping(t[0]) if t[1] == 0 else tcp(t[0], t[1]), targets))))
 `;
+import { describeAsRoot } from "./support/host";
 
 type Matrix = Record<Client, Record<string, string>>;
 let probeScript = "";
@@ -212,7 +191,7 @@ const openFor = (m: Matrix, c: Client) =>
 
 const both = (...ports: (number | string)[]) => ports.flatMap((p) => [`${p}/v4`, `${p}/v6`]).sort();
 
-describeIf("firewall scripts in network namespaces", () => {
+describeAsRoot("firewall scripts in network namespaces", () => {
     let dir: string;
     let listener: ChildProcess | undefined;
     let fakeSystemd: string;

@@ -9,6 +9,7 @@ import { hostFirewallPlan, hostFirewallSteps } from "../components/firewall/host
 import { FirewallInput, FirewallPolicy, firewallRules, openPorts, renderNftables } from "../components/firewall/rules";
 import { sshConnection } from "../components/lib/connection";
 import { installMocks, Recorder, resolve, settle, wireSecret } from "./support/mocks";
+import { describeAsRoot } from "./support/host";
 
 const COMMAND = "command:remote:Command";
 
@@ -214,10 +215,7 @@ describe("renderNftables", () => {
 
 // `nft -c` needs a netlink socket even though it changes nothing: each check runs in a
 // throwaway network namespace (`unshare -n`), so the host's own ruleset is never touched.
-const nftUsable =
-    process.getuid?.() === 0 && spawnSync("unshare", ["-n", "nft", "list", "ruleset"], { stdio: "ignore" }).status === 0;
-
-describe("every rendered ruleset loads in nftables", () => {
+describeAsRoot("every rendered ruleset loads in nftables", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "zt-fwtest-"));
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -230,10 +228,6 @@ describe("every rendered ruleset loads in nftables", () => {
     ];
 
     test.each(cases)("%s", (_name, i) => {
-        if (!nftUsable) {
-            console.warn("skipped: nft -c needs root, nft and unshare -n on this host");
-            return;
-        }
         const file = path.join(dir, "ruleset.nft");
         writeFileSync(file, renderNftables(firewallRules(i)).text);
         const r = spawnSync("unshare", ["-n", "nft", "-c", "-f", file], { encoding: "utf8" });

@@ -12,6 +12,7 @@ import {
     p99Passes,
 } from "../components/fsync/fio";
 import { FSYNC_GATE_SCRIPT, fsyncGateSteps, FsyncGateStepArgs } from "../components/fsync/fsyncGate";
+import { describeAsRoot } from "./support/host";
 
 /**
  * Fixtures in test/fixtures/fio were recorded with fio 3.33 on an ext4 loop device:
@@ -314,16 +315,8 @@ describe("fsync-gate.sh, checks that need neither root nor fio", () => {
     });
 });
 
-const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-const hasFio = spawnSync("fio", ["--version"]).status === 0;
-const hasJq = spawnSync("jq", ["--version"]).status === 0;
-const whyNot = !isRoot ? "not root" : !hasFio ? "fio is not installed" : !hasJq ? "jq is not installed" : "";
-if (whyNot !== "") {
-    console.warn(`fsync-gate.sh local runs skipped: ${whyNot}`);
-}
-const describeLocal = whyNot === "" ? describe : describe.skip;
 
-describeLocal("fsync-gate.sh, run locally with fio", () => {
+describeAsRoot("fsync-gate.sh, run locally with fio", () => {
     let root: string;
     let dataPath: string;
     const env = (extra: Record<string, string>): Record<string, string> => ({

@@ -17,6 +17,7 @@ import {
 } from "../components/k8s/k3s";
 import { stepPayload } from "../components/lib/nodeScript";
 import { remoteRunner } from "../components/lib/script";
+import { itAsRoot } from "./support/host";
 
 /**
  * The real k3s scripts, run on this host the way a node runs them (the fixed runner reading the
@@ -238,9 +239,6 @@ describe("the pinned release and the install step", () => {
 
 // --- the service scripts, run up to their refusals (they exit before touching the system) -----
 
-/** The service scripts run as root, as on a node; elsewhere those tests are skipped. */
-const asRoot = process.getuid?.() === 0 ? it : it.skip;
-
 describe("k3s-server.sh and k3s-agent.sh", () => {
     const k3s = resolveK3sSource({ source: "release" });
     const cp1 = { node: "cp-1", address: "203.0.113.11", region: "oslo", zone: "osl1" };
@@ -269,7 +267,7 @@ describe("k3s-server.sh and k3s-agent.sh", () => {
         });
     }
 
-    asRoot("refuses --disable-etcd and secrets on the command line (exit 2)", () => {
+    itAsRoot("refuses --disable-etcd and secrets on the command line (exit 2)", () => {
         const cases: [string, string][] = [
             ["--disable-etcd", "'--disable-etcd' is not allowed: k3s uses the external etcd"],
             ["--cluster-init", "'--cluster-init' is not allowed"],
@@ -285,7 +283,7 @@ describe("k3s-server.sh and k3s-agent.sh", () => {
         }
     });
 
-    asRoot("refuses a malformed key without printing it (exit 2)", () => {
+    itAsRoot("refuses a malformed key without printing it (exit 2)", () => {
         const step = k3sServerStep(cp1, shared, k3s, secrets);
         const r = runStep({ ...step, params: { ...step.params, ZT_ETCD_KEY_PEM: "garbage-KEYSECRET" } });
         expect(r.status).toBe(2);
@@ -293,7 +291,7 @@ describe("k3s-server.sh and k3s-agent.sh", () => {
         expect(r.stderr + r.stdout).not.toContain("KEYSECRET");
     });
 
-    asRoot("refuses to start without the pinned binary (exit 3), before writing any secret", () => {
+    itAsRoot("refuses to start without the pinned binary (exit 3), before writing any secret", () => {
         for (const step of [k3sServerStep(cp1, shared, k3s, secrets), k3sAgentStep({ ...cp1, node: "w-1" }, API, k3s, secrets.agentToken)]) {
             const r = runStep(step);
             expect([step.name, r.status]).toEqual([step.name, 3]);

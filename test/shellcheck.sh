@@ -2,6 +2,8 @@
 # Runs shellcheck on every shell script the project ships (components, lab, CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The shellcheck tool: installed as root on Debian, or a failure naming the apt-get line.
+bash test/support/host-tools.sh ensure shellcheck
 mapfile -t scripts < <(git ls-files -co --exclude-standard -- '*.sh' '.ci/run' | sort -u)
 if [ "${#scripts[@]}" -eq 0 ]; then
   echo "shellcheck: no scripts found" >&2

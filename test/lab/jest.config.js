@@ -17,4 +17,6 @@ module.exports = {
   testTimeout: 20 * 60 * 1000,
   slowTestThreshold: 60,
   verbose: true,
+  // Lists every skipped test with its reason; ZT_FAIL_ON_SKIP=1 (CI) fails the run on any.
+  reporters: ["default", "<rootDir>/test/support/skipReporter.js"],
 };

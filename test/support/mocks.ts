@@ -39,6 +39,12 @@ export class Recorder {
         return this.resources.filter((r) => r.type === type);
     }
 
+    /** Names of the resources `name` depends on directly (its own dependencies, not theirs). */
+    directDependencies(name: string): string[] {
+        const urns = new Set(this.byName(name).dependencies);
+        return this.resources.filter((r) => urns.has(r.urn)).map((r) => r.name);
+    }
+
     /** Whether `name` depends (directly or through other resources) on `other`. */
     dependsOn(name: string, other: string): boolean {
         const target = this.byName(other).urn;
