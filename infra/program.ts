@@ -81,10 +81,14 @@ export function planNodes(cfg: PlatformConfig): NodePlan[] {
     });
 }
 
-/** A node's phases in the order the program runs them (each waits for the one before). */
+/**
+ * A node's phases in the order the program runs them (each waits for the one before): the host
+ * firewall is applied and confirmed right after preflight, before the fsync gate judges the
+ * node, so a refused node is as locked down as an accepted one.
+ */
 export function nodeSteps(plan: NodePlan): NodeStep[] {
     const vps = vpsNodeSteps(plan.vps);
-    return [vps.connect, vps.preflight, ...fsyncGateSteps(plan.gate), ...hostFirewallSteps(plan.firewall)];
+    return [vps.connect, vps.preflight, ...hostFirewallSteps(plan.firewall), ...fsyncGateSteps(plan.gate)];
 }
 
 /** Everything the node layer made for one node. */
@@ -123,7 +127,7 @@ export interface Platform {
     readonly gitops?: GitOpsLayer;
     /**
      * Per node, the resource everything installed later must depend on: the node passed
-     * preflight and its etcd disk passed the fsync gate.
+     * preflight, its host firewall is confirmed, and its etcd disk passed the fsync gate.
      */
     readonly gated: Readonly<Record<string, pulumi.Resource>>;
     readonly outputs: pulumi.Output<PlatformOutputs>;
@@ -131,8 +135,8 @@ export interface Platform {
 
 /**
  * The zerotouch program for a validated config. Nodes are bootstrapped in parallel: each node's
- * phases form one chain (connect → preflight → fsync gate → firewall) and no chain waits on
- * another node's.
+ * phases form one chain (connect → preflight → firewall → fsync gate, see `nodeSteps`) and no
+ * chain waits on another node's; etcd starts once every control-plane node's chain is done.
  */
 export function buildPlatform(
     cfg: PlatformConfig,
@@ -144,23 +148,28 @@ export function buildPlatform(
     const nodes: Record<string, NodeLayerMember> = {};
     for (const plan of plans) {
         const vps = new VpsNode(plan.name, { ...plan.vps, privateKey });
-        const gate = new FsyncGate(
-            `${plan.name}-fsync`,
-            { ...plan.gate, connection: vps.connection, dependsOn: vps.ready },
-            { parent: vps },
-        );
+        // Locked down first, judged after: the firewall follows preflight, the gate follows it.
         const firewall = new HostFirewall(
             `${plan.name}-firewall`,
-            { ...plan.firewall, target: plan.target, connection: vps.connection, dependsOn: [gate.command] },
+            { ...plan.firewall, target: plan.target, connection: vps.connection, dependsOn: [vps.ready] },
+            { parent: vps },
+        );
+        const gate = new FsyncGate(
+            `${plan.name}-fsync`,
+            { ...plan.gate, connection: vps.connection, dependsOn: [firewall.ready] },
             { parent: vps },
         );
         nodes[plan.name] = { vps, gate, firewall };
     }
 
-    // etcd on the control-plane nodes, each member after its node's fsync gate and firewall.
+    // etcd on the control-plane nodes. No member is created before every control-plane node
+    // passed its gate: with one refused, the cluster would have fewer members than asked (2 of
+    // 3 has no fault tolerance at all). The gates run in parallel, so this waits only for the
+    // slowest one.
     const controlPlanes = plans.filter((p) => p.config.role === "control-plane");
     const workers = plans.filter((p) => p.config.role === "worker");
-    const after = (plan: NodePlan): pulumi.Resource[] => [nodes[plan.name].gate.command, nodes[plan.name].firewall];
+    const allControlPlanesGated: pulumi.Resource[] = controlPlanes.map((p) => nodes[p.name].gate.command);
+    const after = (plan: NodePlan): pulumi.Resource[] => [nodes[plan.name].gate.command];
     const etcd = new EtcdCluster("etcd", {
         source: cfg.etcd.source,
         ...(cfg.etcd.version !== undefined ? { version: cfg.etcd.version } : {}),
@@ -182,7 +191,7 @@ export function buildPlatform(
             connection: nodes[p.name].vps.connection,
             address: p.config.host,
             dataDir: p.config.etcdDataPath,
-            dependsOn: after(p),
+            dependsOn: allControlPlanesGated,
         })),
     });
 

@@ -32,13 +32,20 @@ describe("etcd and Kubernetes layers of the program", () => {
         run = await runProgram(validRawConfig(1));
     });
 
-    test("etcd members come one at a time, each after its own node's gates, with health and WAL gates between", () => {
+    test("etcd members come one at a time, each after every control-plane node's gates, with health and WAL gates between", () => {
         const { recorder } = run;
         for (const [i, n] of CPS.entries()) {
-            for (const before of [`${n}-fsync-fio`, `${n}-firewall-confirm`, `etcd-${n}-install`]) {
+            for (const before of [`${n}-firewall-confirm`, `etcd-${n}-install`]) {
                 expect(deps(recorder, member(n), before)).toEqual([member(n), before, true]);
             }
-            expect(deps(recorder, `etcd-${n}-install`, `${n}-fsync-fio`)).toEqual([`etcd-${n}-install`, `${n}-fsync-fio`, true]);
+            // No member and no install before every control-plane node passed its gate: a refused
+            // node means no cluster, never a smaller one.
+            for (const gated of CPS) {
+                const gate = `${gated}-fsync-fio`;
+                expect(deps(recorder, member(n), gate)).toEqual([member(n), gate, true]);
+                expect(deps(recorder, `etcd-${n}-install`, gate)).toEqual([`etcd-${n}-install`, gate, true]);
+                expect(recorder.directDependencies(`etcd-${n}-install`)).toContain(gate);
+            }
             expect(deps(recorder, walGate(n), member(n))).toEqual([walGate(n), member(n), true]);
             expect(deps(recorder, `etcd-${n}-snapshots`, member(n))).toEqual([`etcd-${n}-snapshots`, member(n), true]);
             if (i > 0) {
@@ -55,7 +62,7 @@ describe("etcd and Kubernetes layers of the program", () => {
         }
     });
 
-    test("no member depends on a node whose gate it does not follow, nor on any worker", () => {
+    test("no etcd step depends on a node whose gate it does not follow, nor on any worker", () => {
         const { recorder } = run;
         const nodes = [...CPS, "worker-1"];
         for (const m of recorder.ofType(COMMAND).filter((r) => r.name.startsWith("etcd-"))) {

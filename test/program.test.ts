@@ -5,6 +5,8 @@ import type { Recorder } from "./support/mocks";
 import { resolve, wireSecret } from "./support/mocks";
 import { location, TEST_KEY, validRawConfig } from "./support/config";
 import { freshMocks, runProgram } from "./support/program";
+import { validateConfig } from "../infra/config";
+import { nodeSteps, planNodes } from "../infra/program";
 
 const COMMAND = "command:remote:Command";
 
@@ -51,14 +53,20 @@ describe("the program under mocks", () => {
         );
     });
 
-    test("each node's phases run in order: connect, preflight, fsync gate, firewall", () => {
+    test("each node's phases run in order: connect, preflight, firewall, fsync gate, as nodeSteps lists them", () => {
         const { recorder } = run;
-        for (const n of nodeNames(rawConfig())) {
-            const chain = [`${n}-connect`, `${n}-preflight`, `${n}-fsync-fio`, `${n}-firewall-apply`, `${n}-firewall-confirm`];
+        const cfg = validateConfig(rawConfig(), new Set(["sshPrivateKey"]));
+        for (const plan of planNodes(cfg)) {
+            const n = plan.name;
+            // The one phase list (the lab runner runs it as is) and the program's wiring agree.
+            expect(nodeSteps(plan).map((s) => s.name)).toEqual(["connect", "preflight", "apply", "confirm", "fio"]);
+            const chain = [`${n}-connect`, `${n}-preflight`, `${n}-firewall-apply`, `${n}-firewall-confirm`, `${n}-fsync-fio`];
             for (let i = 1; i < chain.length; i++) {
                 expect([chain[i], chain[i - 1], recorder.dependsOn(chain[i], chain[i - 1])]).toEqual([chain[i], chain[i - 1], true]);
                 expect(recorder.dependsOn(chain[i - 1], chain[i])).toBe(false);
             }
+            // The gate never runs on a node whose firewall is not confirmed.
+            expect(recorder.directDependencies(`${n}-fsync-fio`)).toContain(`${n}-firewall-confirm`);
         }
     });
 

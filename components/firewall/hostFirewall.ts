@@ -122,19 +122,23 @@ export class HostFirewall extends pulumi.ComponentResource {
     public readonly ruleset: pulumi.Output<string>;
     /** Which ports are open to whom. */
     public readonly openPorts: pulumi.Output<OpenPort[]>;
+    /** The last step (`confirm`): the ruleset is loaded, kept, and SSH still gets through it. */
+    public readonly ready: pulumi.Resource;
 
     constructor(name: string, args: HostFirewallArgs, opts?: pulumi.ComponentResourceOptions) {
         super("zerotouch:firewall:HostFirewall", name, {}, opts);
         const plan = hostFirewallPlan(args);
 
         let previous: pulumi.ResourceOptions["dependsOn"] = args.dependsOn;
+        let last: pulumi.Resource | undefined;
         for (const step of plan.steps) {
-            const cmd = nodeScript(`${name}-${step.name}`, step, args.connection, args.target, {
+            last = nodeScript(`${name}-${step.name}`, step, args.connection, args.target, {
                 parent: this,
                 ...(previous !== undefined ? { dependsOn: previous } : {}),
             });
-            previous = [cmd];
+            previous = [last];
         }
+        this.ready = last!;
 
         this.rulesetHash = pulumi.output(plan.ruleset.hash);
         this.ruleset = pulumi.output(plan.ruleset.text);

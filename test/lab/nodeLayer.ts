@@ -150,7 +150,7 @@ async function main(): Promise<number> {
     console.log(`zerotouch node layer on the lab (${plans.length} nodes, ${path.basename(stackFile)})`);
     console.log(
         "The Pulumi CLI is not on PATH: running the program's node-layer steps directly over SSH, in the program's\n" +
-            "order (connect, preflight, fsync gate, firewall apply, firewall confirm), nodes in parallel.\n" +
+            "order (connect, preflight, firewall apply, firewall confirm, fsync gate), nodes in parallel.\n" +
             "`pulumi up` on the lab stack needs the Pulumi CLI; with it on PATH, `npm run lab` runs that instead.\n",
     );
     const started = Date.now();
@@ -176,16 +176,33 @@ async function main(): Promise<number> {
 }
 
 /**
- * The etcd layer, as `EtcdCluster` runs it: install on every gated control-plane node, then one
- * member after another (member step with its health gate, then the WAL fsync gate), snapshots
- * on each running member. A member whose node was refused by a gate is not created, and neither
- * is any member after it (in the program they wait on it). Certificates come from openssl here,
+ * The etcd layer, as `EtcdCluster` runs it: it starts only when every control-plane node passed
+ * its node layer (in the program every member depends on every control-plane gate), so a
+ * refused node means no member at all, never a cluster smaller than asked. Then install on
+ * every control-plane node, one member after another (member step with its health gate, then
+ * the WAL fsync gate), snapshots on each running member. Certificates come from openssl here,
  * of the shape `EtcdPki` issues with @pulumi/tls under the engine, and are kept in .lab/etcd-pki
  * between runs as the engine keeps them in its state.
  */
 async function etcdLayer(state: LabState, cfg: ReturnType<typeof validateConfig>, runs: NodeRun[]): Promise<boolean> {
     const byName = new Map(runs.map((r) => [r.plan.name, r]));
     const controlPlanes = runs.filter((r) => r.plan.config.role === "control-plane").map((r) => r.plan);
+    const refused = runs.filter((r) => r.plan.config.role === "control-plane" && r.failedStep !== undefined);
+    if (refused.length > 0) {
+        console.log(
+            `\netcd: not started, no member created: ${refused.length} of ${controlPlanes.length} control-plane node(s) refused:`,
+        );
+        for (const r of refused) {
+            const failed = r.runs[r.runs.length - 1];
+            console.log(`  ${r.plan.name}: ${LABELS[r.failedStep ?? ""] ?? r.failedStep}: ${reasonOf(failed)}`);
+        }
+        console.log(
+            `  etcd waits for every control-plane node: a cluster of ${controlPlanes.length - refused.length} instead of ${controlPlanes.length} ` +
+                "would have less fault tolerance than asked (an even count tolerates no more failures than one member fewer).\n" +
+                "  Fix the refused node or replace it in the stack config, or override its threshold (nodes.<node>.fsyncThresholdMs), and run again.",
+        );
+        return true;
+    }
     const plan = planEtcdCluster({
         ...cfg.etcd,
         clusterToken: cfg.etcd.clusterToken ?? "zerotouch-lab",
@@ -203,20 +220,14 @@ async function etcdLayer(state: LabState, cfg: ReturnType<typeof validateConfig>
         controlPlanes.map((p) => ({ name: p.name, address: p.config.host })),
     ).pem;
     const installs = await Promise.all(
-        plan.members
-            .filter((m) => byName.get(m.node.name)!.failedStep === undefined)
-            .map(async (m) => [m.node.name, await runStep(state, byName.get(m.node.name)!.plan, m.install, 600)] as const),
+        plan.members.map(async (m) => [m.node.name, await runStep(state, byName.get(m.node.name)!.plan, m.install, 600)] as const),
     );
     const installed = new Map(installs);
     let formed = 0;
     for (const m of plan.members) {
         const name = m.node.name;
         const nodePlan = byName.get(name)!.plan;
-        const install = installed.get(name);
-        if (install === undefined) {
-            console.log(`  ${name}: not created: its node was refused by the ${LABELS[byName.get(name)!.failedStep ?? ""] ?? "node layer"}, and members after it wait on it`);
-            break;
-        }
+        const install = installed.get(name)!;
         if (install.code !== 0) {
             console.log(`  ${name}: install FAILED (exit ${install.code})\n      ${reasonOf(install)}`);
             return false;

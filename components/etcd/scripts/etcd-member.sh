@@ -135,6 +135,40 @@ journal_tail() {
   journalctl -u "$unit_name" -n 25 --no-pager -o cat 2>/dev/null | sed 's/^/  journal: /' >&2 || true
 }
 
+# Client URLs of the started members other than <id>, comma-separated, from member list output.
+other_endpoints() {
+  awk -F', ' -v id="$1" '$1 != id && $2 == "started" && NF >= 5 { n = split($5, u, ","); for (i = 1; i <= n; i++) printf "%s%s", sep, u[i]; sep = "," }'
+}
+
+# The members that stay decide (never the one leaving: a member that applies its own removal
+# stops, so its answer may be lost or "server stopped" although the removal was committed).
+# remove_member <id> <survivor endpoints>: sets removed=true once a survivor's member list no
+# longer holds <id>; etcd's own refusal to lose quorum ("unhealthy cluster") and lost answers are
+# retried within the health timeout. Returns 1 when the removal is not confirmed.
+remove_member() {
+  local id=$1 survivors=$2 out list deadline
+  deadline=$(($(date +%s) + timeout_s))
+  while :; do
+    out=$(ctl "$survivors" member remove "$id" 2>&1) || true
+    if list=$(member_lines "$survivors"); then
+      if ! printf '%s\n' "$list" | awk -F', ' -v id="$id" '$1 == id { f = 1 } END { exit !f }'; then
+        removed=true
+        log "member ${id} is no longer in the member list of the members that stay"
+        return 0
+      fi
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      log "member remove not confirmed within ${timeout_s}s (etcd.healthTimeoutSeconds): $(printf '%s' "$out" | grep -v '"level":"warn"' | head -n2)"
+      return 1
+    fi
+    case "$out" in
+      *"unhealthy cluster"*) log "etcd refuses to remove a member now (unhealthy cluster: the rest would lose quorum or members connected only now); retrying" ;;
+      *) log "member ${id} is still listed ($(printf '%s' "$out" | grep -v '"level":"warn"' | head -n1)); retrying" ;;
+    esac
+    sleep 2
+  done
+}
+
 if [ "$action" = delete ]; then
   if [ -f "$STATE/owner" ] && [ "$(cat "$STATE/owner")" != "$self_id" ]; then
     log "a newer deployment of this member owns it; nothing to undo"
@@ -143,26 +177,22 @@ if [ "$action" = delete ]; then
   fi
   removed=false
   kept=""
-  if systemctl is-active --quiet "$unit_name" && [ -f "$client_key" ]; then
-    lines=$(member_lines "$ZT_LOCAL_ENDPOINT" || true)
-    count=$(printf '%s\n' "$lines" | grep -c ', started, ' || true)
+  if [ -f "$client_key" ]; then
+    # The member list, from this member if it runs, else from the members it last saw.
+    lines=""
+    if systemctl is-active --quiet "$unit_name"; then
+      lines=$(member_lines "$ZT_LOCAL_ENDPOINT" || true)
+    fi
+    if [ -z "$lines" ] && [ -s "$STATE/endpoints" ]; then
+      lines=$(member_lines "$(cat "$STATE/endpoints")" || true)
+    fi
     id=$(printf '%s\n' "$lines" | awk -F', ' -v u="$ZT_PEER_URL" '$4 == u { print $1 }' | head -n1)
-    if [ -n "$id" ] && [ "${count:-0}" -gt 1 ]; then
-      log "removing member ${id} from the cluster (${count} members run)"
-      # Retried while etcd's strict reconfiguration check says "unhealthy cluster" (members
-      # connected only seconds ago), within the health timeout.
-      remove_deadline=$(($(date +%s) + timeout_s))
-      while :; do
-        if out=$(ctl "$ZT_LOCAL_ENDPOINT" member remove "$id" 2>&1); then
-          removed=true
-          break
-        fi
-        if [[ "$out" != *"unhealthy cluster"* ]] || [ "$(date +%s)" -ge "$remove_deadline" ]; then
-          log "member remove failed: $(printf '%s' "$out" | grep -v '"level":"warn"' | head -n2); the member stays in the cluster's list"
-          break
-        fi
-        sleep 2
-      done
+    survivors=$(printf '%s\n' "$lines" | other_endpoints "$id")
+    if [ -n "$id" ] && [ -n "$survivors" ]; then
+      total=$(printf '%s\n' "$lines" | grep -c ', started, ' || true)
+      log "removing member ${id} through the members that stay (${survivors}); ${total} members started"
+      remove_member "$id" "$survivors" ||
+        die "member ${id} could not be removed; it keeps running and its data stays as it is (stopping it now could cost the cluster its quorum). Check 'etcdctl endpoint health --cluster' and run again"
     fi
   fi
   systemctl disable --now "$unit_name" >/dev/null 2>&1 || true
@@ -254,30 +284,30 @@ if ! has_data; then
       fi
       log "already a member (added earlier, not started yet)"
     else
-      # etcd refuses to add a voting member until the members it has are connected for a few
-      # seconds (strict reconfiguration check: "unhealthy cluster"), e.g. right after the
-      # previous member joined; that is retried until the health timeout.
+      # Every started member can take the request: the join endpoint and the members it lists.
+      endpoints=$(printf '%s\n' "$ZT_JOIN_ENDPOINT" "$(printf '%s\n' "$lines" | other_endpoints none)" | tr ',' '\n' | awk 'NF && !seen[$0]++' | paste -sd, -)
+      # Whether the member was added is read from the member list, not from the answer to
+      # `member add` (lost when the member that took it restarts or changes leader). etcd refuses
+      # to add a voting member until the members it has are connected for a few seconds
+      # (strict reconfiguration check: "unhealthy cluster"), e.g. right after the previous member
+      # joined; that is retried until the health timeout.
       add_deadline=$(($(date +%s) + timeout_s))
       while :; do
-        if out=$(ctl "$ZT_JOIN_ENDPOINT" member add "$node" --peer-urls="$ZT_PEER_URL" 2>&1); then
-          log "added as a member"
+        out=$(ctl "$endpoints" member add "$node" --peer-urls="$ZT_PEER_URL" 2>&1) || true
+        if lines=$(member_lines "$endpoints") &&
+          printf '%s\n' "$lines" | awk -F', ' -v u="$ZT_PEER_URL" '$4 == u { f = 1 } END { exit !f }'; then
+          log "added as a member (the member list holds ${ZT_PEER_URL})"
           break
         fi
+        [ "$(date +%s)" -lt "$add_deadline" ] ||
+          die "member add not confirmed within ${timeout_s}s (etcd.healthTimeoutSeconds): $(printf '%s' "$out" | grep -v '"level":"warn"' | head -n3)"
         case "$out" in
-          *"already exists"* | *"already a member"*)
-            log "already a member"
-            break
-            ;;
-          *"unhealthy cluster"*)
-            [ "$(date +%s)" -lt "$add_deadline" ] ||
-              die "member add: the cluster stayed unhealthy for ${timeout_s}s (etcd.healthTimeoutSeconds)"
-            log "the cluster is not ready to add a member yet (unhealthy cluster); retrying"
-            sleep 2
-            ;;
-          *) die "member add failed: $(printf '%s' "$out" | grep -v '"level":"warn"' | head -n3)" ;;
+          *"unhealthy cluster"*) log "the cluster is not ready to add a member yet (unhealthy cluster); retrying" ;;
+          *"Peer URLs already exists"* | *"peerURL exists"*) log "the peer URL is taken: $(printf '%s' "$out" | head -n1); retrying" ;;
+          *) log "member add: $(printf '%s' "$out" | grep -v '"level":"warn"' | head -n1); checking again" ;;
         esac
+        sleep 2
       done
-      lines=$(member_lines "$ZT_JOIN_ENDPOINT") || die "cannot list members through ${ZT_JOIN_ENDPOINT} after member add"
     fi
     unstarted=$(printf '%s\n' "$lines" | awk -F', ' -v u="$ZT_PEER_URL" '$3 == "" && $4 != u { print $1 " at " $4 }')
     [ -z "$unstarted" ] ||
@@ -341,7 +371,10 @@ member_hex=$(ctl "$ZT_LOCAL_ENDPOINT" endpoint status 2>/dev/null | awk -F', ' '
 cluster_id=$(ctl "$ZT_LOCAL_ENDPOINT" endpoint status -w fields 2>/dev/null | sed -n 's/^"ClusterID" : \([0-9]*\)$/\1/p' | head -n1)
 [[ "$member_hex" =~ ^[0-9a-f]+$ && -n "$cluster_id" ]] || die "endpoint status gave no member or cluster ID"
 echo "${member_hex} ${cluster_id}" >"$STATE/member"
-members=$(member_lines "$ZT_LOCAL_ENDPOINT" | grep -c ', started, ' || true)
+all_lines=$(member_lines "$ZT_LOCAL_ENDPOINT" || true)
+members=$(printf '%s\n' "$all_lines" | grep -c ', started, ' || true)
+# The other members' client URLs: a delete finds the cluster through them if this member is down.
+printf '%s\n' "$all_lines" | other_endpoints "$member_hex" >"$STATE/endpoints"
 log "member ${member_hex} of cluster ${cluster_id} healthy after ${waited}s; ${members} members started"
 printf '{"action":"create","node":%s,"state":"%s","changed":%s,"restarted":%s,"healthy":true,"waitedSeconds":%s,"memberId":"%s","clusterId":"%s","members":%s,"version":%s}\n' \
   "$(json_string "$node")" "$state" "$changed" "$restarted" "$waited" "$member_hex" "$cluster_id" "${members:-0}" \
