@@ -3,7 +3,7 @@ import { isIP } from "net";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 
-import { hostCidr, parseCidr } from "../components/lib/cidr";
+import { hostCidr, ipv4Mapped, parseCidr } from "../components/lib/cidr";
 
 /**
  * The stack configuration of zerotouch: one zod schema, validated before any resource exists.
@@ -67,7 +67,7 @@ export const ALLOWED: Readonly<Record<string, string>> = {
     "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, firewall, etcd, kubernetes, kubeconfig, gitops, gitlabToken",
     nodes: "a map of node name to node settings, with 1, 3 or 5 control-plane nodes",
     "nodes.*": "a lower-case DNS label (a-z, 0-9, '-', at most 63 characters) as node name, mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs",
-    "nodes.*.host": "the node's public IPv4 or IPv6 address (firewall rules and etcd peer URLs are built from it), unique across nodes",
+    "nodes.*.host": "the node's public IPv4 or IPv6 address (firewall rules and etcd peer URLs are built from it), unique across nodes, not an IPv4-mapped IPv6 address (::ffff:a.b.c.d)",
     "nodes.*.sshPort": "an integer from 1 to 65535 (default 22)",
     "nodes.*.sshUser": "a Unix user name, root or with passwordless sudo (default root)",
     "nodes.*.sshHostKey": "a public host key as `ssh-ed25519 AAAA…` (the key type and base64, no host name or comment)",
@@ -394,7 +394,16 @@ export const configSchema = z
             if (isIP(cfg.nodes[name].host) === 0) {
                 continue; // reported by the host's own check
             }
-            const host = hostCidr(cfg.nodes[name].host);
+            const mapped = ipv4Mapped(cfg.nodes[name].host);
+            if (mapped !== undefined) {
+                ctx.addIssue({
+                    code: "custom",
+                    path: ["nodes", name, "host"],
+                    message: `an IPv4-mapped IPv6 address: the node is reached over IPv4, and firewall rules and etcd URLs must name it as such; write it as ${mapped}`,
+                });
+            }
+            // Compared in canonical form, a mapped address as the IPv4 address it stands for.
+            const host = hostCidr(mapped ?? cfg.nodes[name].host);
             const other = byHost.get(host);
             if (other !== undefined) {
                 ctx.addIssue({

@@ -107,7 +107,7 @@ const rejections: Case[] = [
     [
         "duplicate hosts",
         (r) => (r.nodes["cp-2"].host = "203.0.113.11"),
-        [/^zerotouch:nodes\.cp-2\.host \(node cp-2\): duplicate host: node cp-1 has the same host; given "203\.0\.113\.11"; allowed: the node's public IPv4 or IPv6 address \(firewall rules and etcd peer URLs are built from it\), unique across nodes$/],
+        [/^zerotouch:nodes\.cp-2\.host \(node cp-2\): duplicate host: node cp-1 has the same host; given "203\.0\.113\.11"; allowed: the node's public IPv4 or IPv6 address \(firewall rules and etcd peer URLs are built from it\), unique across nodes, not an IPv4-mapped IPv6 address \(::ffff:a\.b\.c\.d\)$/],
     ],
     [
         "duplicate IPv6 hosts written differently",
@@ -116,6 +116,19 @@ const rejections: Case[] = [
             r.nodes["cp-2"].host = "2001:DB8:0:0::11";
         },
         [/zerotouch:nodes\.cp-2\.host \(node cp-2\): duplicate host: node cp-1/],
+    ],
+    [
+        "an IPv4-mapped IPv6 host next to the same IPv4 address on another node",
+        (r) => (r.nodes["cp-2"].host = "::ffff:203.0.113.11"),
+        [
+            /^zerotouch:nodes\.cp-2\.host \(node cp-2\): an IPv4-mapped IPv6 address: the node is reached over IPv4, and firewall rules and etcd URLs must name it as such; write it as 203\.0\.113\.11; given "::ffff:203\.0\.113\.11"/,
+            /^zerotouch:nodes\.cp-2\.host \(node cp-2\): duplicate host: node cp-1 has the same host; given "::ffff:203\.0\.113\.11"/,
+        ],
+    ],
+    [
+        "an IPv4-mapped IPv6 host in hex form",
+        (r) => (r.nodes["cp-2"].host = "::ffff:cb00:7163"),
+        [/^zerotouch:nodes\.cp-2\.host \(node cp-2\): an IPv4-mapped IPv6 address: .*; write it as 203\.0\.113\.99; given "::ffff:cb00:7163"/],
     ],
     [
         "two control-plane nodes",

@@ -117,6 +117,18 @@ export function cidrContains(cidr: Cidr, address: string): boolean {
     return ip.value >> shift === cidr.network >> shift;
 }
 
+/**
+ * The IPv4 address inside an IPv4-mapped IPv6 address (`::ffff:203.0.113.21`, `::ffff:cb00:7115`),
+ * or undefined for any other address.
+ */
+export function ipv4Mapped(address: string): string | undefined {
+    const ip = ipToBigInt(address);
+    if (ip === undefined || ip.family !== 6 || ip.value >> 32n !== 0xffffn) {
+        return undefined;
+    }
+    return bigIntToIp(ip.value & 0xffffffffn, 4);
+}
+
 /** The host route for one address: `192.0.2.1/32`, `2001:db8::1/128`. */
 export function hostCidr(address: string): string {
     const ip = ipToBigInt(address);

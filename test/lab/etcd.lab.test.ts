@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 
-import { clientUrl, EtcdMemberPem, etcdMemberStep, EtcdMemberStepArgs, LOCAL_CLIENT_URL, NODE_CLIENT_TLS, parseEtcdMemberResult } from "../../components/etcd/member";
+import { clientUrl, EtcdMemberPem, LOCAL_CLIENT_URL, NODE_CLIENT_TLS, parseEtcdMemberResult } from "../../components/etcd/member";
 import { etcdSnapshotSteps, parseRestoreResult, parseSnapshotResult, RESTORE_SCRIPT, SNAPSHOT_INSTALLED } from "../../components/etcd/snapshot";
 import { parseWalGateResult, walGateSteps } from "../../components/etcd/walGate";
 import { k3sInstallStep, resolveK3sSource } from "../../components/k8s/k3s";
@@ -27,70 +27,23 @@ import { stepPayload } from "../../components/lib/nodeScript";
 import type { NodeStep } from "../../components/lib/nodeScript";
 import { lastJsonLine, ScriptAction } from "../../components/lib/script";
 import { makeEtcdPem } from "../support/etcdCerts";
-import { Lab, LabNode, loadLab, nodesByRole, runStep, RunResult, sshRun } from "./harness";
-
-const TOKEN = "zerotouch-lab";
-const ETCDCTL = "/usr/bin/etcdctl";
-/** The data directory of the member on the slow-disk node (its root filesystem, not the throttled disk). */
-const ROOT_FS_DATA = "/var/lib/etcd-lab";
+import { dataDirOf, ETCDCTL, etcdctl, expectOk, LabEtcd, ssh as sshOn, wipeEtcd, WriteLoop } from "./etcdLab";
+import { Lab, LabNode, loadLab, nodesByRole, RunResult, sshRun } from "./harness";
 
 describe("EtcdCluster scripts on the lab", () => {
     let lab: Lab;
     let members: LabNode[];
     let pem: Record<string, EtcdMemberPem>;
     let certDir: string;
+    let etcd: LabEtcd;
 
-    const dataDir = (node: LabNode): string => (node.slowDisk ? ROOT_FS_DATA : node.etcdDataPath);
-    const stepArgs = (node: LabNode, extra: Partial<EtcdMemberStepArgs> = {}): EtcdMemberStepArgs => ({
-        node: node.name,
-        address: node.address,
-        dataDir: dataDir(node),
-        source: "preinstalled",
-        clusterToken: TOKEN,
-        bootstrap: node.name === members[0].name,
-        joinEndpoint: clientUrl(members[0].address),
-        healthTimeoutSeconds: 120,
-        quotaBackendBytes: 2 * 1024 ** 3,
-        wipeDataOnDelete: false,
-        pem: pem[node.name],
-        ...extra,
-    });
-    /** The step each member was last created with: a delete must come from it (see the owner guard). */
-    const applied: Record<string, NodeStep> = {};
-    const run = (node: LabNode, step: NodeStep, action?: ScriptAction): RunResult => {
-        const r = runStep(lab, node, step, action);
-        if (step.name === "member" && (action ?? "create") === "create" && r.code === 0) {
-            applied[node.name] = step;
-        }
-        return r;
-    };
-    const ssh = (node: LabNode, command: string, timeoutSec = 120): string => {
-        const r = sshRun(lab, node, command, undefined, timeoutSec);
-        if (r.code !== 0) {
-            throw new Error(`${node.name}: ${command}: exit ${r.code}: ${r.stderr}`);
-        }
-        return r.stdout;
-    };
-    const ctl = (node: LabNode, args: string, endpoints = LOCAL_CLIENT_URL): string =>
-        ssh(
-            node,
-            `ETCDCTL_API=3 ${ETCDCTL} --endpoints=${endpoints} --cacert=${NODE_CLIENT_TLS.caFile} --cert=${NODE_CLIENT_TLS.certFile} --key=${NODE_CLIENT_TLS.keyFile} --command-timeout=20s ${args}`,
-        );
-    const allEndpoints = (): string => members.map((m) => clientUrl(m.address)).join(",");
-    const expectOk = (node: LabNode, r: RunResult): void => {
-        if (r.code !== 0) {
-            throw new Error(`${node.name}: exit ${r.code}\n${r.stderr.slice(-3000)}`);
-        }
-    };
-    const wipeNode = (node: LabNode): void => {
-        sshRun(
-            lab,
-            node,
-            `systemctl disable --now etcd.service >/dev/null 2>&1; rm -f /etc/systemd/system/etcd.service; systemctl daemon-reload; ` +
-                `rm -rf /etc/etcd /var/lib/zerotouch/etcd ${ROOT_FS_DATA} /var/tmp/zt-restore; ` +
-                `find ${node.etcdDataPath} -mindepth 1 -delete`,
-        );
-    };
+    const dataDir = dataDirOf;
+    const applied = (): Record<string, NodeStep> => etcd.applied;
+    const run = (node: LabNode, step: NodeStep, action?: ScriptAction): RunResult => etcd.run(node, step, action);
+    const ssh = (node: LabNode, command: string, timeoutSec = 120): string => sshOn(lab, node, command, timeoutSec);
+    const ctl = (node: LabNode, args: string, endpoints = LOCAL_CLIENT_URL): string => etcdctl(lab, node, args, endpoints);
+    const allEndpoints = (): string[] => members.map((m) => clientUrl(m.address));
+    const wipeNode = (node: LabNode): void => wipeEtcd(lab, node);
 
     beforeAll(() => {
         lab = loadLab();
@@ -98,6 +51,7 @@ describe("EtcdCluster scripts on the lab", () => {
         expect(members).toHaveLength(3);
         certDir = mkdtempSync(path.join(os.tmpdir(), "zt-lab-etcd-pki-"));
         pem = makeEtcdPem(certDir, members.map((m) => ({ name: m.name, address: m.address }))).pem;
+        etcd = new LabEtcd(lab, pem, members[0]);
         members.forEach(wipeNode);
     });
 
@@ -111,7 +65,7 @@ describe("EtcdCluster scripts on the lab", () => {
     test("members join one at a time, each run ending on a healthy cluster", () => {
         const states: string[] = [];
         for (const [i, node] of members.entries()) {
-            const r = run(node, etcdMemberStep(stepArgs(node)));
+            const r = run(node, etcd.step(node));
             expectOk(node, r);
             const result = parseEtcdMemberResult(r.stdout);
             states.push(result.state);
@@ -142,7 +96,7 @@ describe("EtcdCluster scripts on the lab", () => {
     test("a second run with nothing changed restarts nothing", () => {
         const node = members[1];
         const before = ssh(node, "systemctl show -p MainPID --value etcd.service").trim();
-        const r = run(node, etcdMemberStep(stepArgs(node)));
+        const r = run(node, etcd.step(node));
         expectOk(node, r);
         expect(parseEtcdMemberResult(r.stdout)).toMatchObject({ state: "existing", changed: false, restarted: false, members: 3 });
         expect(ssh(node, "systemctl show -p MainPID --value etcd.service").trim()).toBe(before);
@@ -174,23 +128,15 @@ describe("EtcdCluster scripts on the lab", () => {
 
     test("a rolling restart keeps quorum: a write loop sees no failed write", () => {
         const writer = members[0];
-        // Bounded loop (at most 600 s, stopped by a file): one put per etcdctl process, any member.
-        const loop =
-            `rm -f /run/zt-writes.*; touch /run/zt-writes.avoid; ( end=$(( $(date +%s) + 600 )); i=0; ok=0; failed=0; ` +
-            `while [ ! -e /run/zt-writes.stop ] && [ "$(date +%s)" -lt "$end" ]; do i=$((i+1)); ` +
-            `avoid=$(cat /run/zt-writes.avoid 2>/dev/null || true); eps=$(echo ${allEndpoints()} | tr , '\\n' | grep -vxF "$avoid" | paste -sd,); ` +
-            `if ETCDCTL_API=3 ${ETCDCTL} --endpoints=$eps --cacert=${NODE_CLIENT_TLS.caFile} --cert=${NODE_CLIENT_TLS.certFile} --key=${NODE_CLIENT_TLS.keyFile} --dial-timeout=3s --command-timeout=10s put /lab/rolling/$i $i >/dev/null 2>>/run/zt-writes.err; ` +
-            `then ok=$((ok+1)); else failed=$((failed+1)); fi; echo "$ok $failed" >/run/zt-writes.count; done; echo done >/run/zt-writes.done ) ` +
-            `>/dev/null 2>&1 </dev/null & disown`;
-        ssh(writer, `nohup bash -c '${loop.replace(/'/g, "'\\''")}' >/dev/null 2>&1 &`);
+        const loop = new WriteLoop(lab, writer, "/lab/rolling/");
+        loop.start(allEndpoints(), 600);
         try {
-            ssh(writer, "for i in $(seq 50); do [ -s /run/zt-writes.count ] && break; sleep 0.2; done; cat /run/zt-writes.count");
             // A changed unit (another backend quota) restarts each member, one after the other.
             for (const node of members) {
                 // Clients go to the members that stay up (as a load balancer in front of etcd would).
-                ssh(writer, `echo ${clientUrl(node.address)} >/run/zt-writes.avoid`);
+                loop.setEndpoints(allEndpoints().filter((e) => e !== clientUrl(node.address)));
                 const before = ssh(node, "systemctl show -p MainPID --value etcd.service").trim();
-                const r = run(node, etcdMemberStep(stepArgs(node, { quotaBackendBytes: 3 * 1024 ** 3 })));
+                const r = run(node, etcd.step(node, { quotaBackendBytes: 3 * 1024 ** 3 }));
                 expectOk(node, r);
                 expect(parseEtcdMemberResult(r.stdout)).toMatchObject({ state: "existing", changed: true, restarted: true, members: 3 });
                 expect(ssh(node, "systemctl show -p MainPID --value etcd.service").trim()).not.toBe(before);
@@ -201,10 +147,9 @@ describe("EtcdCluster scripts on the lab", () => {
                 ssh(writer, "sleep 5");
             }
         } finally {
-            ssh(writer, "touch /run/zt-writes.stop; for i in $(seq 100); do [ -e /run/zt-writes.done ] && break; sleep 0.2; done");
+            loop.stop();
         }
-        const [ok, failed] = ssh(writer, "cat /run/zt-writes.count").trim().split(" ").map(Number);
-        const errors = ssh(writer, "tail -n 5 /run/zt-writes.err 2>/dev/null || true");
+        const { ok, failed, errors } = loop.count();
         console.log(`rolling restart of ${members.length} members: ${ok} writes succeeded, ${failed} failed`);
         expect({ failed, errors }).toEqual({ failed: 0, errors: "" });
         expect(ok).toBeGreaterThan(20);
@@ -309,12 +254,12 @@ describe("EtcdCluster scripts on the lab", () => {
         // The last member stays in place; the ones that leave a running cluster are moved aside.
         const reversed = [...members].reverse();
         // A replaced step's delete (Pulumi runs it after the replacement's create) leaves the member alone.
-        const stale = run(reversed[0], etcdMemberStep(stepArgs(reversed[0], { quotaBackendBytes: 1024 ** 3 })), "delete");
+        const stale = run(reversed[0], etcd.step(reversed[0], { quotaBackendBytes: 1024 ** 3 }), "delete");
         expectOk(reversed[0], stale);
         expect(lastJsonLine(stale.stdout, "etcd member delete")).toMatchObject({ changed: false, owner: "newer" });
         expect(ssh(reversed[0], "systemctl is-active etcd.service").trim()).toBe("active");
         for (const [i, node] of reversed.entries()) {
-            const r = run(node, applied[node.name], "delete");
+            const r = run(node, applied()[node.name], "delete");
             expectOk(node, r);
             const result = lastJsonLine(r.stdout, "etcd member delete") as { removedFromCluster: boolean; dataKept: string | null; wiped: boolean };
             const last = i === reversed.length - 1;
@@ -330,7 +275,7 @@ describe("EtcdCluster scripts on the lab", () => {
 
     test("re-created on its kept data, the last member takes the cluster up again; wipeDataOnDelete empties the data directory", () => {
         const node = members[0];
-        const step = etcdMemberStep(stepArgs(node, { wipeDataOnDelete: true }));
+        const step = etcd.step(node, { wipeDataOnDelete: true });
         const r = run(node, step);
         expectOk(node, r);
         expect(parseEtcdMemberResult(r.stdout)).toMatchObject({ state: "existing", members: 1, healthy: true });

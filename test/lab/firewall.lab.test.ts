@@ -12,6 +12,7 @@ import { hostFirewallSteps, HostFirewallSpec } from "../../components/firewall/h
 import type { FirewallNode } from "../../components/firewall/rules";
 import type { NodeStep } from "../../components/lib/nodeScript";
 import { lastJsonLine, ScriptAction } from "../../components/lib/script";
+import { LISTENER } from "./harness";
 
 // --- the lab harness (test/lab/harness.ts), as documented --------------------------------------
 // Loaded by path so that this file type-checks before the harness lands; only what is used here
@@ -62,26 +63,6 @@ const PORTS = [22, 80, 443, 2379, 6443, 10250] as const;
 const ROLLBACK_SECONDS = 15;
 const LISTENER_UNIT = "zt-fwtest-listen";
 
-/** Binds every port on the node's address (skipping ports something already listens on). */
-const LISTENER = `
-import select, signal, socket, sys
-signal.alarm(3600)
-socks = []
-for p in sys.argv[2:]:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind((sys.argv[1], int(p)))
-    except OSError as e:
-        print("port %s: %s (left to its owner)" % (p, e), flush=True)
-        continue
-    s.listen(128)
-    socks.append(s)
-while socks:
-    for s in select.select(socks, [], [])[0]:
-        c, _ = s.accept()
-        c.close()
-`;
 
 jest.setTimeout(600_000);
 

@@ -279,3 +279,50 @@ export function fioSyncP99Ms(fioJson: string): number {
     }
     return p99 / 1e6;
 }
+
+/**
+ * A Python program binding TCP listeners on an address (argv[1]) for ports (argv[2:]), ports
+ * something already listens on left to their owner; it ends itself after an hour. Probes tell a
+ * port that answers (a listener, or closed: reachable) from one the firewall drops.
+ */
+export const LISTENER = `
+import select, signal, socket, sys
+signal.alarm(3600)
+socks = []
+for p in sys.argv[2:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((sys.argv[1], int(p)))
+    except OSError as e:
+        print("port %s: %s (left to its owner)" % (p, e), flush=True)
+        continue
+    s.listen(128)
+    socks.append(s)
+while socks:
+    for s in select.select(socks, [], [])[0]:
+        c, _ = s.accept()
+        c.close()
+`;
+
+const LISTENER_UNIT = "zt-lab-listen";
+
+/** Starts listeners on a node's address for the ports (a transient unit); throws if it cannot. */
+export function startListeners(lab: Lab, node: NodeRef, ports: readonly number[]): void {
+    const n = labNode(lab, node);
+    const script = Buffer.from(LISTENER).toString("base64");
+    const r = sshRun(
+        lab,
+        n,
+        `systemctl stop ${LISTENER_UNIT} 2>/dev/null || true; echo ${script} | base64 -d >/run/${LISTENER_UNIT}.py && ` +
+            `systemd-run --quiet --collect --unit=${LISTENER_UNIT} python3 /run/${LISTENER_UNIT}.py ${n.address} ${ports.join(" ")}`,
+    );
+    if (r.code !== 0) {
+        throw new Error(`listeners on ${n.name}: exit ${r.code}: ${r.stderr}`);
+    }
+}
+
+/** Stops the listeners `startListeners` started. */
+export function stopListeners(lab: Lab, node: NodeRef): void {
+    sshRun(lab, labNode(lab, node), `systemctl stop ${LISTENER_UNIT} 2>/dev/null; rm -f /run/${LISTENER_UNIT}.py`);
+}

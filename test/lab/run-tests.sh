@@ -17,6 +17,9 @@ fi
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Five control-plane nodes: the etcd membership tests scale the control plane 3 -> 5 -> 3.
+export LAB_CONTROL_PLANES="${LAB_CONTROL_PLANES:-5}"
+
 started=$SECONDS
 bash test/lab/lab.sh up
 echo "test:lab: lab ready after $((SECONDS - started))s" >&2

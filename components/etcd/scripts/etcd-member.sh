@@ -7,9 +7,10 @@
 #
 # First start (empty data directory):
 #   - the bootstrap member (ZT_BOOTSTRAP=true) forms a one-member cluster (state new);
-#   - any other member joins through ZT_JOIN_ENDPOINT: `member add` (a member already added, e.g.
-#     by an interrupted run, is taken as it is), then starts with state existing and the member
-#     list as its initial cluster.
+#   - any other member joins through ZT_JOIN_ENDPOINT and the started members it lists: `member
+#     add` (a member already added, e.g. by an interrupted run, is taken as it is), then starts
+#     with state existing and the member list as its initial cluster. Whether the add happened
+#     is read from the member list, never from the answer alone (which a leader change can lose).
 #   Who the members are is known only then, so --initial-cluster and --initial-cluster-state go
 #   into ZT_ENV_FILE, which the unit reads; etcd ignores them once its data directory exists.
 # A node that was a member (its record under /var/lib/zerotouch/etcd says so) but whose data
@@ -21,10 +22,14 @@
 #
 # Delete: a newer payload of this step (Pulumi creates a replacement before it deletes the old
 # one) owns the member, and then nothing is done. Otherwise: while other members run, the member
-# is removed from the cluster first (so the quorum shrinks with it) and its data is moved aside
-# to <data dir>/member.removed-<UTC time>, since a removed member's data cannot start again;
-# the last member keeps its data in place. Then the service stops and the unit, bootstrap file
-# and private keys go. The data is deleted only with ZT_WIPE_DATA_ON_DELETE=true.
+# is removed from the cluster first (so the quorum shrinks with it), through the members that
+# stay, never through itself (a member applying its own removal stops, and its answer is lost);
+# a leader first hands leadership on. The removal counts only once a surviving member's list no
+# longer holds it; if that cannot be confirmed, the delete fails and the member keeps running
+# (stopping it could cost the rest their quorum). Its data is then moved aside to
+# <data dir>/member.removed-<UTC time>, since a removed member's data cannot start again; the
+# last member keeps its data in place. Then the service stops and the unit, bootstrap file and
+# private keys go. The data is deleted only with ZT_WIPE_DATA_ON_DELETE=true.
 #
 # Parameters (environment):
 #   ZT_ACTION            create | delete
@@ -190,6 +195,14 @@ if [ "$action" = delete ]; then
     survivors=$(printf '%s\n' "$lines" | other_endpoints "$id")
     if [ -n "$id" ] && [ -n "$survivors" ]; then
       total=$(printf '%s\n' "$lines" | grep -c ', started, ' || true)
+      # A leader hands leadership to a member that stays first: removing the leader itself
+      # would make the others wait out an election, and writes fail meanwhile.
+      self_status=$(ctl "$ZT_LOCAL_ENDPOINT" endpoint status 2>/dev/null | head -n1 || true)
+      if [ "$(printf '%s\n' "$self_status" | awk -F', ' '{ print $5 }')" = true ]; then
+        other=$(printf '%s\n' "$lines" | awk -F', ' -v me="$id" '$2 == "started" && $1 != me { print $1; exit }')
+        log "moving leadership to member ${other} before leaving"
+        ctl "$ZT_LOCAL_ENDPOINT" move-leader "$other" >&2 || log "move-leader failed; removing anyway (an election follows)"
+      fi
       log "removing member ${id} through the members that stay (${survivors}); ${total} members started"
       remove_member "$id" "$survivors" ||
         die "member ${id} could not be removed; it keeps running and its data stays as it is (stopping it now could cost the cluster its quorum). Check 'etcdctl endpoint health --cluster' and run again"
