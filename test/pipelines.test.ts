@@ -6,7 +6,7 @@ import { referenceFile } from "./support/reference";
 
 /**
  * The pipeline files the project ships, checked against GitLab's own JSON schema for
- * .gitlab-ci.yml (test/fixtures/reference/gitlab-ci-schema.json), and their rules evaluated for the
+ * .gitlab-ci.yml (shared/reference/gitlab-ci-schema.json), and their rules evaluated for the
  * pipelines that matter: which jobs a merge request, a push to main or a protected branch, and
  * a schedule get.
  */

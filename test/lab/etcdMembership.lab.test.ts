@@ -75,7 +75,7 @@ describe("etcd membership changes under a write loop", () => {
     };
 
     /** A member leaves, as its step's delete: clients leave it first. */
-    const remove = (name: string): void => {
+    const remove = (name: string): string => {
         const n = node(name);
         const staying = current.filter((c) => c !== name);
         loop!.setEndpoints(endpoints(staying));
@@ -89,6 +89,7 @@ describe("etcd membership changes under a write loop", () => {
         current.splice(current.indexOf(name), 1);
         expect(memberNames()).toEqual([...current].sort());
         note(`-${name}`);
+        return r.stderr;
     };
 
     beforeAll(() => {
@@ -142,7 +143,10 @@ describe("etcd membership changes under a write loop", () => {
         expect(etcdctl(lab, cp2, "endpoint status").split(", ")[4]).toBe("true");
         for (let cycle = 1; cycle <= 5; cycle++) {
             const n = cycle % 2 === 1 ? cp2 : cp3;
-            remove(n.name);
+            const log = remove(n.name);
+            if (cycle === 1) {
+                expect(log).toMatch(/moving leadership to member [0-9a-f]+ before leaving/);
+            }
             add(n.name);
         }
         const { failed, errors } = loop!.count();

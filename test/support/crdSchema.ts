@@ -5,7 +5,7 @@ import { parse as parseYaml } from "yaml";
 
 import { referenceFile } from "./reference";
 
-/** The real Argo CD v3.5.1 CRDs (test/fixtures/reference). */
+/** The real Argo CD v3.5.1 CRDs (shared/reference, see test/support/reference.ts). */
 export const ARGOCD_CRD_DIR = referenceFile("argo-cd-v3.5.1");
 
 /** Kubernetes' schema extensions: known to Ajv as annotations, validated by the API server, not here. */
