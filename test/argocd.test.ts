@@ -1,5 +1,6 @@
 import type { ArgoCdArgs, ArgoCdValuesSpec, JsonObject } from "../components/gitops/argocd";
-import { ARGOCD_CHART, argoCdSizing, argoCdValues, planArgoCd, RESOURCE_PATHS } from "../components/gitops/argocd";
+import { ARGOCD_CHART, ARGOCD_VALUES_INDEX, argoCdPostRenderer, argoCdSizing, argoCdValues, planArgoCd, POST_RENDER_SCRIPT, RESOURCE_PATHS } from "../components/gitops/argocd";
+import { unreadValues } from "../components/gitops/chartValues";
 import type { Recorder } from "./support/mocks";
 import { isSecret, resolve, wireSecret } from "./support/mocks";
 
@@ -29,10 +30,26 @@ const get = (values: unknown, path: readonly string[]): any => path.reduce((cur:
 // --- pure -------------------------------------------------------------------------------------
 
 describe("argoCdValues", () => {
-    const values = argoCdValues({ ...SPEC, gitlabWebhookSecret: WEBHOOK_SECRET }) as any;
+    const values = argoCdValues(SPEC) as any;
 
-    it("pins the argo-cd chart whose appVersion is the Argo CD release of the reference CRDs", () => {
-        expect(ARGOCD_CHART).toEqual({ repo: "https://argoproj.github.io/argo-helm", chart: "argo-cd", version: "10.3.3", appVersion: "v3.5.1" });
+    it("pins the argo-cd chart that was rendered and checked (10.1.1, Argo CD v3.4.4), and its values index", () => {
+        expect(ARGOCD_CHART).toEqual({ repo: "https://argoproj.github.io/argo-helm", chart: "argo-cd", version: "10.1.1", appVersion: "v3.4.4" });
+        expect([ARGOCD_VALUES_INDEX.chart, ARGOCD_VALUES_INDEX.version]).toEqual([ARGOCD_CHART.chart, ARGOCD_CHART.version]);
+    });
+
+    it("sets no key the pinned chart does not read, for every size tier", () => {
+        for (const nodeCount of [1, 5, 20]) {
+            expect([nodeCount, unreadValues(ARGOCD_VALUES_INDEX, argoCdValues({ ...SPEC, nodeCount }))]).toEqual([nodeCount, []]);
+        }
+    });
+
+    it("gives every workload DATA_RESIDENCY_MODE through global.env, the one list the chart hands to every component", () => {
+        expect(values.global.env).toEqual([{ name: "DATA_RESIDENCY_MODE", value: "strict_eea" }]);
+        expect(argoCdPostRenderer()).toEqual({ command: "node", args: [POST_RENDER_SCRIPT, "DATA_RESIDENCY_MODE=strict_eea"] });
+    });
+
+    it("leaves Redis' password Secret to the program: the chart's hook Job is off", () => {
+        expect(values.redisSecretInit.enabled).toBe(false);
     });
 
     it("serves plain HTTP behind Traefik's TLS, with auth, at https://<hostname>", () => {
@@ -60,9 +77,9 @@ describe("argoCdValues", () => {
         expect((argoCdValues({ ...SPEC, reconciliationSeconds: seconds }) as any).configs.cm["timeout.reconciliation"]).toBe(text);
     });
 
-    it("carries the GitLab webhook secret only when given", () => {
-        expect(values.configs.secret).toEqual({ createSecret: true, gitlabSecret: WEBHOOK_SECRET });
-        expect((argoCdValues(SPEC) as any).configs.secret).toEqual({ createSecret: true });
+    it("holds no secret: the webhook secret goes into argocd-secret by a patch", () => {
+        expect(values.configs.secret).toEqual({ createSecret: true });
+        expect(JSON.stringify(values)).not.toContain(WEBHOOK_SECRET);
     });
 
     it("gives every component requests and limits for cpu and memory", () => {
@@ -251,18 +268,42 @@ describe("ArgoCd under mocks", () => {
         run = await runComponent((pulumi) => ({ ...ARGS, gitlabWebhookSecret: pulumi.secret(WEBHOOK_SECRET), repository: { ...ARGS.repository, password: pulumi.secret(DEPLOY_TOKEN) } }), true);
     });
 
-    it("registers under its token: namespace, chart, repository Secret, two middlewares, two ingresses, all on the provider", () => {
+    it("registers under its token: namespace, Redis' password and Secret, chart, repository Secret, two middlewares, two ingresses, all on the provider", () => {
         const { recorder, providers } = run;
         expect(recorder.ofType("zerotouch:gitops:ArgoCd").map((r) => r.name)).toEqual(["argocd"]);
         const component = recorder.byName("argocd").urn;
         const children = recorder.resources.filter((r) => r.parentUrn === component);
         expect(children.map((c) => c.name).sort()).toEqual(
-            ["argocd-chart", "argocd-namespace", "argocd-repository", "argocd-ui", "argocd-ui-allowlist", "argocd-webhook", "argocd-webhook-ratelimit", "argocd-webhook-secret"].sort(),
+            [
+                "argocd-chart",
+                "argocd-namespace",
+                "argocd-redis",
+                "argocd-redis-password",
+                "argocd-repository",
+                "argocd-ui",
+                "argocd-ui-allowlist",
+                "argocd-webhook",
+                "argocd-webhook-ratelimit",
+                "argocd-webhook-secret",
+            ].sort(),
         );
         const cluster = recorder.byName("cluster").urn;
-        for (const c of children) {
+        for (const c of children.filter((c) => c.type.startsWith("kubernetes:"))) {
             expect([c.name, providers.get(c.name)]).toEqual([c.name, `${cluster}::cluster-id`]);
         }
+        expect(recorder.byName("argocd-redis-password").type).toBe("random:index/randomPassword:RandomPassword");
+    });
+
+    it("makes Redis' password Secret before the chart, its value secret on the wire", () => {
+        // (Its value, secret on the wire, is checked with the random provider's state in gitops.test.ts.)
+        const secret = run.recorder.byName("argocd-redis");
+        expect(secret.inputs.metadata).toMatchObject({ name: "argocd-redis", namespace: "argocd" });
+        expect(run.recorder.dependsOn("argocd-redis", "argocd-redis-password")).toBe(true);
+        expect(run.recorder.dependsOn("argocd-chart", "argocd-redis")).toBe(true);
+    });
+
+    it("passes the chart through the residency post-renderer", () => {
+        expect(run.recorder.byName("argocd-chart").inputs.postRenderer).toEqual({ command: "node", args: [POST_RENDER_SCRIPT, "DATA_RESIDENCY_MODE=strict_eea"] });
     });
 
     it("installs the pinned chart from argo-helm into the namespace, after the namespace", () => {
@@ -270,7 +311,7 @@ describe("ArgoCd under mocks", () => {
         expect(chart.type).toBe(CHART);
         expect(chart.inputs).toMatchObject({
             chart: "argo-cd",
-            version: "10.3.3",
+            version: "10.1.1",
             repositoryOpts: { repo: "https://argoproj.github.io/argo-helm" },
             namespace: "argocd",
             name: "argocd",

@@ -7,7 +7,8 @@
 import { readFileSync } from "fs";
 import * as path from "path";
 
-import { ARGOCD_CHART } from "../components/gitops/argocd";
+import { ARGOCD_CHART, ARGOCD_VALUES_INDEX } from "../components/gitops/argocd";
+import { unreadValues } from "../components/gitops/chartValues";
 import { parseStackFile } from "../infra/config";
 import { parsePlatformOutputs } from "../stacks/outputs";
 import { TEST_KEY } from "./support/config";
@@ -62,10 +63,18 @@ describe("the GitOps layer, whole program with Pulumi.prod.yaml", () => {
         const patch = only(run.recorder, "kubernetes:core/v1:SecretPatch");
         expect(patch.inputs.stringData["webhook.gitlab.secret"]).toBe(webhookSecret);
         expect(wireSecret(patch.wire, ["stringData", "webhook.gitlab.secret"])).toBe(true);
-        // Every workload declares the residency mode; images are named with their registries.
-        for (const component of ["controller", "repoServer", "server", "applicationSet", "notifications", "redis", "commitServer"]) {
-            expect([component, values[component].env]).toEqual([component, [{ name: "DATA_RESIDENCY_MODE", value: "strict_eea" }]]);
-        }
+        // Every workload declares the residency mode: global.env reaches every component's main
+        // container, the post-renderer the init containers; no component list the chart ignores.
+        expect(values.global.env).toEqual([{ name: "DATA_RESIDENCY_MODE", value: "strict_eea" }]);
+        expect(chart.inputs.postRenderer.args).toContain("DATA_RESIDENCY_MODE=strict_eea");
+        expect(unreadValues(ARGOCD_VALUES_INDEX, values)).toEqual([]);
+        // Redis' password Secret comes from the program, secret, before the chart.
+        expect(values.redisSecretInit.enabled).toBe(false);
+        const redis = run.recorder.byName("argocd-redis");
+        expect(redis.inputs.metadata.name).toBe("argocd-redis");
+        expect(redis.inputs.stringData.auth).toBe(providerState("random:index/randomPassword:RandomPassword", "argocd-redis-password")?.result);
+        expect(wireSecret(redis.wire, ["stringData", "auth"])).toBe(true);
+        expect(run.recorder.dependsOn(chart.name, "argocd-redis")).toBe(true);
         expect(values.global.image).toEqual({ repository: "quay.io/argoproj/argocd", tag: ARGOCD_CHART.appVersion });
     });
 

@@ -269,9 +269,31 @@ describe("workload-residency-mode", () => {
             expect.stringContaining("container migrate (initContainers[0]) has DATA_RESIDENCY_MODE set from a Secret or ConfigMap"),
         ]);
     });
-    test("an Argo CD component without it", async () => {
-        expect(await messages(workloadResidencyMode, changed("chart", "props.values.value.repoServer.env", undefined))).toEqual([
-            "Chart argocd-chart: values.repoServer (component of chart argo-cd) has DATA_RESIDENCY_MODE not set; allowed: DATA_RESIDENCY_MODE=strict_eea in repoServer.env",
+    test("the Argo CD chart without it in global.env, the list that reaches every component", async () => {
+        expect(await messages(workloadResidencyMode, changed("chart", "props.values.value.global.env", undefined))).toEqual([
+            "Chart argocd-chart: values.global.env (reaches every component of chart argo-cd) has DATA_RESIDENCY_MODE not set; allowed: DATA_RESIDENCY_MODE=strict_eea in global.env",
+        ]);
+    });
+    test("an env key the pinned chart does not read fails closed, even with the right value (Helm drops it)", async () => {
+        expect(await messages(workloadResidencyMode, changed("chart", "props.values.value.applicationSet", { env: [{ name: "DATA_RESIDENCY_MODE", value: "strict_eea" }] }))).toEqual([
+            "Chart argocd-chart: values.applicationSet.env is not read by chart argo-cd 10.1.1 (Helm ignores it); allowed: env keys the chart reads, e.g. global.env",
+        ]);
+        // The key the chart does read there is fine.
+        expect(await messages(workloadResidencyMode, changed("chart", "props.values.value.applicationSet", { extraEnv: [{ name: "DATA_RESIDENCY_MODE", value: "strict_eea" }] }))).toEqual([]);
+    });
+    test("a component's own env list setting another value", async () => {
+        expect(await messages(workloadResidencyMode, changed("chart", "props.values.value.server", { env: [{ name: "DATA_RESIDENCY_MODE", value: "off" }] }))).toEqual([
+            'Chart argocd-chart: values.server.env has DATA_RESIDENCY_MODE "off"; allowed: DATA_RESIDENCY_MODE=strict_eea',
+        ]);
+    });
+    test("no post-renderer: the init containers no values key reaches would run without it", async () => {
+        expect(await messages(workloadResidencyMode, changed("chart", "props.postRenderer", undefined))).toEqual([
+            expect.stringMatching(/^Chart argocd-chart: chart argo-cd has no post-renderer adding DATA_RESIDENCY_MODE=strict_eea \(postRenderer.args null\); its init containers/),
+        ]);
+    });
+    test("a chart version without an index of what it reads fails closed", async () => {
+        expect(await messages(workloadResidencyMode, changed("chart", "props.version", "10.3.3"))).toEqual([
+            'Chart argocd-chart: chart argo-cd version "10.3.3" has no index of the values it reads, so its env keys cannot be checked; allowed: version 10.1.1',
         ]);
     });
     test("Application inline values without it, or with another value", async () => {
@@ -289,7 +311,8 @@ describe("workload-residency-mode", () => {
         ["deployment", "props.spec.template.spec.containers.0.env.0.value", UNKNOWN_STRING, "has DATA_RESIDENCY_MODE unknown during preview"],
         ["deployment", "props.spec.template.spec.containers", UNKNOWN_OBJECT, "its containers are unknown during preview"],
         ["chart", "props.values", UNKNOWN_OBJECT, "values are unknown during preview"],
-        ["chart", "props.values.value.server.env", UNKNOWN_OBJECT, "values.server (component of chart argo-cd) has DATA_RESIDENCY_MODE env unknown during preview"],
+        ["chart", "props.values.value.global.env", UNKNOWN_OBJECT, "values.global.env (reaches every component of chart argo-cd) has DATA_RESIDENCY_MODE unknown during preview"],
+        ["chart", "props.postRenderer.args", UNKNOWN_OBJECT, "postRenderer.args unknown during preview"],
         ["application", "props.spec.source.helm.valuesObject", UNKNOWN_OBJECT, "valuesObject is unknown during preview"],
     ])("fails closed: %s %s unknown", async (fixture, keys, marker, expected) => {
         expect((await messages(workloadResidencyMode, changed(fixture, keys, marker))).join("\n")).toContain(expected);

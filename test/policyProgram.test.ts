@@ -192,7 +192,7 @@ describe("the pack over the whole program (Pulumi.prod.yaml, stack prod)", () =>
         });
         const d = await runPack(POLICIES, run.resources, EEA);
         expect(fired(d)).toEqual(["workload-residency-mode"]);
-        expect(mandatory(d)).toEqual([expect.stringMatching(/Chart argocd-chart: values.server .* has DATA_RESIDENCY_MODE env "off"/)]);
+        expect(mandatory(d)).toEqual(["workload-residency-mode: Chart argocd-chart: values.server.env has DATA_RESIDENCY_MODE \"off\"; allowed: DATA_RESIDENCY_MODE=strict_eea"]);
     });
 
     test("selfHeal off: no config turns it off, so the recorded Application is changed; argocd-sync-automated names it", async () => {

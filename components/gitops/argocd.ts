@@ -1,20 +1,40 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import * as path from "path";
 
 import { parseCidr } from "../lib/cidr";
 import { checkDnsLabel, checkRepoUrl, DEFAULT_ARGOCD_NAMESPACE } from "./applications";
+import { ChartValuesIndex, formatKeyPath, unreadValues } from "./chartValues";
+import ARGOCD_VALUES_INDEX_JSON from "./charts/argo-cd-10.1.1.values-index.json";
 
 /**
- * The pinned chart: argo-helm's `argo-cd` 10.3.3, whose appVersion is Argo CD v3.5.1 (argo-helm
- * release `argo-cd-10.3.3`: "Update dependency argoproj/argo-cd to v3.5.1"), the release whose CRDs
- * the Application tests validate against.
+ * The pinned chart: argo-helm's `argo-cd` 10.1.1, whose appVersion is Argo CD v3.4.4. It is the
+ * newest chart whose tarball could be rendered and checked here (`npm run test:k8s` renders it
+ * with the program's values and checks what it reads); a pin that cannot be checked is how keys
+ * the chart ignores went unnoticed before. Its CRDs are the ones the Application tests use.
  */
 export const ARGOCD_CHART = {
     repo: "https://argoproj.github.io/argo-helm",
     chart: "argo-cd",
-    version: "10.3.3",
-    appVersion: "v3.5.1",
+    version: "10.1.1",
+    appVersion: "v3.4.4",
 } as const;
+
+/**
+ * Which values keys the pinned chart reads: derived from its tarball (`indexChart` in
+ * test/support/chart.ts), and compared with it by the tests. An override key outside it is refused.
+ */
+export const ARGOCD_VALUES_INDEX: ChartValuesIndex = ARGOCD_VALUES_INDEX_JSON;
+
+/**
+ * The Helm post-renderer every Argo CD container passes through: it sets DATA_RESIDENCY_MODE on
+ * the containers no values key reaches (the repo-server's `copyutil` and dex's init containers).
+ */
+export const POST_RENDER_SCRIPT = path.join(__dirname, "post-render.mjs");
+
+/** The Secret the chart's workloads read Redis' password from (`auth`); the program makes it. */
+export const REDIS_SECRET = { name: "argocd-redis", key: "auth" } as const;
 
 /** The variable every workload the platform deploys carries (see the residency policy pack). */
 export const DATA_RESIDENCY_ENV = { name: "DATA_RESIDENCY_MODE", value: "strict_eea" } as const;
@@ -165,7 +185,7 @@ export function argoCdSizing(nodeCount: number, clusters: number): ArgoCdSizing 
     };
 }
 
-/** What `argoCdValues` needs: plain data (the webhook secret as its plain value, inside an apply). */
+/** What `argoCdValues` needs: plain data, no secret. */
 export interface ArgoCdValuesSpec {
     /** UI/API hostname: `global.domain` and the URL Argo CD knows itself by. */
     readonly hostname: string;
@@ -176,8 +196,6 @@ export interface ArgoCdValuesSpec {
     readonly reconciliationSeconds: number;
     readonly nodeCount: number;
     readonly clusters: number;
-    /** GitLab webhook secret; left out of the values when undefined. */
-    readonly gitlabWebhookSecret?: string;
     readonly override?: ArgoCdValuesOverride;
 }
 
@@ -195,6 +213,11 @@ export const PROTECTED_VALUES: readonly (readonly string[])[] = [
     ["configs", "rbac"],
     // Credentials only travel as secret inputs, never in plain config.
     ["configs", "secret"],
+    // Redis' password Secret comes from the program (the chart's pre-install hook Job would make
+    // it, and hooks do not run under helm.v4.Chart).
+    ["redisSecretInit", "enabled"],
+    // Every workload carries the data-residency mode.
+    ["global", "env"],
     ["configs", "repositories"],
     ["configs", "credentialTemplates"],
     // Exposure: only the component's own VPN-restricted route and the public webhook path.
@@ -237,10 +260,20 @@ function leaves(value: JsonValue, path: string[] = []): { path: string[]; value:
     return [{ path, value }];
 }
 
-/** Throws at the first override entry that touches a protected value, naming it. */
+/**
+ * Throws at the first override entry that touches a protected value or that the pinned chart
+ * does not read (Helm would drop it without a word), naming it.
+ */
 export function checkArgoCdOverride(override: ArgoCdValuesOverride): void {
     if (!isObject(override)) {
         throw new Error(`ArgoCd: values is ${JSON.stringify(override)}; allowed: an object of chart values`);
+    }
+    const [unread] = unreadValues(ARGOCD_VALUES_INDEX, override);
+    if (unread !== undefined) {
+        throw new Error(
+            `ArgoCd: values override sets ${formatKeyPath(unread)}, which the argo-cd chart ${ARGOCD_CHART.version} does not read (Helm would ignore it); ` +
+                "allowed: keys of the chart's values.yaml or read by its templates",
+        );
     }
     // An empty override sets nothing.
     for (const leaf of leaves(override).filter((l) => l.path.length > 0)) {
@@ -309,12 +342,16 @@ export function argoCdValues(spec: ArgoCdValuesSpec): JsonObject {
         limits: { ...res[c].limits },
     });
     const pdb = (replicas: number): JsonObject => ({ enabled: replicas > 1, minAvailable: 1 });
-    // Every workload of the chart declares the data-residency mode the platform runs in.
-    const env = (): JsonValue[] => [{ name: DATA_RESIDENCY_ENV.name, value: DATA_RESIDENCY_ENV.value }];
 
     const computed: JsonObject = {
         // Images named explicitly, so the registries they come from are visible in the values.
-        global: { domain: spec.hostname, image: { repository: ARGOCD_IMAGES.argocd, tag: ARGOCD_CHART.appVersion } },
+        // global.env reaches the main container of every component (the chart concatenates it with
+        // each component's own env); the init containers no key reaches get it from the post-renderer.
+        global: {
+            domain: spec.hostname,
+            image: { repository: ARGOCD_IMAGES.argocd, tag: ARGOCD_CHART.appVersion },
+            env: [{ name: DATA_RESIDENCY_ENV.name, value: DATA_RESIDENCY_ENV.value }],
+        },
         configs: {
             cm: {
                 url: `https://${spec.hostname}`,
@@ -336,41 +373,39 @@ export function argoCdValues(spec: ArgoCdValuesSpec): JsonObject {
                 "policy.csv": policyCsv,
                 scopes: "[groups]",
             },
-            secret: {
-                createSecret: true,
-                ...(spec.gitlabWebhookSecret !== undefined ? { gitlabSecret: spec.gitlabWebhookSecret } : {}),
-            },
+            // The webhook secret goes in by a secret SecretPatch after the chart (see ArgoCd), so
+            // the values hold no secret and stay known at preview.
+            secret: { createSecret: true },
         },
-        controller: { replicas: sizing.controllerReplicas, resources: resources("controller"), env: env() },
+        controller: { replicas: sizing.controllerReplicas, resources: resources("controller") },
         repoServer: {
             replicas: sizing.repoServerReplicas,
             resources: resources("repoServer"),
-            env: env(),
             copyutil: { resources: resources("copyutil") },
             pdb: pdb(sizing.repoServerReplicas),
         },
         server: {
             replicas: sizing.serverReplicas,
             resources: resources("server"),
-            env: env(),
             service: { type: "ClusterIP" },
             ingress: { enabled: false },
             ingressGrpc: { enabled: false },
             pdb: pdb(sizing.serverReplicas),
         },
-        applicationSet: { replicas: 1, resources: resources("applicationSet"), env: env() },
-        notifications: { resources: resources("notifications"), env: env() },
+        applicationSet: { replicas: 1, resources: resources("applicationSet") },
+        notifications: { resources: resources("notifications") },
         // SSO goes straight to GitLab as OIDC provider (configs.cm."oidc.config"); dex can be
         // switched on through the override and is sized already.
-        dex: { enabled: false, resources: resources("dex"), env: env(), image: { repository: ARGOCD_IMAGES.dex }, initImage: { resources: resources("dexInit") } },
+        dex: { enabled: false, resources: resources("dex"), image: { repository: ARGOCD_IMAGES.dex }, initImage: { resources: resources("dexInit") } },
         redis: {
             resources: resources("redis"),
-            env: env(),
             image: { repository: ARGOCD_IMAGES.redis },
             exporter: { resources: resources("redisExporter"), image: { repository: ARGOCD_IMAGES.redisExporter } },
         },
-        redisSecretInit: { resources: resources("redisSecretInit") },
-        commitServer: { resources: resources("commitServer"), env: env() },
+        // The chart makes Redis' password Secret only in a pre-install hook Job, which
+        // helm.v4.Chart does not run: the program makes the Secret (REDIS_SECRET) instead.
+        redisSecretInit: { enabled: false, resources: resources("redisSecretInit") },
+        commitServer: { resources: resources("commitServer") },
     };
     if (spec.override === undefined) {
         return computed;
@@ -452,7 +487,7 @@ export interface ArgoCdPlan {
     readonly namespace: string;
     readonly ingressClassName: string;
     readonly vpnCidr: string;
-    /** The values with the webhook secret left out (the constructor adds it inside a secret). */
+    /** The chart's values (no secret in them). */
     readonly values: JsonObject;
     readonly valuesSpec: ArgoCdValuesSpec;
 }
@@ -536,6 +571,8 @@ export class ArgoCd extends pulumi.ComponentResource {
     public readonly repositorySecret: k8s.core.v1.Secret;
     /** The patch of `argocd-secret` that holds GitLab's webhook secret (`webhook.gitlab.secret`). */
     public readonly webhookSecret: k8s.core.v1.SecretPatch;
+    /** Redis' password Secret (REDIS_SECRET), made before the chart. */
+    public readonly redisSecret: k8s.core.v1.Secret;
     public readonly plan: ArgoCdPlan;
 
     constructor(name: string, args: ArgoCdArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -550,9 +587,21 @@ export class ArgoCd extends pulumi.ComponentResource {
 
         const namespace = new k8s.core.v1.Namespace(`${name}-namespace`, { metadata: { name: ns } }, { parent: this });
 
+        // Redis' password, which server, repo-server, controller and Redis itself read from
+        // REDIS_SECRET: made here, before the chart (its own hook Job would never run).
+        const redisPassword = new random.RandomPassword(`${name}-redis-password`, { length: 40, special: false }, { parent: this });
+        this.redisSecret = new k8s.core.v1.Secret(
+            `${name}-redis`,
+            {
+                metadata: { name: REDIS_SECRET.name, namespace: ns, labels: { "app.kubernetes.io/part-of": "argocd" } },
+                type: "Opaque",
+                stringData: { [REDIS_SECRET.key]: redisPassword.result },
+            },
+            { parent: this, dependsOn: [namespace] },
+        );
+
         // The values hold no secret, so they are known at preview (policy packs read them); the
         // webhook secret goes into argocd-secret by a patch after the chart.
-        const values = argoCdValues(plan.valuesSpec);
         this.chart = new k8s.helm.v4.Chart(
             `${name}-chart`,
             {
@@ -561,9 +610,10 @@ export class ArgoCd extends pulumi.ComponentResource {
                 version: ARGOCD_CHART.version,
                 repositoryOpts: { repo: ARGOCD_CHART.repo },
                 namespace: ns,
-                values,
+                values: plan.values,
+                postRenderer: argoCdPostRenderer(),
             },
-            { parent: this, dependsOn: [namespace] },
+            { parent: this, dependsOn: [namespace, this.redisSecret] },
         );
 
         this.webhookSecret = new k8s.core.v1.SecretPatch(
@@ -648,6 +698,11 @@ export class ArgoCd extends pulumi.ComponentResource {
         this.namespace = namespace.metadata.name;
         this.registerOutputs({ url: this.url, webhookUrl: this.webhookUrl, namespace: this.namespace });
     }
+}
+
+/** The post-renderer of the chart: `node post-render.mjs DATA_RESIDENCY_MODE=strict_eea`. */
+export function argoCdPostRenderer(): { command: string; args: string[] } {
+    return { command: "node", args: [POST_RENDER_SCRIPT, `${DATA_RESIDENCY_ENV.name}=${DATA_RESIDENCY_ENV.value}`] };
 }
 
 function hasKubernetesProvider(opts: pulumi.ComponentResourceOptions | undefined): boolean {

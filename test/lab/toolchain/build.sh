@@ -30,8 +30,18 @@ log() { printf '%s toolchain: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 # build_one NAME MODULE VERSION PACKAGE VERSION_VAR WRAPPER LOGFILE
 build_one() {
   local name="$1" module="$2" version="$3" package="$4" version_var="$5" wrapper="$6" logfile="$7"
-  local ldflags="-s -w"
-  [ "$version_var" = "-" ] || ldflags="$ldflags -X $version_var=$version"
+  local ldflags="-s -w" entry
+  # version_var: "-", or a comma-separated list of variables, each set to the version or, written
+  # as var=value, to that value.
+  if [ "$version_var" != "-" ]; then
+    IFS=, read -r -a entries <<<"$version_var"
+    for entry in "${entries[@]}"; do
+      case "$entry" in
+        *=*) ldflags="$ldflags -X $entry" ;;
+        *) ldflags="$ldflags -X $entry=$version" ;;
+      esac
+    done
+  fi
   local tmp
   tmp="$(mktemp -d "$out/tmp.XXXXXX")"
   {
