@@ -72,7 +72,7 @@ describe("Application and AppProject builders", () => {
     });
 });
 
-describe("generated objects against the Argo CD v3.5.1 CRD schemas", () => {
+describe("generated objects against the CRD schemas the pinned argo-cd chart installs", () => {
     const plan = planGitOps(SPEC);
 
     it.each(plan.applications.map((a) => [a.metadata.name, a]))("Application %s validates", (_name, app) => {

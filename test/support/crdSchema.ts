@@ -3,10 +3,46 @@ import { readFileSync } from "fs";
 import * as path from "path";
 import { parse as parseYaml } from "yaml";
 
+import { ARGOCD_CHART } from "../../components/gitops/argocd";
+import { extractChart } from "./chart";
 import { referenceFile } from "./reference";
 
-/** The real Argo CD v3.5.1 CRDs (shared/reference, see test/support/reference.ts). */
-export const ARGOCD_CRD_DIR = referenceFile("argo-cd-v3.5.1");
+/**
+ * Argo CD's CRDs as the pinned chart installs them (its `templates/crds`, from the chart tarball
+ * in shared/reference), by the names the tests use.
+ */
+const CHART_CRD_FILES: Readonly<Record<string, string>> = {
+    "application-crd.yaml": "crd-application.yaml",
+    "appproject-crd.yaml": "crd-appproject.yaml",
+    "applicationset-crd.yaml": "crd-applicationset.yaml",
+};
+
+let crdTexts: Map<string, string> | undefined;
+
+/** The CRD's YAML: the chart's template with its Helm directives (metadata only) taken out. */
+function crdText(file: string): string {
+    if (crdTexts === undefined) {
+        const { dir, cleanup } = extractChart(referenceFile("charts", `${ARGOCD_CHART.chart}-${ARGOCD_CHART.version}.tgz`));
+        try {
+            crdTexts = new Map(
+                Object.entries(CHART_CRD_FILES).map(([name, inChart]) => [
+                    name,
+                    readFileSync(path.join(dir, "templates", "crds", inChart), "utf8")
+                        .split("\n")
+                        .filter((line) => !/^\s*\{\{.*\}\}\s*$/.test(line))
+                        .join("\n"),
+                ]),
+            );
+        } finally {
+            cleanup();
+        }
+    }
+    const text = crdTexts.get(file);
+    if (text === undefined) {
+        throw new Error(`no CRD ${file}; have: ${[...crdTexts.keys()].join(", ")}`);
+    }
+    return text;
+}
 
 /** Kubernetes' schema extensions: known to Ajv as annotations, validated by the API server, not here. */
 const KUBERNETES_KEYWORDS = [
@@ -47,7 +83,7 @@ function mapValues(o: Schema, f: (v: unknown) => unknown): Schema {
 
 /** The `openAPIV3Schema` of a CRD file's version. */
 export function crdSchema(file: string, version = "v1alpha1"): Schema {
-    const crd = parseYaml(readFileSync(path.join(ARGOCD_CRD_DIR, file), "utf8"));
+    const crd = parseYaml(crdText(file));
     const v = (crd.spec.versions as { name: string; schema: { openAPIV3Schema: Schema } }[]).find((x) => x.name === version);
     if (v === undefined) {
         throw new Error(`${file} has no version ${version}`);
