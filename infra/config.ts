@@ -64,7 +64,7 @@ const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** What each key allows, by key path (`*` stands for a node name). Used in every message. */
 export const ALLOWED: Readonly<Record<string, string>> = {
-    "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, firewall, etcd, kubernetes, kubeconfig, gitops, gitlabToken",
+    "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, firewall, etcd, kubernetes, kubeconfig, gitops, gitlabToken, argocdSsoClientSecret, manifestsPassword",
     nodes: "a map of node name to node settings, with 1, 3 or 5 control-plane nodes",
     "nodes.*": "a lower-case DNS label (a-z, 0-9, '-', at most 63 characters) as node name, mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs",
     "nodes.*.host": "the node's public IPv4 or IPv6 address (firewall rules and etcd peer URLs are built from it), unique across nodes, not an IPv4-mapped IPv6 address (::ffff:a.b.c.d)",
@@ -128,17 +128,27 @@ export const ALLOWED: Readonly<Record<string, string>> = {
     "kubernetes.k3s.releaseBaseUrl": "an https:// or file:// URL of a mirror of k3s' release downloads",
     kubeconfig: "a kubeconfig (YAML) set as a secret, required with kubernetes.mode existing: pulumi config set --secret zerotouch:kubeconfig < kubeconfig.yaml",
     gitops: "the keys gitlab, argocd, manifests, appProjects, applications, accessTokenExpiryDays, rotateBeforeDays (leave gitops out for no GitOps layer)",
-    "gitops.gitlab": "the key baseUrl",
+    "gitops.gitlab": "the key baseUrl (leave gitlab out to wire GitLab by hand: then manifests.url and manifests.username, and the secret manifestsPassword)",
     "gitops.gitlab.baseUrl": "the https:// URL of the GitLab instance, without a path (e.g. https://gitlab.example.com)",
-    "gitops.argocd": "the keys hostname, webhookHostname, breakGlassGroup, namespace, reconciliationSeconds, values",
+    "gitops.argocd": "the keys hostname, webhookHostname, breakGlassGroup, sso, namespace, reconciliationSeconds, chart, values",
+    "gitops.argocd.sso": "the keys provider, issuer, clientId, groupsClaim: Argo CD's single sign-on (its client secret is the secret argocdSsoClientSecret)",
+    "gitops.argocd.sso.provider": "gitlab (Dex in front of GitLab, which is the identity source here) or oidc (any OpenID Connect issuer)",
+    "gitops.argocd.sso.issuer": "the https:// URL of the identity provider: for oidc the issuer, for gitlab the GitLab instance (default gitops.gitlab.baseUrl)",
+    "gitops.argocd.sso.clientId": "the OAuth application's client id (letters, digits, '.', '_', ':', '-')",
+    "gitops.argocd.sso.groupsClaim": "the ID token claim that lists the user's groups (default groups)",
+    "gitops.argocd.chart": "the key repo (an https:// Helm repository or an oci:// registry path mirroring the argo-cd chart) or path (a local argo-cd chart .tgz), one of them; default: the public argo-helm repository",
+    "gitops.argocd.chart.repo": "an https:// Helm repository URL or an oci:// registry path (without the chart name) that serves the pinned argo-cd chart",
+    "gitops.argocd.chart.path": "an absolute path to the pinned argo-cd chart's .tgz",
     "gitops.argocd.hostname": "a DNS name for Argo CD's UI and API, reached over the VPN only",
     "gitops.argocd.webhookHostname": "a public DNS name that serves only Argo CD's /api/webhook (GitLab's push hooks), not the same as hostname",
     "gitops.argocd.namespace": "a Kubernetes namespace name (default argocd)",
     "gitops.argocd.reconciliationSeconds": "a whole number of seconds from 30 to 3600 (default 180): Argo CD's polling interval (webhooks make syncs start at once)",
-    "gitops.argocd.breakGlassGroup": "the name of the SSO group that gets Argo CD's admin role (break glass; the local admin user is off), e.g. platform/argocd-admins",
+    "gitops.argocd.breakGlassGroup": "the name of the SSO group that gets Argo CD's admin role (break glass; the local admin user is off), e.g. platform/argocd-admins; needs sso",
     "gitops.argocd.values": "an object of argo-cd chart values merged over zerotouch's (the security settings cannot be overridden)",
-    "gitops.manifests": "the keys project, mode, namespaceId",
-    "gitops.manifests.project": "the manifests project's path in GitLab, group/name (e.g. platform/manifests)",
+    "gitops.manifests": "with gitops.gitlab the keys project, mode, namespaceId; without it the keys url and username",
+    "gitops.manifests.project": "the manifests project's path in GitLab, group/name (e.g. platform/manifests); with gitops.gitlab only",
+    "gitops.manifests.url": "the manifests repository's https:// clone URL (without gitops.gitlab only)",
+    "gitops.manifests.username": "the user name of the repository's read credential (without gitops.gitlab only), e.g. gitlab+deploy-token-12",
     "gitops.manifests.mode": "create (zerotouch creates the project) or adopt (an existing project at that path)",
     "gitops.manifests.namespaceId": "the numeric id of the GitLab group the project is created in (needed with mode create)",
     "gitops.appProjects": "a list of GitLab project paths (group/name) whose pipelines get the GITOPS_TOKEN variable, each once, not the manifests project",
@@ -154,7 +164,9 @@ export const ALLOWED: Readonly<Record<string, string>> = {
     "gitops.applications.*.valueFiles.*": "a Helm value file relative to the Application's path, without '..'",
     "gitops.accessTokenExpiryDays": "a whole number of days from 1 to 365 (default 180): lifetime of the GITOPS_TOKEN project access token (GitLab allows at most 365)",
     "gitops.rotateBeforeDays": "a whole number of days from 1 to 180 (default 30), less than accessTokenExpiryDays: the token is replaced this long before it expires",
-    gitlabToken: "a GitLab token with api scope, set as a secret, required with gitops: pulumi config set --secret zerotouch:gitlabToken",
+    gitlabToken: "a GitLab token with api scope, set as a secret, required with gitops.gitlab: pulumi config set --secret zerotouch:gitlabToken",
+    argocdSsoClientSecret: "the SSO client's secret, set as a secret, required with gitops.argocd.sso: pulumi config set --secret zerotouch:argocdSsoClientSecret",
+    manifestsPassword: "the manifests repository's read credential (a deploy token or password), set as a secret, required with gitops but without gitops.gitlab: pulumi config set --secret zerotouch:manifestsPassword",
 };
 
 /** Milliseconds, whole nanoseconds at most (the gate compares in ns). */
@@ -283,21 +295,45 @@ const applicationSchema = z.strictObject({
     values: z.record(z.string(), z.unknown()).optional(),
 });
 
+const HTTPS_BASE_URL = /^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?\/?$/;
+const HTTPS_URL = /^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._~%+-]+)*\/?$/;
+const CHART_REPO = /^(https|oci):\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._~%+-]+)*\/?$/;
+
 const gitopsSchema = z
     .strictObject({
-        gitlab: z.strictObject({ baseUrl: z.string().regex(/^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?\/?$/) }),
+        gitlab: z.strictObject({ baseUrl: z.string().regex(HTTPS_BASE_URL) }).optional(),
         argocd: z.strictObject({
             hostname: z.string().regex(DNS_NAME),
             webhookHostname: z.string().regex(DNS_NAME),
             namespace: z.string().regex(K8S_NAME).default("argocd"),
             reconciliationSeconds: z.number().int().min(30).max(3600).default(180),
-            breakGlassGroup: z.string().regex(/^[A-Za-z0-9:._@/-]{1,128}$/),
+            breakGlassGroup: z.string().regex(/^[A-Za-z0-9:._@/-]{1,128}$/).optional(),
+            sso: z
+                .strictObject({
+                    provider: z.enum(["gitlab", "oidc"]),
+                    issuer: z.string().regex(HTTPS_URL).optional(),
+                    clientId: z.string().regex(/^[A-Za-z0-9._:-]{1,200}$/),
+                    groupsClaim: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/).default("groups"),
+                })
+                .optional(),
+            chart: z
+                .strictObject({
+                    repo: z.string().regex(CHART_REPO).optional(),
+                    path: z
+                        .string()
+                        .regex(ABSOLUTE_PATH)
+                        .refine((p) => p.endsWith(".tgz") && !p.split("/").includes(".."))
+                        .optional(),
+                })
+                .optional(),
             values: z.record(z.string(), z.unknown()).default({}),
         }),
         manifests: z.strictObject({
-            project: z.string().regex(GITLAB_PATH),
+            project: z.string().regex(GITLAB_PATH).optional(),
             mode: z.enum(["create", "adopt"]).default("create"),
             namespaceId: z.number().int().positive().optional(),
+            url: z.string().regex(HTTPS_URL).optional(),
+            username: z.string().regex(/^[^\s:]{1,200}$/).optional(),
         }),
         appProjects: z.array(z.string().regex(GITLAB_PATH)).default([]),
         applications: z.record(z.string().regex(K8S_NAME), applicationSchema).default({}),
@@ -311,6 +347,8 @@ const PRIVATE_KEY = /^-----BEGIN ((OPENSSH|RSA|EC|DSA) )?PRIVATE KEY-----\r?\n[\
 type GitopsCheckInput = {
     kubernetes: { mode: string };
     gitlabToken?: string;
+    argocdSsoClientSecret?: string;
+    manifestsPassword?: string;
     gitops?: z.output<typeof gitopsSchema>;
 };
 
@@ -318,17 +356,18 @@ type GitopsCheckInput = {
 function checkGitops(cfg: GitopsCheckInput, ctx: z.core.$RefinementCtx): void {
     const gitops = cfg.gitops;
     if (gitops === undefined) {
-        if (cfg.gitlabToken !== undefined) {
-            ctx.addIssue({ code: "custom", path: ["gitlabToken"], message: "no gitops is configured, which takes no GitLab token" });
+        for (const key of ["gitlabToken", "argocdSsoClientSecret", "manifestsPassword"] as const) {
+            if (cfg[key] !== undefined) {
+                ctx.addIssue({ code: "custom", path: [key], message: "no gitops is configured, which takes no such secret" });
+            }
         }
         return;
     }
     if (cfg.kubernetes.mode === "none") {
         ctx.addIssue({ code: "custom", path: ["gitops"], message: "the GitOps layer needs a cluster, but kubernetes.mode is none" });
     }
-    if (cfg.gitlabToken === undefined) {
-        ctx.addIssue({ code: "custom", path: ["gitlabToken"], message: "gitops is set, which needs a GitLab token" });
-    }
+    checkGitopsSource(gitops, cfg, ctx);
+    checkArgoCdAccess(gitops, cfg, ctx);
     if (gitops.rotateBeforeDays >= gitops.accessTokenExpiryDays) {
         ctx.addIssue({
             code: "custom",
@@ -336,7 +375,7 @@ function checkGitops(cfg: GitopsCheckInput, ctx: z.core.$RefinementCtx): void {
             message: `not less than accessTokenExpiryDays (${gitops.accessTokenExpiryDays})`,
         });
     }
-    if (gitops.manifests.mode === "create" && gitops.manifests.namespaceId === undefined) {
+    if (gitops.gitlab !== undefined && gitops.manifests.mode === "create" && gitops.manifests.namespaceId === undefined) {
         ctx.addIssue({ code: "custom", path: ["gitops", "manifests", "namespaceId"], message: "mode create needs the id of the group the project goes in" });
     }
     const seen = new Set<string>();
@@ -354,6 +393,78 @@ function checkGitops(cfg: GitopsCheckInput, ctx: z.core.$RefinementCtx): void {
             path: ["gitops", "argocd", "webhookHostname"],
             message: "the same as hostname: the UI stays on the VPN while the webhook is public",
         });
+    }
+}
+
+/**
+ * Where the manifests repository comes from: GitLab wired by the program (gitops.gitlab, the
+ * project path, the GitLab token), or a repository wired by hand (its URL and a read credential).
+ */
+function checkGitopsSource(gitops: NonNullable<GitopsCheckInput["gitops"]>, cfg: GitopsCheckInput, ctx: z.core.$RefinementCtx): void {
+    const m = gitops.manifests;
+    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+    if (gitops.gitlab !== undefined) {
+        if (m.project === undefined) {
+            issue(["gitops", "manifests", "project"], "gitops.gitlab is set, so the program wires the manifests project and needs its path");
+        }
+        for (const key of ["url", "username"] as const) {
+            if (m[key] !== undefined) {
+                issue(["gitops", "manifests", key], "gitops.gitlab is set: the URL and credential come from the GitLab wiring");
+            }
+        }
+        if (cfg.gitlabToken === undefined) {
+            issue(["gitlabToken"], "gitops.gitlab is set, which needs a GitLab token");
+        }
+        if (cfg.manifestsPassword !== undefined) {
+            issue(["manifestsPassword"], "gitops.gitlab is set: the read credential is the deploy token the program makes");
+        }
+        return;
+    }
+    const byHand = "without gitops.gitlab, the manifests repository is wired by hand";
+    if (m.url === undefined) {
+        issue(["gitops", "manifests", "url"], `${byHand} and its clone URL is needed`);
+    }
+    if (m.username === undefined) {
+        issue(["gitops", "manifests", "username"], `${byHand} and the user name of its read credential is needed`);
+    }
+    if (cfg.manifestsPassword === undefined) {
+        issue(["manifestsPassword"], `${byHand} and its read credential is needed as a secret`);
+    }
+    if (m.project !== undefined || m.namespaceId !== undefined) {
+        issue(["gitops", "manifests", m.project !== undefined ? "project" : "namespaceId"], `${byHand}: project and namespaceId belong to the GitLab wiring`);
+    }
+    if (gitops.appProjects.length > 0) {
+        issue(["gitops", "appProjects"], `${byHand}: GITOPS_TOKEN on app projects is part of the GitLab wiring`);
+    }
+    if (cfg.gitlabToken !== undefined) {
+        issue(["gitlabToken"], `${byHand}, which takes no GitLab token`);
+    }
+}
+
+/** Who gets into Argo CD: SSO and its break-glass group, and where the chart comes from. */
+function checkArgoCdAccess(gitops: NonNullable<GitopsCheckInput["gitops"]>, cfg: GitopsCheckInput, ctx: z.core.$RefinementCtx): void {
+    const a = gitops.argocd;
+    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+    if (a.sso === undefined) {
+        if (a.breakGlassGroup !== undefined) {
+            issue(["gitops", "argocd", "breakGlassGroup"], "no gitops.argocd.sso is configured, so no one could ever log in as that group");
+        }
+        if (cfg.argocdSsoClientSecret !== undefined) {
+            issue(["argocdSsoClientSecret"], "no gitops.argocd.sso is configured, which takes no client secret");
+        }
+    } else {
+        if (cfg.argocdSsoClientSecret === undefined) {
+            issue(["argocdSsoClientSecret"], "gitops.argocd.sso is set, which needs the client's secret");
+        }
+        if (a.sso.provider === "oidc" && a.sso.issuer === undefined) {
+            issue(["gitops", "argocd", "sso", "issuer"], "provider oidc needs the issuer URL");
+        }
+        if (a.sso.provider === "gitlab" && a.sso.issuer === undefined && gitops.gitlab === undefined) {
+            issue(["gitops", "argocd", "sso", "issuer"], "provider gitlab without gitops.gitlab needs the GitLab instance's URL");
+        }
+    }
+    if (a.chart !== undefined && (a.chart.repo === undefined) === (a.chart.path === undefined)) {
+        issue(["gitops", "argocd", "chart"], "exactly one of repo and path");
     }
 }
 
@@ -382,6 +493,8 @@ export const configSchema = z
         kubeconfig: z.string().min(1).optional(),
         gitops: gitopsSchema,
         gitlabToken: z.string().min(1).optional(),
+        argocdSsoClientSecret: z.string().min(1).optional(),
+        manifestsPassword: z.string().min(1).optional(),
     })
     .superRefine((cfg, ctx) => {
         const names = Object.keys(cfg.nodes);
@@ -481,7 +594,15 @@ export class ConfigError extends pulumi.RunError {
 }
 
 /** Keys whose values must never appear in a message. */
-const SECRET_KEYS = new Set(["sshPrivateKey", "kubeconfig", "gitlabToken"]);
+const SECRET_KEYS = new Set(["sshPrivateKey", "kubeconfig", "gitlabToken", "argocdSsoClientSecret", "manifestsPassword"]);
+/** What a secret key must hold, for messages that never show the value. */
+const SECRET_WHAT: Readonly<Record<string, string>> = {
+    sshPrivateKey: "a private key",
+    kubeconfig: "a kubeconfig",
+    gitlabToken: "a GitLab token",
+    argocdSsoClientSecret: "a client secret",
+    manifestsPassword: "a credential",
+};
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
     let cur: unknown = root;
@@ -545,7 +666,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
     }
     const secret = path.some((p) => typeof p === "string" && SECRET_KEYS.has(p));
     const value = valueAt(raw, path);
-    let given = secret ? (value === undefined ? "nothing (missing)" : `a value that is not ${path[0] === "kubeconfig" ? "a kubeconfig" : path[0] === "gitlabToken" ? "a GitLab token" : "a private key"} (not shown)`) : describeValue(value);
+    let given = secret ? (value === undefined ? "nothing (missing)" : `a value that is not ${SECRET_WHAT[String(path[0])] ?? "a secret"} (not shown)`) : describeValue(value);
     if (issue.code === "invalid_key") {
         given = describeValue(path[path.length - 1]);
         return `${keyText(path)}: invalid node name ${given}; allowed: ${allowedFor(path)}`;

@@ -7,12 +7,14 @@ import { buildPlatform } from "./program";
 // resource exists, with one line per problem.
 const cfg = validateConfig(projectConfig(pulumi.runtime.allConfig()), secretConfigKeys());
 const config = new pulumi.Config();
-const privateKey = config.requireSecret("sshPrivateKey");
-const existingKubeconfig = cfg.kubernetes.mode === "existing" ? config.requireSecret("kubeconfig") : undefined;
-
-const gitlabToken = cfg.gitops !== undefined ? config.requireSecret("gitlabToken") : undefined;
-
-const zerotouch = buildPlatform(cfg, privateKey, existingKubeconfig, gitlabToken);
+// Each secret is read only where the validated config needs it.
+const zerotouch = buildPlatform(cfg, {
+    privateKey: config.requireSecret("sshPrivateKey"),
+    ...(cfg.kubernetes.mode === "existing" ? { kubeconfig: config.requireSecret("kubeconfig") } : {}),
+    ...(cfg.gitops?.gitlab !== undefined ? { gitlabToken: config.requireSecret("gitlabToken") } : {}),
+    ...(cfg.gitops?.argocd.sso !== undefined ? { argocdSsoClientSecret: config.requireSecret("argocdSsoClientSecret") } : {}),
+    ...(cfg.gitops !== undefined && cfg.gitops.gitlab === undefined ? { manifestsPassword: config.requireSecret("manifestsPassword") } : {}),
+});
 
 /** The stack's typed outputs object; its contract is `stacks/outputs.ts` (OUTPUT_NAME). */
 export const platform = zerotouch.outputs;
@@ -22,3 +24,10 @@ export const platform = zerotouch.outputs;
  * stays readable without --show-secrets; absent with `kubernetes.mode: none`.
  */
 export const kubeconfig = zerotouch.kubeconfig === undefined ? undefined : pulumi.secret(zerotouch.kubeconfig);
+
+/**
+ * The secret GitLab's push webhook must send, a secret: without `gitops.gitlab` the webhook is
+ * wired by hand (`pulumi stack output --show-secrets gitopsWebhookSecret`); absent otherwise.
+ */
+export const gitopsWebhookSecret =
+    zerotouch.gitops !== undefined && zerotouch.gitops.gitlab === undefined ? pulumi.secret(zerotouch.gitops.webhookSecret) : undefined;

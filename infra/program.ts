@@ -5,7 +5,7 @@ import { EtcdCluster } from "../components/etcd/cluster";
 import { HostFirewall, HostFirewallSpec, hostFirewallSteps } from "../components/firewall/hostFirewall";
 import { ExtraRule } from "../components/firewall/rules";
 import { GitOpsApplications } from "../components/gitops/applications";
-import { ArgoCd, ArgoCdValuesOverride } from "../components/gitops/argocd";
+import { ArgoCd, ArgoCdRepository, ArgoCdValuesOverride } from "../components/gitops/argocd";
 import { Provider as GitLabProvider } from "../components/gitops/gitlab/provider";
 import { GitLabWiring } from "../components/gitops/gitlabWiring";
 import { FsyncGate, FsyncGateStepArgs, fsyncGateSteps } from "../components/fsync/fsyncGate";
@@ -98,21 +98,43 @@ export interface NodeLayerMember {
     readonly firewall: HostFirewall;
 }
 
-/** Argo CD, its Applications, and the GitLab wiring around them. */
+/** Argo CD, its Applications, and (with `gitops.gitlab`) the GitLab wiring around them. */
 export interface GitOpsLayer {
     readonly argocd: ArgoCd;
-    readonly gitlab: GitLabWiring;
+    /** Absent without `gitops.gitlab`: the repository, its webhook and CI token are wired by hand. */
+    readonly gitlab?: GitLabWiring;
     readonly applications: GitOpsApplications;
+    /** The secret GitLab's push webhook sends (secret); to be set by hand without `gitops.gitlab`. */
+    readonly webhookSecret: pulumi.Output<string>;
 }
 
-/** The manifests repository's clone URL: known from config, so it is known at preview too. */
+/** The secrets of the stack config, each only where the config needs it. */
+export interface PlatformSecrets {
+    readonly privateKey: pulumi.Input<string>;
+    /** With `kubernetes.mode: existing`. */
+    readonly kubeconfig?: pulumi.Input<string>;
+    /** With `gitops.gitlab`. */
+    readonly gitlabToken?: pulumi.Input<string>;
+    /** With `gitops.argocd.sso`. */
+    readonly argocdSsoClientSecret?: pulumi.Input<string>;
+    /** With `gitops` but without `gitops.gitlab`: the manifests repository's read credential. */
+    readonly manifestsPassword?: pulumi.Input<string>;
+}
+
+/**
+ * The manifests repository's clone URL, known from config (so at preview too): the GitLab
+ * project's, or the one given without GitLab wiring.
+ */
 export function manifestsRepoUrl(gitops: NonNullable<PlatformConfig["gitops"]>): string {
-    return `${gitlabUrl(gitops)}/${gitops.manifests.project}.git`;
+    if (gitops.gitlab === undefined) {
+        return gitops.manifests.url!;
+    }
+    return `${gitlabUrl(gitops.gitlab)}/${gitops.manifests.project}.git`;
 }
 
 /** The GitLab instance's URL without a trailing slash. */
-function gitlabUrl(gitops: NonNullable<PlatformConfig["gitops"]>): string {
-    return gitops.gitlab.baseUrl.replace(/\/$/, "");
+function gitlabUrl(gitlab: NonNullable<NonNullable<PlatformConfig["gitops"]>["gitlab"]>): string {
+    return gitlab.baseUrl.replace(/\/$/, "");
 }
 
 export interface Platform {
@@ -138,12 +160,8 @@ export interface Platform {
  * phases form one chain (connect → preflight → firewall → fsync gate, see `nodeSteps`) and no
  * chain waits on another node's; etcd starts once every control-plane node's chain is done.
  */
-export function buildPlatform(
-    cfg: PlatformConfig,
-    privateKey: pulumi.Input<string>,
-    kubeconfig?: pulumi.Input<string>,
-    gitlabToken?: pulumi.Input<string>,
-): Platform {
+export function buildPlatform(cfg: PlatformConfig, secrets: PlatformSecrets): Platform {
+    const { privateKey, kubeconfig } = secrets;
     const plans = planNodes(cfg);
     const nodes: Record<string, NodeLayerMember> = {};
     for (const plan of plans) {
@@ -228,81 +246,11 @@ export function buildPlatform(
         kubernetes = new KubernetesControlPlane("kubernetes", { mode: "existing", kubeconfig });
     }
 
-    // GitOps on top of the cluster: Argo CD pulling the manifests repository that GitLab holds.
+    // GitOps on top of the cluster: Argo CD pulling the manifests repository, which GitLab holds
+    // (wired by the program with gitops.gitlab, or by hand without it).
     let gitops: GitOpsLayer | undefined;
     if (cfg.gitops !== undefined && kubernetes !== undefined) {
-        if (gitlabToken === undefined) {
-            throw new Error("gitops needs zerotouch:gitlabToken");
-        }
-        const g = cfg.gitops;
-        const repoUrl = manifestsRepoUrl(g);
-        const webhookSecret = new random.RandomPassword("gitops-webhook-secret", { length: 40, special: false });
-        const gitlabProvider = new GitLabProvider("gitlab", {
-            baseUrl: `${gitlabUrl(g)}/api/v4/`,
-            token: pulumi.secret(gitlabToken),
-        });
-        const wiring = new GitLabWiring("gitlab", {
-            provider: gitlabProvider,
-            manifestsProject: {
-                path: g.manifests.project,
-                mode: g.manifests.mode,
-                ...(g.manifests.namespaceId !== undefined ? { namespaceId: g.manifests.namespaceId } : {}),
-            },
-            appProjects: g.appProjects,
-            webhookUrl: `https://${g.argocd.webhookHostname}/api/webhook`,
-            webhookSecret: webhookSecret.result,
-            accessTokenExpiryDays: g.accessTokenExpiryDays,
-            rotateBeforeDays: g.rotateBeforeDays,
-        });
-        const argocd = new ArgoCd(
-            "argocd",
-            {
-                namespace: g.argocd.namespace,
-                hostname: g.argocd.hostname,
-                webhookHostname: g.argocd.webhookHostname,
-                vpnCidr: cfg.vpnCidr,
-                breakGlassGroup: g.argocd.breakGlassGroup,
-                reconciliationSeconds: g.argocd.reconciliationSeconds,
-                nodeCount: plans.length,
-                gitlabWebhookSecret: webhookSecret.result,
-                repository: { url: repoUrl, username: wiring.deployTokenUsername, password: wiring.deployToken },
-                values: g.argocd.values as ArgoCdValuesOverride,
-            },
-            { providers: [kubernetes.provider], dependsOn: kubernetes.ready },
-        );
-        const environments = [...new Set(Object.values(g.applications).map((a) => a.environment))].sort();
-        const applications = new GitOpsApplications(
-            "applications",
-            {
-                repoUrl,
-                argoCdNamespace: g.argocd.namespace,
-                projects: Object.fromEntries(
-                    environments.map((env) => [
-                        env,
-                        {
-                            namespaces: [
-                                ...new Set(Object.values(g.applications).filter((a) => a.environment === env).map((a) => a.namespace)),
-                            ].sort(),
-                        },
-                    ]),
-                ),
-                applications: Object.entries(g.applications)
-                    .sort(([a], [b]) => a.localeCompare(b))
-                    .map(([name, a]) => ({
-                        name,
-                        project: a.environment,
-                        path: a.path,
-                        namespace: a.namespace,
-                        targetRevision: a.targetRevision,
-                        valueFiles: a.valueFiles,
-                        ...(a.values !== undefined ? { values: a.values } : {}),
-                    })),
-                chart: argocd.chart,
-                dependsOn: [argocd.repositorySecret],
-            },
-            { providers: [kubernetes.provider] },
-        );
-        gitops = { argocd, gitlab: wiring, applications };
+        gitops = gitopsLayer(cfg, cfg.gitops, secrets, kubernetes, plans.length);
     }
 
     const nodeOutputs: Record<string, pulumi.Output<NodeOutput>> = {};
@@ -340,7 +288,12 @@ export function buildPlatform(
         gitops === undefined || cfg.gitops === undefined
             ? pulumi.output(null)
             : pulumi
-                  .all([gitops.argocd.url, gitops.argocd.webhookUrl, gitops.gitlab.manifestsRepoUrl, gitops.gitlab.accessTokenExpiresAt])
+                  .all([
+                      gitops.argocd.url,
+                      gitops.argocd.webhookUrl,
+                      gitops.gitlab?.manifestsRepoUrl ?? manifestsRepoUrl(cfg.gitops),
+                      gitops.gitlab?.accessTokenExpiresAt ?? pulumi.output<string | undefined>(undefined),
+                  ])
                   .apply(
                       ([argocdUrl, webhookUrl, repoUrl, expiresAt]): GitOpsOutput => ({
                           argocdUrl,
@@ -379,4 +332,110 @@ export function buildPlatform(
         ...(kubernetes !== undefined ? { kubernetes, kubeconfig: kubernetes.kubeconfig } : {}),
         ...(gitops !== undefined ? { gitops } : {}),
     };
+}
+
+/**
+ * The GitOps layer: with `gitops.gitlab` the GitLab wiring (manifests project, deploy token,
+ * GITOPS_TOKEN, webhook) and Argo CD reading through its deploy token; without it Argo CD alone,
+ * reading the given repository with the given credential (the rest is wired by hand, see README).
+ */
+function gitopsLayer(
+    cfg: PlatformConfig,
+    g: NonNullable<PlatformConfig["gitops"]>,
+    secrets: PlatformSecrets,
+    kubernetes: KubernetesControlPlane,
+    nodeCount: number,
+): GitOpsLayer {
+    const repoUrl = manifestsRepoUrl(g);
+    const webhookSecret = new random.RandomPassword("gitops-webhook-secret", { length: 40, special: false });
+    let wiring: GitLabWiring | undefined;
+    let repository: ArgoCdRepository;
+    if (g.gitlab !== undefined) {
+        if (secrets.gitlabToken === undefined) {
+            throw new Error("gitops.gitlab needs zerotouch:gitlabToken");
+        }
+        const gitlabProvider = new GitLabProvider("gitlab", {
+            baseUrl: `${gitlabUrl(g.gitlab)}/api/v4/`,
+            token: pulumi.secret(secrets.gitlabToken),
+        });
+        wiring = new GitLabWiring("gitlab", {
+            provider: gitlabProvider,
+            manifestsProject: {
+                path: g.manifests.project!,
+                mode: g.manifests.mode,
+                ...(g.manifests.namespaceId !== undefined ? { namespaceId: g.manifests.namespaceId } : {}),
+            },
+            appProjects: g.appProjects,
+            webhookUrl: `https://${g.argocd.webhookHostname}/api/webhook`,
+            webhookSecret: webhookSecret.result,
+            accessTokenExpiryDays: g.accessTokenExpiryDays,
+            rotateBeforeDays: g.rotateBeforeDays,
+        });
+        repository = { url: repoUrl, username: wiring.deployTokenUsername, password: wiring.deployToken };
+    } else {
+        if (secrets.manifestsPassword === undefined) {
+            throw new Error("gitops without gitops.gitlab needs zerotouch:manifestsPassword");
+        }
+        repository = { url: repoUrl, username: g.manifests.username!, password: pulumi.secret(secrets.manifestsPassword) };
+    }
+    const sso = g.argocd.sso;
+    const issuer = sso?.issuer ?? (g.gitlab !== undefined ? gitlabUrl(g.gitlab) : undefined);
+    if (sso !== undefined && (issuer === undefined || secrets.argocdSsoClientSecret === undefined)) {
+        throw new Error("gitops.argocd.sso needs an issuer and zerotouch:argocdSsoClientSecret");
+    }
+    const chart = g.argocd.chart;
+    const argocd = new ArgoCd(
+        "argocd",
+        {
+            namespace: g.argocd.namespace,
+            hostname: g.argocd.hostname,
+            webhookHostname: g.argocd.webhookHostname,
+            vpnCidr: cfg.vpnCidr,
+            ...(sso !== undefined
+                ? {
+                      sso: { provider: sso.provider, issuer: issuer!, clientId: sso.clientId, groupsClaim: sso.groupsClaim },
+                      ssoClientSecret: pulumi.secret(secrets.argocdSsoClientSecret!),
+                  }
+                : {}),
+            ...(g.argocd.breakGlassGroup !== undefined ? { breakGlassGroup: g.argocd.breakGlassGroup } : {}),
+            ...(chart?.repo !== undefined ? { chartSource: { repo: chart.repo } } : chart?.path !== undefined ? { chartSource: { path: chart.path } } : {}),
+            reconciliationSeconds: g.argocd.reconciliationSeconds,
+            nodeCount,
+            gitlabWebhookSecret: webhookSecret.result,
+            repository,
+            values: g.argocd.values as ArgoCdValuesOverride,
+        },
+        { providers: [kubernetes.provider], dependsOn: kubernetes.ready },
+    );
+    const environments = [...new Set(Object.values(g.applications).map((a) => a.environment))].sort();
+    const applications = new GitOpsApplications(
+        "applications",
+        {
+            repoUrl,
+            argoCdNamespace: g.argocd.namespace,
+            projects: Object.fromEntries(
+                environments.map((env) => [
+                    env,
+                    {
+                        namespaces: [...new Set(Object.values(g.applications).filter((a) => a.environment === env).map((a) => a.namespace))].sort(),
+                    },
+                ]),
+            ),
+            applications: Object.entries(g.applications)
+                .sort(([a], [b]) => a.localeCompare(b))
+                .map(([name, a]) => ({
+                    name,
+                    project: a.environment,
+                    path: a.path,
+                    namespace: a.namespace,
+                    targetRevision: a.targetRevision,
+                    valueFiles: a.valueFiles,
+                    ...(a.values !== undefined ? { values: a.values } : {}),
+                })),
+            chart: argocd.chart,
+            dependsOn: [argocd.repositorySecret],
+        },
+        { providers: [kubernetes.provider] },
+    );
+    return { argocd, ...(wiring !== undefined ? { gitlab: wiring } : {}), applications, webhookSecret: webhookSecret.result };
 }

@@ -120,7 +120,11 @@ export const workloadResidencyMode: ResourceValidationPolicy = {
                 reportViolation(`${what}: chart is unknown during preview; allowed: a chart known from config whose workloads set ${want}`);
                 return;
             }
-            const chartName = typeof chart === "string" ? chart.replace(/\/+$/, "").split("/").pop() ?? chart : "";
+            // A repository chart name, an oci:// reference or a local tarball (`…/argo-cd-10.1.1.tgz`).
+            const chartName =
+                typeof chart === "string"
+                    ? (chart.replace(/\/+$/, "").split("/").pop() ?? chart).replace(/\.tgz$/, "").replace(/-[0-9]+\.[0-9]+\.[0-9]+([-+][A-Za-z0-9.+-]*)?$/, "")
+                    : "";
             const contract = contracts[chartName];
             if (contract === undefined) {
                 return;

@@ -1,5 +1,18 @@
 import type { ArgoCdArgs, ArgoCdValuesSpec, JsonObject } from "../components/gitops/argocd";
-import { ARGOCD_CHART, ARGOCD_VALUES_INDEX, argoCdPostRenderer, argoCdSizing, argoCdValues, planArgoCd, POST_RENDER_SCRIPT, RESOURCE_PATHS } from "../components/gitops/argocd";
+import {
+    ARGOCD_CHART,
+    ARGOCD_VALUES_INDEX,
+    argoCdChartInputs,
+    ArgoCdChartSource,
+    argoCdPostRenderer,
+    argoCdSizing,
+    argoCdValues,
+    planArgoCd,
+    POST_RENDER_SCRIPT,
+    RESOURCE_PATHS,
+    SSO_SECRET_KEYS,
+} from "../components/gitops/argocd";
+import { parse as parseYaml } from "yaml";
 import { unreadValues } from "../components/gitops/chartValues";
 import type { Recorder } from "./support/mocks";
 import { isSecret, resolve, wireSecret } from "./support/mocks";
@@ -16,8 +29,12 @@ const REPO = "https://gitlab.example.com/platform/manifests.git";
 const WEBHOOK_SECRET = "whsecret-SECRET-0123456789abcdef";
 const DEPLOY_TOKEN = "gldt-SECRET-deploytoken-xyz";
 
+const SSO_SECRET = "gloas-SECRET-sso-client-0123456789";
+const SSO = { provider: "gitlab", issuer: "https://gitlab.example.com", clientId: "argocd-osl" } as const;
+
 const SPEC: ArgoCdValuesSpec = {
     hostname: "argocd.example.com",
+    sso: SSO,
     breakGlassGroup: "platform/argocd-breakglass",
     extraPolicyLines: [],
     reconciliationSeconds: 180,
@@ -130,16 +147,23 @@ describe("values override", () => {
         const v = argoCdValues({
             ...SPEC,
             override: {
-                configs: { cm: { "oidc.config": "name: GitLab\nissuer: https://gitlab.example.com\n" } },
+                configs: { cm: { "statusbadge.enabled": "true" } },
                 controller: { resources: { limits: { memory: "3Gi" } } },
-                dex: { enabled: true },
+                dex: { resources: { limits: { memory: "256Mi" } } },
             },
         }) as any;
-        expect(v.configs.cm["oidc.config"]).toContain("issuer: https://gitlab.example.com");
+        expect(v.configs.cm["statusbadge.enabled"]).toBe("true");
         expect(v.configs.cm["admin.enabled"]).toBe("false");
         expect(v.controller.resources).toEqual({ requests: { cpu: "500m", memory: "1Gi" }, limits: { cpu: "2", memory: "3Gi" } });
         expect(v.dex.enabled).toBe(true);
-        expect(v.dex.resources.limits.memory).toBe("128Mi");
+        expect(v.dex.resources).toEqual({ requests: { cpu: "10m", memory: "32Mi" }, limits: { cpu: "100m", memory: "256Mi" } });
+    });
+
+    it("refuses an override key the pinned chart does not read, naming it", () => {
+        expect(() => argoCdValues({ ...SPEC, override: { applicationSet: { env: [{ name: "X", value: "y" }] } } })).toThrow(
+            "ArgoCd: values override sets applicationSet.env, which the argo-cd chart 10.1.1 does not read (Helm would ignore it); allowed: keys of the chart's values.yaml or read by its templates",
+        );
+        expect(() => argoCdValues({ ...SPEC, override: { serverr: { replicas: 3 } } })).toThrow(/sets serverr.replicas, which the argo-cd chart 10.1.1 does not read/);
     });
 
     it.each<[string, object, RegExp]>([
@@ -174,10 +198,90 @@ describe("values override", () => {
     });
 });
 
+describe("single sign-on and the break-glass group", () => {
+    it("GitLab through Dex: a gitlab connector whose secret is a reference into argocd-secret, never the value", () => {
+        const v = argoCdValues(SPEC) as any;
+        expect(v.dex.enabled).toBe(true);
+        const dex = parseYaml(v.configs.cm["dex.config"]);
+        expect(dex).toEqual({
+            connectors: [
+                {
+                    type: "gitlab",
+                    id: "gitlab",
+                    name: "GitLab",
+                    config: { baseURL: "https://gitlab.example.com", clientID: "argocd-osl", clientSecret: "$dex.gitlab.clientSecret", useLoginAsID: false },
+                },
+            ],
+        });
+        expect(v.configs.cm["oidc.config"]).toBeUndefined();
+        expect(v.configs.rbac).toMatchObject({ "policy.default": "role:readonly", "policy.csv": "g, platform/argocd-breakglass, role:admin\n", scopes: "[groups]" });
+        expect(SSO_SECRET_KEYS.gitlab).toBe("dex.gitlab.clientSecret");
+    });
+
+    it("a generic OIDC issuer: Argo CD's own client, the groups claim requested and mapped", () => {
+        const v = argoCdValues({ ...SPEC, sso: { provider: "oidc", issuer: "https://id.example.eu/realms/ops", clientId: "argocd", groupsClaim: "roles" } }) as any;
+        expect(v.dex.enabled).toBe(false);
+        expect(parseYaml(v.configs.cm["oidc.config"])).toEqual({
+            name: "SSO",
+            issuer: "https://id.example.eu/realms/ops",
+            clientID: "argocd",
+            clientSecret: "$oidc.clientSecret",
+            requestedScopes: ["openid", "profile", "email", "roles"],
+            requestedIDTokenClaims: { roles: { essential: true } },
+        });
+        expect(v.configs.rbac.scopes).toBe("[roles]");
+    });
+
+    it("without SSO: no one logs in (admin off, no connector), and a break-glass group is refused", () => {
+        const noSso: ArgoCdValuesSpec = { ...SPEC, sso: undefined, breakGlassGroup: undefined };
+        const v = argoCdValues(noSso) as any;
+        expect(v.dex.enabled).toBe(false);
+        expect(v.configs.cm["dex.config"]).toBeUndefined();
+        expect(v.configs.rbac["policy.csv"]).toBe("\n");
+        expect(() => argoCdValues({ ...noSso, breakGlassGroup: "platform/argocd-breakglass" })).toThrow(
+            'ArgoCd: breakGlassGroup is "platform/argocd-breakglass" but no sso is configured; allowed: a break-glass group only with sso (no one could log in as it otherwise)',
+        );
+    });
+
+    it.each([
+        ["dex.config", { configs: { cm: { "dex.config": "connectors: []" } } }],
+        ["oidc.config", { configs: { cm: { "oidc.config": "issuer: https://evil.example.com" } } }],
+        ["dex.enabled", { dex: { enabled: false } }],
+    ])("an override cannot change who logs in: %s", (_key, override) => {
+        expect(() => argoCdValues({ ...SPEC, override })).toThrow(/allowed: any chart value except/);
+    });
+
+    it("refuses an http issuer and sso without its client secret", () => {
+        expect(() => argoCdValues({ ...SPEC, sso: { ...SSO, issuer: "http://gitlab.example.com" } })).toThrow(/sso.issuer is "http:\/\/gitlab.example.com"; allowed: an https:\/\/ URL/);
+        expect(() => planArgoCd({ ...ARGS, ssoClientSecret: undefined })).toThrow("ArgoCd: sso and ssoClientSecret go together; allowed: both (single sign-on) or neither");
+    });
+});
+
+describe("where the chart comes from", () => {
+    it.each<[string, ArgoCdChartSource | undefined, Record<string, unknown>]>([
+        ["the public argo-helm repository by default", undefined, { chart: "argo-cd", version: "10.1.1", repositoryOpts: { repo: "https://argoproj.github.io/argo-helm" } }],
+        ["an HTTPS mirror", { repo: "https://charts.example.eu/argo/" }, { chart: "argo-cd", version: "10.1.1", repositoryOpts: { repo: "https://charts.example.eu/argo" } }],
+        ["an OCI registry", { repo: "oci://registry.example.eu/charts" }, { chart: "oci://registry.example.eu/charts/argo-cd", version: "10.1.1" }],
+        ["a local tarball", { path: "/srv/charts/argo-cd-10.1.1.tgz" }, { chart: "/srv/charts/argo-cd-10.1.1.tgz", version: "10.1.1" }],
+    ])("%s", (_name, source, inputs) => {
+        expect(argoCdChartInputs(source)).toEqual(inputs);
+    });
+
+    it.each<[ArgoCdChartSource, RegExp]>([
+        [{ repo: "http://charts.example.eu" }, /chartSource.repo is "http:\/\/charts.example.eu"; allowed: an https:\/\/ Helm repository or an oci:\/\/ registry path/],
+        [{ path: "relative/argo-cd.tgz" }, /chartSource.path is "relative\/argo-cd.tgz"; allowed: an absolute path/],
+        [{ path: "/srv/../etc/argo-cd.tgz" }, /chartSource.path/],
+    ])("refuses %j", (source, message) => {
+        expect(() => argoCdChartInputs(source)).toThrow(message);
+    });
+});
+
 const ARGS: ArgoCdArgs = {
     hostname: "argocd.example.com",
     webhookHostname: "hooks.example.com",
     vpnCidr: "10.8.0.0/24",
+    sso: SSO,
+    ssoClientSecret: SSO_SECRET,
     breakGlassGroup: "platform/argocd-breakglass",
     nodeCount: 3,
     gitlabWebhookSecret: WEBHOOK_SECRET,

@@ -54,6 +54,40 @@ describe("validateConfig accepts", () => {
         });
     });
 
+    test("single sign-on with a break-glass group, and a chart mirror", () => {
+        const raw = {
+            ...valid(),
+            gitops: gitops({
+                argocd: {
+                    hostname: "argocd.vpn.example.net",
+                    webhookHostname: "argocd-hooks.example.net",
+                    sso: { provider: "gitlab", clientId: "argocd-osl" },
+                    breakGlassGroup: "platform/argocd-admins",
+                    chart: { repo: "oci://registry.example.eu/charts" },
+                },
+            }),
+            gitlabToken: "glpat-0123456789",
+            argocdSsoClientSecret: "gloas-0123456789",
+        };
+        const cfg = validateConfig(raw, new Set([...SECRET, "argocdSsoClientSecret"]));
+        expect(cfg.gitops?.argocd).toMatchObject({ sso: { provider: "gitlab", clientId: "argocd-osl", groupsClaim: "groups" }, chart: { repo: "oci://registry.example.eu/charts" } });
+    });
+
+    test("GitOps without GitLab wiring: the repository's URL and a read credential", () => {
+        const raw = {
+            ...valid(),
+            gitops: {
+                argocd: { hostname: "argocd.vpn.example.net", webhookHostname: "argocd-hooks.example.net", chart: { path: "/srv/charts/argo-cd-10.1.1.tgz" } },
+                manifests: { url: "https://git.example.eu/platform/manifests.git", username: "argocd-reader" },
+                applications: { "api-prod": { environment: "prod", path: "apps/api", namespace: "api" } },
+            },
+            manifestsPassword: "read-0123456789",
+        };
+        const cfg = validateConfig(raw, new Set([...SECRET, "manifestsPassword"]));
+        expect(cfg.gitops?.gitlab).toBeUndefined();
+        expect(cfg.gitops?.manifests).toMatchObject({ url: "https://git.example.eu/platform/manifests.git", username: "argocd-reader" });
+    });
+
     test("a GitLab token set as plain text is refused without showing it", () => {
         const raw = { ...valid(), gitops: gitops(), gitlabToken: "glpat-SECRETVALUE" };
         const problems = problemsOf(raw, new Set(["sshPrivateKey"]));
@@ -95,7 +129,7 @@ type Case = [string, (raw: Record<string, any>) => void, RegExp[]];
 function gitops(over: Record<string, unknown> = {}): Record<string, unknown> {
     return {
         gitlab: { baseUrl: "https://gitlab.example.com" },
-        argocd: { hostname: "argocd.vpn.example.net", webhookHostname: "argocd-hooks.example.net", breakGlassGroup: "platform/argocd-admins" },
+        argocd: { hostname: "argocd.vpn.example.net", webhookHostname: "argocd-hooks.example.net" },
         manifests: { project: "platform/manifests", mode: "create", namespaceId: 42 },
         appProjects: ["team/api"],
         applications: { "api-prod": { environment: "prod", path: "apps/api", namespace: "api", valueFiles: ["values-prod.yaml"] } },
@@ -250,7 +284,7 @@ const rejections: Case[] = [
     [
         "a typo at the top level",
         (r) => (r.vpnCIDR = "10.8.0.0/24"),
-        [/^zerotouch:vpnCIDR: unknown key \(given "10\.8\.0\.0\/24"\); allowed: the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, firewall, etcd, kubernetes, kubeconfig, gitops, gitlabToken$/],
+        [/^zerotouch:vpnCIDR: unknown key \(given "10\.8\.0\.0\/24"\); allowed: the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, firewall, etcd, kubernetes, kubeconfig, gitops, gitlabToken, argocdSsoClientSecret, manifestsPassword$/],
     ],
     [
         "a typo in a node",
@@ -410,7 +444,7 @@ const rejections: Case[] = [
     [
         "gitops without a GitLab token",
         (r) => (r.gitops = gitops()),
-        [/^zerotouch:gitlabToken: gitops is set, which needs a GitLab token; given nothing \(missing\); allowed: a GitLab token with api scope/],
+        [/^zerotouch:gitlabToken: gitops.gitlab is set, which needs a GitLab token; given nothing \(missing\); allowed: a GitLab token with api scope/],
     ],
     [
         "gitops on kubernetes.mode none",
@@ -424,7 +458,7 @@ const rejections: Case[] = [
     [
         "a webhook hostname equal to the UI's",
         (r) => {
-            r.gitops = gitops({ argocd: { hostname: "argocd.example.net", webhookHostname: "argocd.example.net", breakGlassGroup: "ops" } });
+            r.gitops = gitops({ argocd: { hostname: "argocd.example.net", webhookHostname: "argocd.example.net" } });
             r.gitlabToken = "glpat-0123456789";
         },
         [/^zerotouch:gitops\.argocd\.webhookHostname: the same as hostname: the UI stays on the VPN while the webhook is public; given "argocd\.example\.net"/],
@@ -460,6 +494,47 @@ const rejections: Case[] = [
             r.gitlabToken = "glpat-0123456789";
         },
         [/^zerotouch:gitops\.applications\.api-prod\.path: given "apps\/\.\.\/secrets"; allowed: a relative path in the manifests repository, without '\.\.'/],
+    ],
+    [
+        "a break-glass group without single sign-on",
+        (r) => {
+            r.gitops = gitops({ argocd: { hostname: "argocd.vpn.example.net", webhookHostname: "argocd-hooks.example.net", breakGlassGroup: "platform/argocd-admins" } });
+            r.gitlabToken = "glpat-0123456789";
+        },
+        [/^zerotouch:gitops\.argocd\.breakGlassGroup: no gitops\.argocd\.sso is configured, so no one could ever log in as that group; given "platform\/argocd-admins"/],
+    ],
+    [
+        "single sign-on without its client secret, and OIDC without an issuer",
+        (r) => {
+            r.gitops = gitops({ argocd: { hostname: "argocd.vpn.example.net", webhookHostname: "argocd-hooks.example.net", sso: { provider: "oidc", clientId: "argocd" } } });
+            r.gitlabToken = "glpat-0123456789";
+        },
+        [
+            /^zerotouch:argocdSsoClientSecret: gitops\.argocd\.sso is set, which needs the client's secret; given nothing \(missing\)/,
+            /^zerotouch:gitops\.argocd\.sso\.issuer: provider oidc needs the issuer URL; given nothing \(missing\)/,
+        ],
+    ],
+    [
+        "a chart source with both repo and path",
+        (r) => {
+            r.gitops = gitops({
+                argocd: { hostname: "argocd.vpn.example.net", webhookHostname: "argocd-hooks.example.net", chart: { repo: "https://charts.example.eu", path: "/srv/argo-cd.tgz" } },
+            });
+            r.gitlabToken = "glpat-0123456789";
+        },
+        [/^zerotouch:gitops\.argocd\.chart: exactly one of repo and path; given \{"repo":"https:\/\/charts\.example\.eu","path":"\/srv\/argo-cd\.tgz"\}/],
+    ],
+    [
+        "no GitLab wiring and no repository: URL, credential and app projects",
+        (r) => {
+            r.gitops = { ...gitops(), gitlab: undefined, manifests: {} };
+        },
+        [
+            /^zerotouch:gitops\.manifests\.url: without gitops\.gitlab, the manifests repository is wired by hand and its clone URL is needed; given nothing \(missing\)/,
+            /^zerotouch:gitops\.manifests\.username: without gitops\.gitlab, .* user name of its read credential is needed/,
+            /^zerotouch:manifestsPassword: without gitops\.gitlab, .* its read credential is needed as a secret; given nothing \(missing\)/,
+            /^zerotouch:gitops\.appProjects: without gitops\.gitlab, .*: GITOPS_TOKEN on app projects is part of the GitLab wiring/,
+        ],
     ],
     [
         "create mode without the group id",
@@ -543,7 +618,7 @@ describe("stack files", () => {
     const prod = readFileSync(path.join(__dirname, "..", "Pulumi.prod.yaml"), "utf8");
 
     test("Pulumi.prod.yaml is valid: 3 control-plane nodes and 2 workers in Oslo, key as a secure value", () => {
-        const { raw, secretKeys } = parseStackFile(prod, { sshPrivateKey: TEST_KEY, gitlabToken: "glpat-test" });
+        const { raw, secretKeys } = parseStackFile(prod, { sshPrivateKey: TEST_KEY, gitlabToken: "glpat-test", argocdSsoClientSecret: "sso-client-secret" });
         expect(secretKeys.has("sshPrivateKey")).toBe(true);
         expect(secretKeys.has("gitlabToken")).toBe(true);
         const cfg = validateConfig(raw, secretKeys);

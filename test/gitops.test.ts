@@ -19,6 +19,7 @@ import { runProgram } from "./support/program";
 import { providerState } from "./support/providerState";
 
 const GITLAB_TOKEN = "glpat-prodtoken-SECRET-0123456789";
+const SSO_CLIENT_SECRET = "gloas-sso-client-SECRET-0123456789";
 const CHART = "kubernetes:helm.sh/v4:Chart";
 const APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application";
 const APP_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject";
@@ -38,7 +39,7 @@ describe("the GitOps layer, whole program with Pulumi.prod.yaml", () => {
 
     beforeAll(async () => {
         const text = readFileSync(path.join(__dirname, "..", "Pulumi.prod.yaml"), "utf8");
-        const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: TEST_KEY, gitlabToken: GITLAB_TOKEN });
+        const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: TEST_KEY, gitlabToken: GITLAB_TOKEN, argocdSsoClientSecret: SSO_CLIENT_SECRET });
         run = await runProgram(raw, [...secretKeys]);
         webhookSecret = String(providerState("random:index/randomPassword:RandomPassword", "gitops-webhook-secret")?.result);
     });
@@ -148,7 +149,7 @@ describe("the GitOps layer, whole program with Pulumi.prod.yaml", () => {
     });
 
     test("no token or secret appears in clear on the wire or in the outputs", async () => {
-        const secrets = [GITLAB_TOKEN, webhookSecret, "glpat-", "gldt-"];
+        const secrets = [GITLAB_TOKEN, SSO_CLIENT_SECRET, webhookSecret, "glpat-", "gldt-"];
         for (const r of run.recorder.resources) {
             const clear = JSON.stringify(r.wire, (_k, v: unknown) =>
                 v !== null && typeof v === "object" && (v as Record<string, unknown>)["4dabf18193072939515e22adb298388d"] !== undefined ? "[secret]" : v,
@@ -164,6 +165,17 @@ describe("the GitOps layer, whole program with Pulumi.prod.yaml", () => {
         }
     });
 
+    test("single sign-on through Dex and GitLab: the client secret only in argocd-secret, as a secret", () => {
+        const values = only(run.recorder, CHART).inputs.values as Record<string, any>;
+        expect(values.dex.enabled).toBe(true);
+        expect(values.configs.cm["dex.config"]).toContain("baseURL: https://gitlab.example.com");
+        expect(values.configs.cm["dex.config"]).toContain("clientSecret: $dex.gitlab.clientSecret");
+        expect(values.configs.rbac["policy.csv"]).toBe("g, platform/argocd-admins, role:admin\n");
+        const patch = only(run.recorder, "kubernetes:core/v1:SecretPatch");
+        expect(patch.inputs.stringData["dex.gitlab.clientSecret"]).toBe(SSO_CLIENT_SECRET);
+        expect(wireSecret(patch.wire, ["stringData", "dex.gitlab.clientSecret"])).toBe(true);
+    });
+
     test("the outputs object carries the GitOps layer and matches its contract", async () => {
         const outputs = parsePlatformOutputs(await resolve(run.exports.platform), "prod");
         expect(outputs.gitops).toEqual({
@@ -176,5 +188,55 @@ describe("the GitOps layer, whole program with Pulumi.prod.yaml", () => {
             applications: ["backend-service-prod"],
         });
         expect(outputs.kubernetes.apiEndpoint).toBe("api.osl.example.net");
+    });
+});
+
+describe("the GitOps layer without GitLab wiring (the repository and its webhook wired by hand)", () => {
+    const URL = "https://git.example.eu/platform/manifests.git";
+    const PASSWORD = "reader-SECRET-0123456789";
+    let run: Run;
+
+    beforeAll(async () => {
+        const text = readFileSync(path.join(__dirname, "..", "Pulumi.prod.yaml"), "utf8");
+        const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: TEST_KEY, manifestsPassword: PASSWORD });
+        const g = raw.gitops as Record<string, any>;
+        delete g.gitlab;
+        delete g.argocd.sso;
+        delete g.argocd.breakGlassGroup;
+        g.argocd.chart = { path: "/srv/charts/argo-cd-10.1.1.tgz" };
+        g.manifests = { url: URL, username: "argocd-reader" };
+        g.appProjects = [];
+        delete raw.gitlabToken;
+        delete raw.argocdSsoClientSecret;
+        secretKeys.delete("gitlabToken");
+        secretKeys.delete("argocdSsoClientSecret");
+        run = await runProgram(raw, [...secretKeys]);
+    });
+
+    test("no GitLab resource; Argo CD reads the given repository with the given credential, kept secret", () => {
+        expect(run.recorder.resources.filter((r) => r.type.startsWith("gitlab:") || r.type.startsWith("pulumi:providers:gitlab"))).toEqual([]);
+        const repo = run.recorder.byName("argocd-repository");
+        expect(repo.inputs.stringData).toMatchObject({ url: URL, username: "argocd-reader", password: PASSWORD });
+        expect(wireSecret(repo.wire, ["stringData", "password"])).toBe(true);
+        for (const app of run.recorder.ofType(APPLICATION)) {
+            expect(app.inputs.spec.source.repoURL).toBe(URL);
+        }
+    });
+
+    test("the chart from a local tarball; no SSO, so no one logs in to the UI and the kubeconfig is the way in", () => {
+        const chart = only(run.recorder, CHART);
+        expect(chart.inputs).toMatchObject({ chart: "/srv/charts/argo-cd-10.1.1.tgz", version: "10.1.1" });
+        expect(chart.inputs.repositoryOpts).toBeUndefined();
+        expect(chart.inputs.values.dex.enabled).toBe(false);
+        expect(chart.inputs.values.configs.rbac["policy.csv"]).toBe("\n");
+    });
+
+    test("the webhook secret to set in GitLab by hand is a secret stack output; the outputs say where things are", async () => {
+        expect(await isSecret(run.exports.gitopsWebhookSecret)).toBe(true);
+        const secret = String(await resolve(run.exports.gitopsWebhookSecret));
+        expect(secret).toBe(providerState("random:index/randomPassword:RandomPassword", "gitops-webhook-secret")?.result);
+        const outputs = parsePlatformOutputs(await resolve(run.exports.platform), "prod");
+        expect(outputs.gitops).toMatchObject({ manifestsRepoUrl: URL, gitopsTokenExpiresAt: null, appProjects: [] });
+        expect(JSON.stringify(outputs)).not.toContain(secret);
     });
 });

@@ -291,6 +291,12 @@ describe("workload-residency-mode", () => {
             expect.stringMatching(/^Chart argocd-chart: chart argo-cd has no post-renderer adding DATA_RESIDENCY_MODE=strict_eea \(postRenderer.args null\); its init containers/),
         ]);
     });
+    test("a chart from a local tarball or an OCI registry is the same chart to the policy", async () => {
+        expect(await messages(workloadResidencyMode, changed("chart", "props.chart", "/srv/charts/argo-cd-10.1.1.tgz"))).toEqual([]);
+        const local = changed("chart", "props.chart", "/srv/charts/argo-cd-10.1.1.tgz");
+        expect(await messages(workloadResidencyMode, { ...local, props: { ...local.props, postRenderer: undefined } })).toEqual([expect.stringContaining("has no post-renderer")]);
+        expect(await messages(workloadResidencyMode, changed("chart", "props.chart", "oci://registry.example.eu/charts/argo-cd"))).toEqual([]);
+    });
     test("a chart version without an index of what it reads fails closed", async () => {
         expect(await messages(workloadResidencyMode, changed("chart", "props.version", "10.3.3"))).toEqual([
             'Chart argocd-chart: chart argo-cd version "10.3.3" has no index of the values it reads, so its env keys cannot be checked; allowed: version 10.1.1',

@@ -14,13 +14,14 @@ import { TEST_KEY } from "./support/config";
 import { Diagnostic, mandatory, PackResource, PolicyRun, runPack, runPolicyProgram, secretValue } from "./support/policyHarness";
 
 const GITLAB_TOKEN = "glpat-prodtoken-SECRET-0123456789";
+const SSO_CLIENT_SECRET = "gloas-sso-client-SECRET-0123456789";
 const CONFIG_DIR = path.join(__dirname, "..", "policy");
 const EEA = JSON.parse(readFileSync(path.join(CONFIG_DIR, "config.eea.json"), "utf8")) as PolicyPackConfig;
 const STRICT_NO = JSON.parse(readFileSync(path.join(CONFIG_DIR, "config.strict-no.json"), "utf8")) as PolicyPackConfig;
 
 function prodConfig(): { raw: Record<string, any>; secretKeys: string[] } {
     const text = readFileSync(path.join(__dirname, "..", "Pulumi.prod.yaml"), "utf8");
-    const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: TEST_KEY, gitlabToken: GITLAB_TOKEN });
+    const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: TEST_KEY, gitlabToken: GITLAB_TOKEN, argocdSsoClientSecret: SSO_CLIENT_SECRET });
     return { raw: structuredClone(raw), secretKeys: [...secretKeys] };
 }
 

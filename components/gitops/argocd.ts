@@ -5,6 +5,8 @@ import * as path from "path";
 
 import { parseCidr } from "../lib/cidr";
 import { checkDnsLabel, checkRepoUrl, DEFAULT_ARGOCD_NAMESPACE } from "./applications";
+import { stringify as stringifyYaml } from "yaml";
+
 import { ChartValuesIndex, formatKeyPath, unreadValues } from "./chartValues";
 import ARGOCD_VALUES_INDEX_JSON from "./charts/argo-cd-10.1.1.values-index.json";
 
@@ -185,12 +187,31 @@ export function argoCdSizing(nodeCount: number, clusters: number): ArgoCdSizing 
     };
 }
 
+/**
+ * Argo CD's single sign-on, without its secret: Dex in front of GitLab (`gitlab`, GitLab being the
+ * identity source here), or a generic OpenID Connect issuer (`oidc`). The client secret lives in
+ * `argocd-secret` under SSO_SECRET_KEYS[provider], which the config refers to as `$<key>`.
+ */
+export interface ArgoCdSso {
+    readonly provider: "gitlab" | "oidc";
+    /** The GitLab instance (gitlab) or the OIDC issuer (oidc), https. */
+    readonly issuer: string;
+    readonly clientId: string;
+    /** The ID token claim with the user's groups. Defaults to "groups". */
+    readonly groupsClaim?: string;
+}
+
+/** Where each provider's client secret goes in `argocd-secret`. */
+export const SSO_SECRET_KEYS = { gitlab: "dex.gitlab.clientSecret", oidc: "oidc.clientSecret" } as const;
+
 /** What `argoCdValues` needs: plain data, no secret. */
 export interface ArgoCdValuesSpec {
     /** UI/API hostname: `global.domain` and the URL Argo CD knows itself by. */
     readonly hostname: string;
-    /** SSO group mapped to `role:admin` (break-glass). */
-    readonly breakGlassGroup: string;
+    /** Single sign-on; without it no one logs in to Argo CD (the local admin is off). */
+    readonly sso?: ArgoCdSso;
+    /** SSO group mapped to `role:admin` (break-glass); needs `sso`. */
+    readonly breakGlassGroup?: string;
     /** Further `p,`/`g,` lines for `policy.csv`. */
     readonly extraPolicyLines: readonly string[];
     readonly reconciliationSeconds: number;
@@ -205,6 +226,10 @@ export const PROTECTED_VALUES: readonly (readonly string[])[] = [
     ["configs", "cm", "admin.enabled"],
     ["configs", "cm", "users.anonymous.enabled"],
     ["configs", "cm", "url"],
+    // Single sign-on and who it lets in: only through sso and breakGlassGroup.
+    ["configs", "cm", "dex.config"],
+    ["configs", "cm", "oidc.config"],
+    ["dex", "enabled"],
     ["global", "domain"],
     // TLS ends at Traefik; the API server answers plain HTTP behind it, and never without auth.
     ["configs", "params", "server.insecure"],
@@ -314,8 +339,26 @@ const GROUP = /^[^\s,#"]+$/;
 
 /** The settings every values object carries, checked once. */
 function checkValuesSpec(spec: ArgoCdValuesSpec): void {
-    if (typeof spec.breakGlassGroup !== "string" || !GROUP.test(spec.breakGlassGroup)) {
+    if (spec.breakGlassGroup !== undefined && (typeof spec.breakGlassGroup !== "string" || !GROUP.test(spec.breakGlassGroup))) {
         throw new Error(`ArgoCd: breakGlassGroup is ${JSON.stringify(spec.breakGlassGroup)}; allowed: an SSO group name without whitespace, ',', '#' or '"', e.g. platform/argocd-breakglass`);
+    }
+    if (spec.breakGlassGroup !== undefined && spec.sso === undefined) {
+        throw new Error(`ArgoCd: breakGlassGroup is ${JSON.stringify(spec.breakGlassGroup)} but no sso is configured; allowed: a break-glass group only with sso (no one could log in as it otherwise)`);
+    }
+    if (spec.sso !== undefined) {
+        const { provider, issuer, clientId, groupsClaim } = spec.sso;
+        if (provider !== "gitlab" && provider !== "oidc") {
+            throw new Error(`ArgoCd: sso.provider is ${JSON.stringify(provider)}; allowed: gitlab or oidc`);
+        }
+        if (typeof issuer !== "string" || !/^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._~%+-]+)*\/?$/.test(issuer)) {
+            throw new Error(`ArgoCd: sso.issuer is ${JSON.stringify(issuer)}; allowed: an https:// URL of the identity provider`);
+        }
+        if (typeof clientId !== "string" || !/^[A-Za-z0-9._:-]{1,200}$/.test(clientId)) {
+            throw new Error(`ArgoCd: sso.clientId is ${JSON.stringify(clientId)}; allowed: letters, digits, '.', '_', ':', '-'`);
+        }
+        if (groupsClaim !== undefined && !/^[A-Za-z0-9_.:-]{1,64}$/.test(groupsClaim)) {
+            throw new Error(`ArgoCd: sso.groupsClaim is ${JSON.stringify(groupsClaim)}; allowed: a claim name`);
+        }
     }
     for (const line of spec.extraPolicyLines) {
         if (typeof line !== "string" || !POLICY_LINE.test(line)) {
@@ -336,7 +379,8 @@ export function argoCdValues(spec: ArgoCdValuesSpec): JsonObject {
     checkValuesSpec(spec);
     const sizing = argoCdSizing(spec.nodeCount, spec.clusters);
     const res = sizing.resources;
-    const policyCsv = [`g, ${spec.breakGlassGroup}, role:admin`, ...spec.extraPolicyLines].join("\n") + "\n";
+    const policyCsv = [...(spec.breakGlassGroup !== undefined ? [`g, ${spec.breakGlassGroup}, role:admin`] : []), ...spec.extraPolicyLines].join("\n") + "\n";
+    const sso = ssoValues(spec.sso);
     const resources = (c: ArgoCdComponent): JsonObject => ({
         requests: { ...res[c].requests },
         limits: { ...res[c].limits },
@@ -359,6 +403,7 @@ export function argoCdValues(spec: ArgoCdValuesSpec): JsonObject {
                 "users.anonymous.enabled": "false",
                 "exec.enabled": "false",
                 "timeout.reconciliation": `${spec.reconciliationSeconds}s`,
+                ...sso.cm,
             },
             params: {
                 "server.insecure": "true",
@@ -371,7 +416,7 @@ export function argoCdValues(spec: ArgoCdValuesSpec): JsonObject {
             rbac: {
                 "policy.default": "role:readonly",
                 "policy.csv": policyCsv,
-                scopes: "[groups]",
+                scopes: `[${spec.sso?.groupsClaim ?? "groups"}]`,
             },
             // The webhook secret goes in by a secret SecretPatch after the chart (see ArgoCd), so
             // the values hold no secret and stay known at preview.
@@ -394,9 +439,8 @@ export function argoCdValues(spec: ArgoCdValuesSpec): JsonObject {
         },
         applicationSet: { replicas: 1, resources: resources("applicationSet") },
         notifications: { resources: resources("notifications") },
-        // SSO goes straight to GitLab as OIDC provider (configs.cm."oidc.config"); dex can be
-        // switched on through the override and is sized already.
-        dex: { enabled: false, resources: resources("dex"), image: { repository: ARGOCD_IMAGES.dex }, initImage: { resources: resources("dexInit") } },
+        // Dex runs only for GitLab sign-on (sso.provider gitlab); it is sized either way.
+        dex: { enabled: sso.dex, resources: resources("dex"), image: { repository: ARGOCD_IMAGES.dex }, initImage: { resources: resources("dexInit") } },
         redis: {
             resources: resources("redis"),
             image: { repository: ARGOCD_IMAGES.redis },
@@ -427,6 +471,40 @@ export function argoCdValues(spec: ArgoCdValuesSpec): JsonObject {
     return merged;
 }
 
+/**
+ * The SSO part of the values: Dex's GitLab connector (`dex.config`) or Argo CD's own OIDC client
+ * (`oidc.config`), each referring to its client secret in argocd-secret by `$<key>`, never
+ * holding it. Groups come from the ID token's groups claim; RBAC maps them (`scopes`).
+ */
+function ssoValues(sso: ArgoCdSso | undefined): { cm: JsonObject; dex: boolean } {
+    if (sso === undefined) {
+        return { cm: {}, dex: false };
+    }
+    if (sso.provider === "gitlab") {
+        const dexConfig = {
+            connectors: [
+                {
+                    type: "gitlab",
+                    id: "gitlab",
+                    name: "GitLab",
+                    config: { baseURL: sso.issuer.replace(/\/$/, ""), clientID: sso.clientId, clientSecret: `$${SSO_SECRET_KEYS.gitlab}`, useLoginAsID: false },
+                },
+            ],
+        };
+        return { cm: { "dex.config": stringifyYaml(dexConfig) }, dex: true };
+    }
+    const claim = sso.groupsClaim ?? "groups";
+    const oidcConfig = {
+        name: "SSO",
+        issuer: sso.issuer,
+        clientID: sso.clientId,
+        clientSecret: `$${SSO_SECRET_KEYS.oidc}`,
+        requestedScopes: ["openid", "profile", "email", claim],
+        requestedIDTokenClaims: { [claim]: { essential: true } },
+    };
+    return { cm: { "oidc.config": stringifyYaml(oidcConfig) }, dex: false };
+}
+
 /** A hostname: lowercase DNS labels, at least two, no trailing dot. */
 function checkHostname(key: string, value: string): void {
     const labels = typeof value === "string" ? value.split(".") : [];
@@ -455,12 +533,22 @@ export interface ArgoCdArgs {
     readonly webhookHostname: string;
     /** The VPN's address range: the only sources Traefik lets through to the UI/API. */
     readonly vpnCidr: string;
+    /** Single sign-on; its client secret is `ssoClientSecret`. Defaults to none (no one logs in). */
+    readonly sso?: ArgoCdSso;
+    /** The SSO client's secret, patched into argocd-secret. Required with `sso`. Kept secret. */
+    readonly ssoClientSecret?: pulumi.Input<string>;
     /**
-     * SSO group mapped to `role:admin` (break-glass). Everyone else is `role:readonly`. When SSO
-     * is down, the holder of the cluster's admin kubeconfig works through the Kubernetes API
-     * (`argocd --core`, `kubectl -n argocd …`), which needs no Argo CD login.
+     * SSO group mapped to `role:admin` (break-glass); needs `sso`. Everyone else is
+     * `role:readonly`. When SSO is down, the holder of the cluster's admin kubeconfig works
+     * through the Kubernetes API (`argocd --core`, `kubectl -n argocd …`), which needs no Argo CD
+     * login. Defaults to none.
      */
-    readonly breakGlassGroup: string;
+    readonly breakGlassGroup?: string;
+    /**
+     * Where the pinned chart comes from: a Helm repository or OCI registry mirroring it, or a
+     * local tarball (air-gapped installs). Defaults to ARGOCD_CHART.repo.
+     */
+    readonly chartSource?: ArgoCdChartSource;
     /** Further `policy.csv` lines (`p, …` / `g, …`). Defaults to none. */
     readonly extraPolicyLines?: readonly string[];
     /** Periodic refresh, seconds (`timeout.reconciliation`); 0 turns it off. Defaults to 180. */
@@ -481,6 +569,31 @@ export interface ArgoCdArgs {
 }
 
 const RECONCILIATION_SECONDS = 180;
+
+/** A mirror of the pinned chart: `repo` (https:// Helm repository or oci:// registry path) or `path` (a local .tgz). */
+export type ArgoCdChartSource = { readonly repo: string } | { readonly path: string };
+
+/** The chart inputs of `helm.v4.Chart` for a source. Pure. */
+export function argoCdChartInputs(source: ArgoCdChartSource | undefined): { chart: string; version: string; repositoryOpts?: { repo: string } } {
+    const version = ARGOCD_CHART.version;
+    if (source === undefined) {
+        return { chart: ARGOCD_CHART.chart, version, repositoryOpts: { repo: ARGOCD_CHART.repo } };
+    }
+    if ("path" in source) {
+        if (!/^\/[A-Za-z0-9._/-]*\.tgz$/.test(source.path) || source.path.split("/").includes("..")) {
+            throw new Error(`ArgoCd: chartSource.path is ${JSON.stringify(source.path)}; allowed: an absolute path to the argo-cd ${version} chart's .tgz`);
+        }
+        return { chart: source.path, version };
+    }
+    const repo = source.repo.replace(/\/+$/, "");
+    if (repo.startsWith("oci://")) {
+        return { chart: `${repo}/${ARGOCD_CHART.chart}`, version };
+    }
+    if (!repo.startsWith("https://")) {
+        throw new Error(`ArgoCd: chartSource.repo is ${JSON.stringify(source.repo)}; allowed: an https:// Helm repository or an oci:// registry path`);
+    }
+    return { chart: ARGOCD_CHART.chart, version, repositoryOpts: { repo } };
+}
 
 /** The plain part of the args, checked: what the constructor uses before registering anything. */
 export interface ArgoCdPlan {
@@ -522,9 +635,14 @@ export function planArgoCd(args: ArgoCdArgs): ArgoCdPlan {
     if (typeof args.gitlabWebhookSecret === "string" && args.gitlabWebhookSecret.length < 20) {
         throw new Error("ArgoCd: gitlabWebhookSecret is too short (value not shown); allowed: at least 20 characters, e.g. a generated random string");
     }
+    if ((args.sso === undefined) !== (args.ssoClientSecret === undefined)) {
+        throw new Error("ArgoCd: sso and ssoClientSecret go together; allowed: both (single sign-on) or neither");
+    }
+    argoCdChartInputs(args.chartSource);
     const valuesSpec: ArgoCdValuesSpec = {
         hostname: args.hostname,
-        breakGlassGroup: args.breakGlassGroup,
+        ...(args.sso !== undefined ? { sso: args.sso } : {}),
+        ...(args.breakGlassGroup !== undefined ? { breakGlassGroup: args.breakGlassGroup } : {}),
         extraPolicyLines: args.extraPolicyLines ?? [],
         reconciliationSeconds: args.reconciliationSeconds ?? RECONCILIATION_SECONDS,
         nodeCount: args.nodeCount,
@@ -606,9 +724,7 @@ export class ArgoCd extends pulumi.ComponentResource {
             `${name}-chart`,
             {
                 name: ARGOCD_RELEASE,
-                chart: ARGOCD_CHART.chart,
-                version: ARGOCD_CHART.version,
-                repositoryOpts: { repo: ARGOCD_CHART.repo },
+                ...argoCdChartInputs(args.chartSource),
                 namespace: ns,
                 values: plan.values,
                 postRenderer: argoCdPostRenderer(),
@@ -620,7 +736,10 @@ export class ArgoCd extends pulumi.ComponentResource {
             `${name}-webhook-secret`,
             {
                 metadata: { name: "argocd-secret", namespace: ns, annotations: { "pulumi.com/patchForce": "true" } },
-                stringData: { "webhook.gitlab.secret": pulumi.secret(args.gitlabWebhookSecret) },
+                stringData: {
+                    "webhook.gitlab.secret": pulumi.secret(args.gitlabWebhookSecret),
+                    ...(args.sso !== undefined && args.ssoClientSecret !== undefined ? { [SSO_SECRET_KEYS[args.sso.provider]]: pulumi.secret(args.ssoClientSecret) } : {}),
+                },
             },
             { parent: this, dependsOn: [this.chart] },
         );

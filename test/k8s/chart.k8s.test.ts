@@ -37,18 +37,19 @@ const POST_RENDERED_ONLY = ["Deployment/argocd-repo-server initContainers copyut
 
 const SPEC: ArgoCdValuesSpec = {
     hostname: "argocd.example.com",
+    sso: { provider: "gitlab", issuer: "https://gitlab.example.com", clientId: "argocd" },
     breakGlassGroup: "platform/argocd-breakglass",
     extraPolicyLines: [],
     reconciliationSeconds: 180,
     nodeCount: 3,
     clusters: 1,
 };
-/** One node count per sizing tier (small, medium, large), and dex switched on through the override. */
+/** One node count per sizing tier (small, medium, large; GitLab sign-on through Dex), and OIDC sign-on without Dex. */
 const VARIANTS: [string, ArgoCdValuesSpec][] = [
     ["small (1 node)", { ...SPEC, nodeCount: 1 }],
     ["medium (5 nodes)", { ...SPEC, nodeCount: 5 }],
     ["large (20 nodes)", { ...SPEC, nodeCount: 20 }],
-    ["medium with dex on", { ...SPEC, nodeCount: 5, override: { dex: { enabled: true } } }],
+    ["medium, OIDC sign-on (no Dex)", { ...SPEC, nodeCount: 5, sso: { provider: "oidc", issuer: "https://id.example.eu/realms/ops", clientId: "argocd" } }],
 ];
 
 const render = (values: Record<string, unknown>, postRender: boolean): Record<string, any>[] =>
@@ -118,6 +119,19 @@ describe(`the argo-cd chart ${ARGOCD_CHART.version} rendered by helm with the pr
         } finally {
             cleanup();
         }
+    });
+
+    test("single sign-on reaches the rendered objects: Dex's GitLab connector in argocd-cm, Dex running; or Argo CD's own OIDC client", () => {
+        const gitlab = render(argoCdValues(SPEC), true);
+        const cm = gitlab.find((o) => o.kind === "ConfigMap" && o.metadata.name === "argocd-cm")!;
+        expect(cm.data["dex.config"]).toContain("type: gitlab");
+        expect(cm.data["dex.config"]).toContain("clientSecret: $dex.gitlab.clientSecret");
+        expect(gitlab.some((o) => o.kind === "Deployment" && o.metadata.name === "argocd-dex-server")).toBe(true);
+        const rbac = gitlab.find((o) => o.kind === "ConfigMap" && o.metadata.name === "argocd-rbac-cm")!;
+        expect(rbac.data).toMatchObject({ "policy.default": "role:readonly", "policy.csv": "g, platform/argocd-breakglass, role:admin\n", scopes: "[groups]" });
+        const oidc = render(argoCdValues(VARIANTS[3][1]), true);
+        expect(oidc.find((o) => o.kind === "ConfigMap" && o.metadata.name === "argocd-cm")!.data["oidc.config"]).toContain("clientSecret: $oidc.clientSecret");
+        expect(oidc.some((o) => o.kind === "Deployment" && o.metadata.name === "argocd-dex-server")).toBe(false);
     });
 
     test("the index finds what it must: the per-component env lists the chart ignores", () => {
