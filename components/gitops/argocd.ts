@@ -703,7 +703,13 @@ export class ArgoCd extends pulumi.ComponentResource {
         this.plan = plan;
         const ns = plan.namespace;
 
-        const namespace = new k8s.core.v1.Namespace(`${name}-namespace`, { metadata: { name: ns } }, { parent: this });
+        // Labelled, so server-side apply owns a field of it: an object that sets nothing but its
+        // name leaves its applier owning nothing, and every apply then writes it again.
+        const namespace = new k8s.core.v1.Namespace(
+            `${name}-namespace`,
+            { metadata: { name: ns, labels: { "app.kubernetes.io/part-of": "argocd", "app.kubernetes.io/managed-by": "zerotouch" } } },
+            { parent: this },
+        );
 
         // Redis' password, which server, repo-server, controller and Redis itself read from
         // REDIS_SECRET: made here, before the chart (its own hook Job would never run).

@@ -11,7 +11,7 @@
  * (the way `helm template --post-renderer` and Pulumi's `helm.v4.Chart` `postRenderer` call it).
  */
 import { readFileSync } from "node:fs";
-import { parseAllDocuments, stringify } from "yaml";
+import { parseAllDocuments } from "yaml";
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -76,10 +76,15 @@ export function addVariables(object, variables) {
     return count;
 }
 
-/** Renders the stream with the variables added. */
+/**
+ * Renders the stream with the variables added. The chart's YAML is read as Kubernetes reads it
+ * (YAML 1.1: an unquoted `no` is false), and each object is written back as JSON, which YAML
+ * readers take as it is: a string such as "no" stays a string (written as YAML 1.2 it would lose
+ * its quotes and reach the API server as a boolean).
+ */
 export function postRender(text, variables) {
     const out = [];
-    for (const doc of parseAllDocuments(text)) {
+    for (const doc of parseAllDocuments(text, { version: "1.1" })) {
         if (doc.errors.length > 0) {
             throw new Error(`post-render: the chart's output does not parse: ${doc.errors[0].message}`);
         }
@@ -88,9 +93,9 @@ export function postRender(text, variables) {
             continue;
         }
         addVariables(object, variables);
-        out.push(stringify(object, { lineWidth: 0 }));
+        out.push(JSON.stringify(object));
     }
-    return out.map((d) => `---\n${d}`).join("");
+    return out.map((d) => `---\n${d}\n`).join("");
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

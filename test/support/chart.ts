@@ -148,7 +148,8 @@ export function helmTemplate(chart: string, opts: RenderOptions): Record<string,
         if (r.status !== 0) {
             throw new Error(`helm ${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
         }
-        return parseAllDocuments(r.stdout)
+        // Read as Kubernetes reads it (YAML 1.1).
+        return parseAllDocuments(r.stdout, { version: "1.1" })
             .map((d) => d.toJSON() as Record<string, any> | null)
             .filter((d): d is Record<string, any> => d !== null && typeof d === "object");
     } finally {
