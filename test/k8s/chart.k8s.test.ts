@@ -18,6 +18,9 @@ import * as path from "path";
 
 import { ARGOCD_CHART, ARGOCD_RELEASE, ARGOCD_VALUES_INDEX, argoCdPostRenderer, argoCdValues, ArgoCdValuesSpec, REDIS_SECRET } from "../../components/gitops/argocd";
 import { formatKeyPath, unreadValues } from "../../components/gitops/chartValues";
+import { parseStackFile } from "../../infra/config";
+import { TEST_KEY } from "../support/config";
+import { runProgram } from "../support/program";
 import { containersOf, extractChart, helmTemplate, indexChart } from "../support/chart";
 import { referenceFile } from "../support/reference";
 
@@ -190,5 +193,36 @@ describe(`the argo-cd chart ${ARGOCD_CHART.version} rendered by helm with the pr
         expect(missingRefs(objects, [])).toEqual(
             expect.arrayContaining([expect.stringMatching(/^Secret\/argocd-redis \(needed by Deployment\/argocd-server\)$/), expect.stringMatching(/^Secret\/argocd-redis \(needed by Deployment\/argocd-redis\)$/)]),
         );
+    });
+});
+
+describe("the README's table of what the chart renders", () => {
+    test("every row matches helm's rendering with the values the program builds from Pulumi.prod.yaml", async () => {
+        const readme = readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
+        const block = readme.slice(readme.indexOf("<!-- rendered-values:start -->"), readme.indexOf("<!-- rendered-values:end -->"));
+        const rows = block
+            .split("\n")
+            .filter((l) => l.startsWith("| ") && !l.startsWith("| rendered object") && !l.startsWith("|---"))
+            .map((l) => l.split("|").slice(1, -1).map((c) => c.trim().replace(/^`|`$/g, "")));
+        expect(rows.length).toBeGreaterThanOrEqual(15);
+        // The program's own values for the shipped stack file.
+        const text = readFileSync(path.join(__dirname, "..", "..", "Pulumi.prod.yaml"), "utf8");
+        const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: TEST_KEY, gitlabToken: "glpat-test-0123456789", argocdSsoClientSecret: "sso-test-0123456789" });
+        const run = await runProgram(raw, [...secretKeys]);
+        const chart = run.recorder.ofType("kubernetes:helm.sh/v4:Chart")[0];
+        const objects = render(chart.inputs.values as Record<string, unknown>, true);
+        for (const [what, field, value] of rows) {
+            if (what.startsWith("every container")) {
+                for (const c of containersOf(objects)) {
+                    expect([where(c), (c.container.env ?? []).find((e: { name: string }) => e.name === field)?.value]).toEqual([where(c), value]);
+                }
+                continue;
+            }
+            const [kind, name] = what.split(/\s+/).map((w) => w.replace(/`/g, ""));
+            const o = objects.find((x) => x.kind === kind && x.metadata.name === name);
+            expect([what, o !== undefined]).toEqual([what, true]);
+            const actual = field === "replicas" ? String(o!.spec.replicas) : String(o!.data[field]).trim();
+            expect([what, field, actual]).toEqual([what, field, value]);
+        }
     });
 });
