@@ -109,9 +109,10 @@ describe("EtcdCluster scripts on the lab", () => {
                 target: { host: node.address, port: 22, user: "root" },
                 endpoint: LOCAL_CLIENT_URL,
                 tls: NODE_CLIENT_TLS,
-                walThresholdMs: 10,
-                // The lab stack's value (test/lab/lib.sh): the lab's disks are files on a shared
-                // host disk whose stalls put single backend commits at 100-200 ms.
+                // The lab stack's values (test/lab/lib.sh): the lab's disks are files on a shared
+                // host disk whose stalls put single backend commits at 100-200 ms and have put
+                // the WAL fsync p99 at 14.8 ms under load (product defaults: 10 and 25 ms).
+                walThresholdMs: 50,
                 commitThresholdMs: 250,
             });
             const r = run(node, step);
