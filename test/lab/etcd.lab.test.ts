@@ -150,8 +150,8 @@ describe("EtcdCluster scripts on the lab", () => {
         } finally {
             loop.stop();
         }
-        const { ok, failed, errors } = loop.count();
-        console.log(`rolling restart of ${members.length} members: ${ok} writes succeeded, ${failed} failed`);
+        const { ok, failed, retried, errors, retries } = loop.count();
+        console.log(`rolling restart of ${members.length} members: ${ok} writes succeeded (${retried} after one retry), ${failed} failed${retries ? `\n${retries}` : ""}`);
         expect({ failed, errors }).toEqual({ failed: 0, errors: "" });
         expect(ok).toBeGreaterThan(20);
         expect(ctl(writer, "get /lab/rolling/ --prefix --keys-only | grep -c .").trim()).toBe(String(ok));

@@ -113,7 +113,14 @@ export class LabEtcd {
 /**
  * A write loop on one node: one `etcdctl put` per process, to the endpoints of a file the test
  * sets (clients go to the members that stay, as a load balancer in front of etcd would), bounded
- * in time and stopped by a file. Every failed write is counted and its error kept.
+ * in time and stopped by a file.
+ *
+ * A put that etcd answers with a transient error of a leadership change (`request timed out`,
+ * `leader changed`, `raft proposal dropped`, `no leader`: a proposal forwarded to a leader that
+ * is handing over is dropped, and its sender waits out the request timeout) is sent once more,
+ * as etcd clients such as the API server do; the put is idempotent (same key, same value). It is
+ * counted as retried. A write that fails again, or fails any other way, is counted as failed,
+ * with its errors kept: a cluster without quorum for longer than one request timeout fails it.
  */
 export class WriteLoop {
     private static readonly DIR = "/run/zt-writes";
@@ -126,15 +133,20 @@ export class WriteLoop {
 
     start(endpoints: readonly string[], maxSeconds: number): void {
         const d = WriteLoop.DIR;
+        const put =
+            `ETCDCTL_API=3 ${ETCDCTL} --endpoints=$eps --cacert=${NODE_CLIENT_TLS.caFile} --cert=${NODE_CLIENT_TLS.certFile} --key=${NODE_CLIENT_TLS.keyFile} ` +
+            `--dial-timeout=3s --command-timeout=10s put ${this.prefix}$i $i >/dev/null`;
+        const transient = "request timed out|leader changed|raft proposal dropped|no leader";
         const loop =
-            `rm -rf ${d}; mkdir -p ${d}; echo ${endpoints.join(",")} >${d}/endpoints; ( end=$(( $(date +%s) + ${maxSeconds} )); i=0; ok=0; failed=0; ` +
+            `rm -rf ${d}; mkdir -p ${d}; echo ${endpoints.join(",")} >${d}/endpoints; ( end=$(( $(date +%s) + ${maxSeconds} )); i=0; ok=0; failed=0; retried=0; ` +
             `while [ ! -e ${d}/stop ] && [ "$(date +%s)" -lt "$end" ]; do i=$((i+1)); eps=$(cat ${d}/endpoints); ` +
-            `if ETCDCTL_API=3 ${ETCDCTL} --endpoints=$eps --cacert=${NODE_CLIENT_TLS.caFile} --cert=${NODE_CLIENT_TLS.certFile} --key=${NODE_CLIENT_TLS.keyFile} ` +
-            `--dial-timeout=3s --command-timeout=10s put ${this.prefix}$i $i >/dev/null 2>>${d}/err; ` +
-            `then ok=$((ok+1)); else failed=$((failed+1)); echo "write $i to $eps failed at $(date +%T)" >>${d}/err; fi; ` +
-            `echo "$ok $failed" >${d}/count; done; echo done >${d}/done ) >/dev/null 2>&1 </dev/null & disown`;
+            `if ${put} 2>${d}/last; then ok=$((ok+1)); ` +
+            `elif grep -qE "${transient}" ${d}/last && { sleep 1; eps=$(cat ${d}/endpoints); ${put} 2>>${d}/last; }; then ok=$((ok+1)); retried=$((retried+1)); ` +
+            `echo "write $i retried at $(date +%T): $(grep -oE "${transient}" ${d}/last | head -n1)" >>${d}/retries; ` +
+            `else failed=$((failed+1)); cat ${d}/last >>${d}/err; echo "write $i to $eps failed at $(date +%T)" >>${d}/err; fi; ` +
+            `echo "$ok $failed $retried" >${d}/count; done; echo done >${d}/done ) >/dev/null 2>&1 </dev/null & disown`;
         ssh(this.lab, this.node, `nohup bash -c '${loop.replace(/'/g, "'\\''")}' >/dev/null 2>&1 &`);
-        ssh(this.lab, this.node, `for i in $(seq 100); do [ -s ${d}/count ] && exit 0; sleep 0.2; done; echo 'the write loop made no write' >&2; cat ${d}/err >&2; exit 1`);
+        ssh(this.lab, this.node, `for i in $(seq 100); do [ -s ${d}/count ] && exit 0; sleep 0.2; done; echo 'the write loop made no write' >&2; cat ${d}/err ${d}/last >&2; exit 1`);
     }
 
     /** Points the loop at other endpoints from its next write on. */
@@ -142,15 +154,16 @@ export class WriteLoop {
         ssh(this.lab, this.node, `echo ${endpoints.join(",")} >${WriteLoop.DIR}/endpoints.new && mv ${WriteLoop.DIR}/endpoints.new ${WriteLoop.DIR}/endpoints`);
     }
 
-    /** Succeeded and failed writes so far, and the last errors. */
-    count(): { ok: number; failed: number; errors: string } {
-        const [ok, failed] = ssh(this.lab, this.node, `cat ${WriteLoop.DIR}/count`).trim().split(" ").map(Number);
+    /** Succeeded, failed and retried writes so far, the last errors and retries. */
+    count(): { ok: number; failed: number; retried: number; errors: string; retries: string } {
+        const [ok, failed, retried] = ssh(this.lab, this.node, `cat ${WriteLoop.DIR}/count`).trim().split(" ").map(Number);
         const errors = ssh(this.lab, this.node, `tail -n 8 ${WriteLoop.DIR}/err 2>/dev/null || true`);
-        return { ok, failed, errors };
+        const retries = ssh(this.lab, this.node, `tail -n 8 ${WriteLoop.DIR}/retries 2>/dev/null || true`);
+        return { ok, failed, retried, errors, retries };
     }
 
     /** Stops the loop (bounded wait) and returns its final count. */
-    stop(): { ok: number; failed: number; errors: string } {
+    stop(): { ok: number; failed: number; retried: number; errors: string; retries: string } {
         ssh(this.lab, this.node, `touch ${WriteLoop.DIR}/stop; for i in $(seq 100); do [ -e ${WriteLoop.DIR}/done ] && break; sleep 0.2; done`);
         return this.count();
     }
