@@ -188,27 +188,44 @@ export class TestCluster {
         return r.stdout ?? "";
     }
 
+    /**
+     * Stops the processes, newest first (the API server before its etcd), each with its whole
+     * process group (the `timeout` wrapper and the server under it): SIGTERM, then SIGKILL after
+     * a bounded wait, so nothing outlives the tests.
+     */
     stop(): void {
         for (const p of [...this.processes].reverse()) {
-            p.child.kill("SIGTERM");
-        }
-        const deadline = Date.now() + 15_000;
-        while (this.processes.some((p) => p.child.exitCode === null && p.child.signalCode === null) && Date.now() < deadline) {
-            spawnSync("sleep", ["0.2"]);
-        }
-        for (const p of this.processes) {
-            if (p.child.exitCode === null && p.child.signalCode === null) {
-                p.child.kill("SIGKILL");
+            this.signal(p.child, "SIGTERM");
+            const deadline = Date.now() + 15_000;
+            while (this.groupAlive(p.child) && Date.now() < deadline) {
+                spawnSync("sleep", ["0.2"]);
             }
+            this.signal(p.child, "SIGKILL");
         }
         rmSync(this.dir, { recursive: true, force: true });
+    }
+
+    private signal(child: ChildProcess, signal: NodeJS.Signals): void {
+        if (child.pid === undefined) {
+            return;
+        }
+        try {
+            process.kill(-child.pid, signal);
+        } catch {
+            // the group is gone already
+        }
+    }
+
+    private groupAlive(child: ChildProcess): boolean {
+        return child.pid !== undefined && spawnSync("pgrep", ["-g", String(child.pid)], { stdio: "ignore" }).status === 0;
     }
 
     private run(name: string, bin: string, args: string[]): void {
         const log = path.join(this.dir, `${name}.log`);
         const fd = openSync(log, "a");
         // Bounded even if the test process dies without stop().
-        const child = spawn("timeout", ["1800", bin, ...args], { stdio: ["ignore", fd, fd] });
+        // Its own process group, so that stop() reaches the server under the wrapper too.
+        const child = spawn("timeout", ["1800", bin, ...args], { stdio: ["ignore", fd, fd], detached: true });
         this.processes.push({ name, child, log });
     }
 
