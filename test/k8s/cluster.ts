@@ -7,13 +7,15 @@
  *
  * Every process is bounded (`timeout`) and stopped by `stop()`; traffic stays on loopback.
  */
-import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
-import { mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "fs";
+import { ChildProcess, spawn, spawnSync } from "child_process";
+import { mkdtempSync, openSync, rmSync, writeFileSync } from "fs";
 import { createServer } from "net";
 import { tmpdir } from "os";
 import * as path from "path";
 
 import { makeEtcdPem } from "../support/etcdCerts";
+import type { Kubectl, KubectlResult } from "./gitopsApply";
+import { adminKubeconfig, apiServerArgs, ApiServerFiles, controllerManagerArgs, makeKubePki } from "./kubePki";
 
 /** The folder of the toolchain's binaries (ZT_TOOLCHAIN_BIN, set by `npm run test:k8s`). */
 export function toolchainBin(name: string): string {
@@ -36,17 +38,7 @@ async function freePort(): Promise<number> {
     });
 }
 
-function openssl(args: string[]): void {
-    execFileSync("openssl", args, { timeout: 15000, stdio: ["ignore", "pipe", "pipe"] });
-}
-
-export interface KubectlResult {
-    code: number;
-    stdout: string;
-    stderr: string;
-}
-
-export class TestCluster {
+export class TestCluster implements Kubectl {
     readonly dir = mkdtempSync(path.join(tmpdir(), "zt-k8s-"));
     readonly kubeconfig = path.join(this.dir, "admin.kubeconfig");
     private readonly processes: { name: string; child: ChildProcess; log: string }[] = [];
@@ -75,67 +67,27 @@ export class TestCluster {
         ]);
 
         // The cluster's own CA: the API server's serving certificate and the admin's client certificate.
-        const pki = path.join(this.dir, "pki");
-        mkdirSync(pki);
-        const f = (n: string) => path.join(pki, n);
-        openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f("ca.key")]);
-        openssl(["req", "-x509", "-new", "-key", f("ca.key"), "-subj", "/CN=zt-test-cluster-ca", "-days", "2", "-out", f("ca.crt")]);
-        const issue = (name: string, subject: string, ext: string) => {
-            writeFileSync(f(`${name}.ext`), ext);
-            openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f(`${name}.key`)]);
-            openssl(["req", "-new", "-key", f(`${name}.key`), "-subj", subject, "-out", f(`${name}.csr`)]);
-            openssl(["x509", "-req", "-in", f(`${name}.csr`), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", f(`${name}.ext`), "-out", f(`${name}.crt`)]);
+        const pki = makeKubePki(path.join(this.dir, "pki"), []);
+        const files: ApiServerFiles = {
+            ca: pki.ca,
+            cert: pki.apiserverCert,
+            key: pki.apiserverKey,
+            saKey: pki.saKey,
+            saPub: pki.saPub,
+            etcdCa: path.join(etcdDir, "ca.crt"),
+            etcdCert: path.join(etcdDir, "kube-apiserver-client.crt"),
+            etcdKey: path.join(etcdDir, "kube-apiserver-client.key.p8"),
         };
-        issue("apiserver", "/CN=kube-apiserver", "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n");
-        issue("admin", "/O=system:masters/CN=zt-admin", "extendedKeyUsage=clientAuth\n");
-        openssl(["genrsa", "-out", f("sa.key"), "2048"]);
-        openssl(["rsa", "-in", f("sa.key"), "-pubout", "-out", f("sa.pub")]);
-
         this.apiServerUrl = `https://127.0.0.1:${apiPort}`;
-        this.run("kube-apiserver", toolchainBin("kube-apiserver"), [
-            `--etcd-servers=${etcdUrl}`,
-            `--etcd-cafile=${path.join(etcdDir, "ca.crt")}`,
-            `--etcd-certfile=${path.join(etcdDir, "kube-apiserver-client.crt")}`,
-            `--etcd-keyfile=${path.join(etcdDir, "kube-apiserver-client.key.p8")}`,
-            "--bind-address=127.0.0.1",
-            `--secure-port=${apiPort}`,
-            `--tls-cert-file=${f("apiserver.crt")}`,
-            `--tls-private-key-file=${f("apiserver.key")}`,
-            `--client-ca-file=${f("ca.crt")}`,
-            "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc",
-            `--service-account-key-file=${f("sa.pub")}`,
-            `--service-account-signing-key-file=${f("sa.key")}`,
-            "--service-cluster-ip-range=10.43.0.0/16",
-        ]);
-        writeFileSync(
-            this.kubeconfig,
-            [
-                "apiVersion: v1",
-                "kind: Config",
-                "clusters:",
-                `- name: zt-test\n  cluster:\n    server: ${this.apiServerUrl}\n    certificate-authority: ${f("ca.crt")}`,
-                "users:",
-                `- name: zt-admin\n  user:\n    client-certificate: ${f("admin.crt")}\n    client-key: ${f("admin.key")}`,
-                "contexts:",
-                "- name: zt-test\n  context:\n    cluster: zt-test\n    user: zt-admin",
-                "current-context: zt-test",
-                "",
-            ].join("\n"),
-        );
+        this.run("kube-apiserver", toolchainBin("kube-apiserver"), apiServerArgs({ etcdServers: [etcdUrl], files, bindAddress: "127.0.0.1", port: apiPort }));
+        writeFileSync(this.kubeconfig, adminKubeconfig(pki, this.apiServerUrl));
         await this.waitReady(timeoutSec);
         // Without it nothing removes namespaces' finalizers or collects garbage (a destroy hangs).
-        this.run("kube-controller-manager", toolchainBin("kube-controller-manager"), [
-            `--kubeconfig=${this.kubeconfig}`,
-            `--authentication-kubeconfig=${this.kubeconfig}`,
-            `--authorization-kubeconfig=${this.kubeconfig}`,
-            "--bind-address=127.0.0.1",
-            `--secure-port=${await freePort()}`,
-            "--leader-elect=false",
-            `--service-account-private-key-file=${f("sa.key")}`,
-            `--root-ca-file=${f("ca.crt")}`,
-            "--use-service-account-credentials=false",
-        ]);
+        this.run(
+            "kube-controller-manager",
+            toolchainBin("kube-controller-manager"),
+            controllerManagerArgs({ kubeconfig: this.kubeconfig, files, bindAddress: "127.0.0.1", port: await freePort(), leaderElect: false }),
+        );
     }
 
     /** Runs kubectl against the cluster (bounded); never throws. */
@@ -156,26 +108,6 @@ export class TestCluster {
             throw new Error(`kubectl ${args.join(" ")}: exit ${r.code}: ${r.stderr}`);
         }
         return r.stdout;
-    }
-
-    /**
-     * Waits, bounded, until the CRDs are Established (polling: `kubectl wait` fails on a CRD
-     * whose status has no conditions yet).
-     */
-    async waitEstablished(names: readonly string[], timeoutSec = 60): Promise<void> {
-        const deadline = Date.now() + timeoutSec * 1000;
-        let pending = [...names];
-        while (pending.length > 0 && Date.now() < deadline) {
-            pending = pending.filter(
-                (n) => this.kubectl(["get", "crd", n, "-o", 'jsonpath={.status.conditions[?(@.type=="Established")].status}'], undefined, 10).stdout.trim() !== "True",
-            );
-            if (pending.length > 0) {
-                await new Promise((r) => setTimeout(r, 500));
-            }
-        }
-        if (pending.length > 0) {
-            throw new Error(`CRDs not Established within ${timeoutSec}s: ${pending.join(", ")}`);
-        }
     }
 
     /** The last lines of a process's log. */

@@ -11,6 +11,7 @@
  * namespaces only run in the lab's own (`zt-*`).
  */
 import { spawnSync } from "child_process";
+import { createHash } from "crypto";
 import { readFileSync } from "fs";
 import { isIPv4 } from "net";
 import { constants } from "os";
@@ -156,7 +157,7 @@ export function assertLabAddress(address: string, what = "address"): void {
     }
 }
 
-function run(command: string, argv: readonly string[], input: string, timeoutSec: number): RunResult {
+function run(command: string, argv: readonly string[], input: string | NodeJS.ArrayBufferView, timeoutSec: number): RunResult {
     const started = process.hrtime.bigint();
     const r = spawnSync(command, argv, {
         input,
@@ -224,15 +225,33 @@ export function runStep(
     return sshRun(lab, node, remoteRunner("root", action), payload.stdin, timeoutSec);
 }
 
-/** Runs argv inside one of the lab's network namespaces (`ip netns exec`), on the host. */
-export function netnsRun(netns: string, argv: string[], timeoutSec: number = TIMEOUTS.netns): RunResult {
+/**
+ * Copies a local file to a node over SSH (written beside the target, then renamed into place),
+ * unless the node already has a file with the same sha256 there. Returns whether it copied.
+ */
+export function copyToNode(lab: Lab, node: NodeRef, localFile: string, remotePath: string, mode = "0755", timeoutSec = 300): boolean {
+    const content = new Uint8Array(readFileSync(localFile));
+    const sha = createHash("sha256").update(content).digest("hex");
+    const q = shellQuote(remotePath);
+    if (sshRun(lab, node, `echo '${sha}  '${q} | sha256sum --check --status`).code === 0) {
+        return false;
+    }
+    const r = run("ssh", [...sshArgs(lab, node), `mkdir -p "$(dirname ${q})" && cat >${q}.part && chmod ${mode} ${q}.part && mv -f ${q}.part ${q}`], content, timeoutSec);
+    if (r.code !== 0) {
+        throw new Error(`copying ${localFile} to ${labNode(lab, node).name}:${remotePath}: exit ${r.code}: ${r.stderr}`);
+    }
+    return true;
+}
+
+/** Runs argv inside one of the lab's network namespaces (`ip netns exec`), on the host; `stdin` is its standard input. */
+export function netnsRun(netns: string, argv: string[], timeoutSec: number = TIMEOUTS.netns, stdin = ""): RunResult {
     if (!/^zt-[a-z0-9-]+$/.test(netns)) {
         throw new Error(`netns ${JSON.stringify(netns)} is not a lab namespace (zt-*)`);
     }
     if (argv.length === 0) {
         throw new Error("netnsRun: empty argv");
     }
-    return run("ip", ["netns", "exec", netns, ...argv], "", timeoutSec);
+    return run("ip", ["netns", "exec", netns, ...argv], stdin, timeoutSec);
 }
 
 function probeSource(lab: Lab, from: ProbeSource): { netns: string } | { node: LabNode } {
