@@ -1,7 +1,7 @@
 import type { ArgoCdArgs, ArgoCdValuesSpec, JsonObject } from "../components/gitops/argocd";
 import {
     ARGOCD_CHART,
-    ARGOCD_VALUES_INDEX,
+    argoCdValuesIndex,
     argoCdChartInputs,
     ArgoCdChartSource,
     argoCdPostRenderer,
@@ -51,12 +51,12 @@ describe("argoCdValues", () => {
 
     it("pins the argo-cd chart that was rendered and checked (10.1.1, Argo CD v3.4.4), and its values index", () => {
         expect(ARGOCD_CHART).toEqual({ repo: "https://argoproj.github.io/argo-helm", chart: "argo-cd", version: "10.1.1", appVersion: "v3.4.4" });
-        expect([ARGOCD_VALUES_INDEX.chart, ARGOCD_VALUES_INDEX.version]).toEqual([ARGOCD_CHART.chart, ARGOCD_CHART.version]);
+        expect([argoCdValuesIndex().chart, argoCdValuesIndex().version]).toEqual([ARGOCD_CHART.chart, ARGOCD_CHART.version]);
     });
 
     it("sets no key the pinned chart does not read, for every size tier", () => {
         for (const nodeCount of [1, 5, 20]) {
-            expect([nodeCount, unreadValues(ARGOCD_VALUES_INDEX, argoCdValues({ ...SPEC, nodeCount }))]).toEqual([nodeCount, []]);
+            expect([nodeCount, unreadValues(argoCdValuesIndex(), argoCdValues({ ...SPEC, nodeCount }))]).toEqual([nodeCount, []]);
         }
     });
 

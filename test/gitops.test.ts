@@ -7,7 +7,7 @@
 import { readFileSync } from "fs";
 import * as path from "path";
 
-import { ARGOCD_CHART, ARGOCD_VALUES_INDEX } from "../components/gitops/argocd";
+import { ARGOCD_CHART, argoCdValuesIndex } from "../components/gitops/argocd";
 import { unreadValues } from "../components/gitops/chartValues";
 import { parseStackFile } from "../infra/config";
 import { parsePlatformOutputs } from "../stacks/outputs";
@@ -15,11 +15,11 @@ import { TEST_KEY } from "./support/config";
 import { crdValidator, errorsOf } from "./support/crdSchema";
 import type { Recorded, Recorder } from "./support/mocks";
 import { isSecret, resolve, wireSecret } from "./support/mocks";
-import { runProgram } from "./support/program";
+import { PROD_TEST_SECRETS, prodStack, runProgram } from "./support/program";
 import { providerState } from "./support/providerState";
 
-const GITLAB_TOKEN = "glpat-prodtoken-SECRET-0123456789";
-const SSO_CLIENT_SECRET = "gloas-sso-client-SECRET-0123456789";
+const GITLAB_TOKEN = PROD_TEST_SECRETS.gitlabToken;
+const SSO_CLIENT_SECRET = PROD_TEST_SECRETS.argocdSsoClientSecret;
 const CHART = "kubernetes:helm.sh/v4:Chart";
 const APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application";
 const APP_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject";
@@ -38,9 +38,8 @@ describe("the GitOps layer, whole program with Pulumi.prod.yaml", () => {
     let webhookSecret: string;
 
     beforeAll(async () => {
-        const text = readFileSync(path.join(__dirname, "..", "Pulumi.prod.yaml"), "utf8");
-        const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: TEST_KEY, gitlabToken: GITLAB_TOKEN, argocdSsoClientSecret: SSO_CLIENT_SECRET });
-        run = await runProgram(raw, [...secretKeys]);
+        const { raw, secretKeys } = prodStack();
+        run = await runProgram(raw, secretKeys);
         webhookSecret = String(providerState("random:index/randomPassword:RandomPassword", "gitops-webhook-secret")?.result);
     });
 
@@ -68,7 +67,7 @@ describe("the GitOps layer, whole program with Pulumi.prod.yaml", () => {
         // container, the post-renderer the init containers; no component list the chart ignores.
         expect(values.global.env).toEqual([{ name: "DATA_RESIDENCY_MODE", value: "strict_eea" }]);
         expect(chart.inputs.postRenderer.args).toContain("DATA_RESIDENCY_MODE=strict_eea");
-        expect(unreadValues(ARGOCD_VALUES_INDEX, values)).toEqual([]);
+        expect(unreadValues(argoCdValuesIndex(), values)).toEqual([]);
         // Redis' password Secret comes from the program, secret, before the chart.
         expect(values.redisSecretInit.enabled).toBe(false);
         const redis = run.recorder.byName("argocd-redis");

@@ -8,22 +8,17 @@ import * as path from "path";
 
 import type { PolicyPackConfig } from "@pulumi/policy";
 
-import { parseStackFile, validateConfig } from "../infra/config";
+import { validateConfig } from "../infra/config";
 import { POLICIES } from "../policy/policies";
-import { TEST_KEY } from "./support/config";
 import { Diagnostic, mandatory, PackResource, PolicyRun, runPack, runPolicyProgram, secretValue } from "./support/policyHarness";
+import { PROD_TEST_SECRETS, prodStack } from "./support/program";
 
-const GITLAB_TOKEN = "glpat-prodtoken-SECRET-0123456789";
-const SSO_CLIENT_SECRET = "gloas-sso-client-SECRET-0123456789";
+const GITLAB_TOKEN = PROD_TEST_SECRETS.gitlabToken;
 const CONFIG_DIR = path.join(__dirname, "..", "policy");
 const EEA = JSON.parse(readFileSync(path.join(CONFIG_DIR, "config.eea.json"), "utf8")) as PolicyPackConfig;
 const STRICT_NO = JSON.parse(readFileSync(path.join(CONFIG_DIR, "config.strict-no.json"), "utf8")) as PolicyPackConfig;
 
-function prodConfig(): { raw: Record<string, any>; secretKeys: string[] } {
-    const text = readFileSync(path.join(__dirname, "..", "Pulumi.prod.yaml"), "utf8");
-    const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: TEST_KEY, gitlabToken: GITLAB_TOKEN, argocdSsoClientSecret: SSO_CLIENT_SECRET });
-    return { raw: structuredClone(raw), secretKeys: [...secretKeys] };
-}
+const prodConfig = prodStack;
 
 async function runWith(change: (raw: Record<string, any>) => void): Promise<PolicyRun> {
     const { raw, secretKeys } = prodConfig();

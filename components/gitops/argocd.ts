@@ -1,6 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { readFileSync } from "fs";
 import * as path from "path";
 
 import { parseCidr } from "../lib/cidr";
@@ -8,7 +9,6 @@ import { checkDnsLabel, checkRepoUrl, DEFAULT_ARGOCD_NAMESPACE } from "./applica
 import { stringify as stringifyYaml } from "yaml";
 
 import { ChartValuesIndex, formatKeyPath, unreadValues } from "./chartValues";
-import ARGOCD_VALUES_INDEX_JSON from "./charts/argo-cd-10.1.1.values-index.json";
 
 /**
  * The pinned chart: argo-helm's `argo-cd` 10.1.1, whose appVersion is Argo CD v3.4.4. It is the
@@ -23,11 +23,17 @@ export const ARGOCD_CHART = {
     appVersion: "v3.4.4",
 } as const;
 
+let valuesIndex: ChartValuesIndex | undefined;
+
 /**
  * Which values keys the pinned chart reads: derived from its tarball (`indexChart` in
- * test/support/chart.ts), and compared with it by the tests. An override key outside it is refused.
+ * test/support/chart.ts), and compared with it by the tests. An override key outside it is
+ * refused. Read on first use (only the override guard needs it), then kept.
  */
-export const ARGOCD_VALUES_INDEX: ChartValuesIndex = ARGOCD_VALUES_INDEX_JSON;
+export function argoCdValuesIndex(): ChartValuesIndex {
+    valuesIndex ??= JSON.parse(readFileSync(path.join(__dirname, "charts", `argo-cd-${ARGOCD_CHART.version}.values-index.json`), "utf8")) as ChartValuesIndex;
+    return valuesIndex;
+}
 
 /**
  * The Helm post-renderer every Argo CD container passes through: it sets DATA_RESIDENCY_MODE on
@@ -293,7 +299,7 @@ export function checkArgoCdOverride(override: ArgoCdValuesOverride): void {
     if (!isObject(override)) {
         throw new Error(`ArgoCd: values is ${JSON.stringify(override)}; allowed: an object of chart values`);
     }
-    const [unread] = unreadValues(ARGOCD_VALUES_INDEX, override);
+    const [unread] = unreadValues(argoCdValuesIndex(), override);
     if (unread !== undefined) {
         throw new Error(
             `ArgoCd: values override sets ${formatKeyPath(unread)}, which the argo-cd chart ${ARGOCD_CHART.version} does not read (Helm would ignore it); ` +

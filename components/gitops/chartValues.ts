@@ -27,11 +27,21 @@ export interface ChartValuesIndex {
 
 const key = (path: KeyPath): string => JSON.stringify(path);
 
+/** Each index as sets, made once per index. */
+const SETS = new WeakMap<ChartValuesIndex, { defaults: Set<string>; referenced: Set<string>; whole: Set<string> }>();
+
+function setsOf(index: ChartValuesIndex): { defaults: Set<string>; referenced: Set<string>; whole: Set<string> } {
+    let sets = SETS.get(index);
+    if (sets === undefined) {
+        sets = { defaults: new Set(index.defaults), referenced: new Set(index.referenced), whole: new Set(index.wholeMaps) };
+        SETS.set(index, sets);
+    }
+    return sets;
+}
+
 /** Whether the chart reads the path. */
 export function chartReads(index: ChartValuesIndex, path: KeyPath): boolean {
-    const defaults = new Set(index.defaults);
-    const referenced = new Set(index.referenced);
-    const whole = new Set(index.wholeMaps);
+    const { defaults, referenced, whole } = setsOf(index);
     if (defaults.has(key(path)) || referenced.has(key(path))) {
         return true;
     }

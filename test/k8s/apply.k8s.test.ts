@@ -6,11 +6,7 @@
  * must finish (the controller manager removes its finalizer). No kubelet runs: nothing here
  * starts a pod. The same objects go to the lab's API server in test/lab/kubeApi.lab.test.ts.
  */
-import { readFileSync } from "fs";
-import * as path from "path";
-
-import { parseStackFile } from "../../infra/config";
-import { TEST_KEY } from "../support/config";
+import { prodStack } from "../support/program";
 import { TestCluster } from "./cluster";
 import { applyGitops, GitopsObjects, gitopsObjects, reapplyChanged } from "./gitopsApply";
 
@@ -20,9 +16,8 @@ describe("the GitOps layer applied to a real Kubernetes API server", () => {
 
     beforeAll(async () => {
         await cluster.start();
-        const text = readFileSync(path.join(__dirname, "..", "..", "Pulumi.prod.yaml"), "utf8");
-        const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: TEST_KEY, gitlabToken: "glpat-test-0123456789", argocdSsoClientSecret: "sso-test-0123456789" });
-        set = await gitopsObjects(raw, [...secretKeys]);
+        const { raw, secretKeys } = prodStack();
+        set = await gitopsObjects(raw, secretKeys);
     }, 600_000);
 
     afterAll(() => {

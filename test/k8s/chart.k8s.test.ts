@@ -16,12 +16,10 @@
 import { readFileSync } from "fs";
 import * as path from "path";
 
-import { ARGOCD_CHART, ARGOCD_RELEASE, ARGOCD_VALUES_INDEX, argoCdPostRenderer, argoCdValues, ArgoCdValuesSpec, REDIS_SECRET } from "../../components/gitops/argocd";
+import { ARGOCD_CHART, ARGOCD_RELEASE, argoCdValuesIndex, argoCdPostRenderer, argoCdValues, ArgoCdValuesSpec, REDIS_SECRET } from "../../components/gitops/argocd";
 import { formatKeyPath, unreadValues } from "../../components/gitops/chartValues";
-import { parseStackFile } from "../../infra/config";
-import { TEST_KEY } from "../support/config";
-import { runProgram } from "../support/program";
-import { containersOf, extractChart, helmTemplate, indexChart } from "../support/chart";
+import { prodStack, runProgram } from "../support/program";
+import { containersOf, extractChart, helmTemplate, indexChart, podSpecOf } from "../support/chart";
 import { referenceFile } from "../support/reference";
 
 const CHART = referenceFile("charts", `${ARGOCD_CHART.chart}-${ARGOCD_CHART.version}.tgz`);
@@ -70,7 +68,7 @@ const where = (c: { object: string; list: string; container: Record<string, any>
 function requiredRefs(objects: readonly Record<string, any>[]): { ref: string; by: string; optional: boolean }[] {
     const out: { ref: string; by: string; optional: boolean }[] = [];
     for (const o of objects) {
-        const spec = o.kind === "CronJob" ? o.spec?.jobTemplate?.spec?.template?.spec : o.spec?.template?.spec;
+        const spec = podSpecOf(o);
         if (spec === undefined) {
             continue;
         }
@@ -80,7 +78,7 @@ function requiredRefs(objects: readonly Record<string, any>[]): { ref: string; b
                 out.push({ ref: `${kind}/${name}`, by, optional: optional === true });
             }
         };
-        for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
+        for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? []), ...(spec.ephemeralContainers ?? [])]) {
             for (const e of c.env ?? []) {
                 add("Secret", e.valueFrom?.secretKeyRef?.name, e.valueFrom?.secretKeyRef?.optional);
                 add("ConfigMap", e.valueFrom?.configMapKeyRef?.name, e.valueFrom?.configMapKeyRef?.optional);
@@ -118,7 +116,7 @@ describe(`the argo-cd chart ${ARGOCD_CHART.version} rendered by helm with the pr
     test("the committed values index is the one derived from the chart tarball", () => {
         const { dir, cleanup } = extractChart(CHART);
         try {
-            expect(indexChart(dir)).toEqual(ARGOCD_VALUES_INDEX);
+            expect(indexChart(dir)).toEqual(argoCdValuesIndex());
         } finally {
             cleanup();
         }
@@ -140,7 +138,7 @@ describe(`the argo-cd chart ${ARGOCD_CHART.version} rendered by helm with the pr
     test("the index finds what it must: the per-component env lists the chart ignores", () => {
         // The keys an earlier version of the values set: the chart reads extraEnv there.
         const old = { applicationSet: { env: [RESIDENCY] }, notifications: { env: [RESIDENCY] }, commitServer: { env: [RESIDENCY] }, controller: { env: [RESIDENCY] } };
-        expect(unreadValues(ARGOCD_VALUES_INDEX, old).map(formatKeyPath).sort()).toEqual(["applicationSet.env", "commitServer.env", "notifications.env"]);
+        expect(unreadValues(argoCdValuesIndex(), old).map(formatKeyPath).sort()).toEqual(["applicationSet.env", "commitServer.env", "notifications.env"]);
         // And rendering proves it: the applicationset controller never gets that env.
         const rendered = containersOf(render(old, false)).find((c) => c.container.name === "applicationset-controller")!;
         expect((rendered.container.env ?? []).some((e: { name: string }) => e.name === RESIDENCY.name)).toBe(false);
@@ -148,7 +146,7 @@ describe(`the argo-cd chart ${ARGOCD_CHART.version} rendered by helm with the pr
 
     test.each(VARIANTS)("%s: every key read; every container with the residency mode, requests and limits, an allowed image", (_name, spec) => {
         const values = argoCdValues(spec);
-        expect(unreadValues(ARGOCD_VALUES_INDEX, values).map(formatKeyPath)).toEqual([]);
+        expect(unreadValues(argoCdValuesIndex(), values).map(formatKeyPath)).toEqual([]);
 
         // Values alone: every container the chart's env keys reach has it; the others are the
         // known init containers, which the post-renderer covers.
@@ -206,9 +204,8 @@ describe("the README's table of what the chart renders", () => {
             .map((l) => l.split("|").slice(1, -1).map((c) => c.trim().replace(/^`|`$/g, "")));
         expect(rows.length).toBeGreaterThanOrEqual(15);
         // The program's own values for the shipped stack file.
-        const text = readFileSync(path.join(__dirname, "..", "..", "Pulumi.prod.yaml"), "utf8");
-        const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: TEST_KEY, gitlabToken: "glpat-test-0123456789", argocdSsoClientSecret: "sso-test-0123456789" });
-        const run = await runProgram(raw, [...secretKeys]);
+        const { raw, secretKeys } = prodStack();
+        const run = await runProgram(raw, secretKeys);
         const chart = run.recorder.ofType("kubernetes:helm.sh/v4:Chart")[0];
         const objects = render(chart.inputs.values as Record<string, unknown>, true);
         for (const [what, field, value] of rows) {

@@ -158,15 +158,36 @@ export function helmTemplate(chart: string, opts: RenderOptions): Record<string,
 }
 
 /** Every container of a rendered workload (init and ephemeral included), with where it is. */
+/**
+ * The pod spec of a workload object, or undefined: the same kinds as the post-renderer's
+ * `podSpecOf` (components/gitops/post-render.mjs, which runs standalone under node and cannot be
+ * loaded here). The rendering tests check every container this finds against what the
+ * post-renderer did, so a kind it missed would show.
+ */
+export function podSpecOf(o: Record<string, any>): Record<string, any> | undefined {
+    switch (o?.kind) {
+        case "Pod":
+            return o.spec;
+        case "Deployment":
+        case "StatefulSet":
+        case "DaemonSet":
+        case "ReplicaSet":
+        case "Job":
+        case "ReplicationController":
+            return o.spec?.template?.spec;
+        case "CronJob":
+            return o.spec?.jobTemplate?.spec?.template?.spec;
+        default:
+            return undefined;
+    }
+}
+
 export function containersOf(objects: readonly Record<string, any>[]): { object: string; list: string; container: Record<string, any> }[] {
     const out: { object: string; list: string; container: Record<string, any> }[] = [];
     for (const o of objects) {
-        const spec = o.kind === "CronJob" ? o.spec?.jobTemplate?.spec?.template?.spec : o.kind === "Pod" ? o.spec : o.spec?.template?.spec;
-        if (!["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet"].includes(o.kind) || spec === undefined) {
-            continue;
-        }
+        const spec = podSpecOf(o);
         for (const list of ["initContainers", "containers", "ephemeralContainers"]) {
-            for (const c of (spec[list] ?? []) as Record<string, any>[]) {
+            for (const c of (spec?.[list] ?? []) as Record<string, any>[]) {
                 out.push({ object: `${o.kind}/${o.metadata.name}`, list, container: c });
             }
         }

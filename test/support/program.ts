@@ -1,3 +1,8 @@
+import { readFileSync } from "fs";
+import * as path from "path";
+
+import { parseStackFile } from "../../infra/config";
+import { TEST_KEY } from "./config";
 import type { Recorder } from "./mocks";
 import { nodeStdout } from "./nodeStdout";
 import { providerState } from "./providerState";
@@ -42,4 +47,18 @@ export async function runProgram(
         await settle();
     });
     return { recorder, exports };
+}
+
+/** Test values for the secrets of Pulumi.prod.yaml (none is real). */
+export const PROD_TEST_SECRETS = {
+    sshPrivateKey: TEST_KEY,
+    gitlabToken: "glpat-prodtoken-SECRET-0123456789",
+    argocdSsoClientSecret: "gloas-sso-client-SECRET-0123456789",
+} as const;
+
+/** The shipped Pulumi.prod.yaml as the program gets it, with test values for its secrets; a fresh copy on every call. */
+export function prodStack(secrets: Readonly<Record<string, string>> = PROD_TEST_SECRETS): { raw: Record<string, any>; secretKeys: string[] } {
+    const text = readFileSync(path.join(__dirname, "..", "..", "Pulumi.prod.yaml"), "utf8");
+    const { raw, secretKeys } = parseStackFile(text, secrets);
+    return { raw: structuredClone(raw), secretKeys: [...secretKeys] };
 }

@@ -1,0 +1,120 @@
+/**
+ * A real Kubernetes API on the lab (kubeApi.ts): kube-apiserver v1.36 on two control-plane
+ * nodes and kube-controller-manager on one, backed by a 3-member lab etcd over TLS with the
+ * `kube-apiserver` client certificate, as k3s runs on zerotouch's etcd, behind the program's host
+ * firewall. The lab stack with `kubernetes.mode: existing` and the kubeconfig the lab wrote is
+ * run under mocks, and everything its GitOps layer declares is applied to this API server with
+ * server-side apply. No kubelet runs: objects are stored and validated, pods never start.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "fs";
+import * as os from "os";
+import * as path from "path";
+
+import { clientUrl, LOCAL_CLIENT_URL } from "../../components/etcd/member";
+import { hostFirewallSteps } from "../../components/firewall/hostFirewall";
+import type { FirewallNode } from "../../components/firewall/rules";
+import { applyGitops, GitopsObjects, gitopsObjects, reapplyChanged } from "../k8s/gitopsApply";
+import { makeEtcdPem } from "../support/etcdCerts";
+import { referenceFile } from "../support/reference";
+import { etcdctl, expectOk, LabEtcd, wipeEtcd } from "./etcdLab";
+import { Lab, LabNode, loadLab, nodesByRole, REPO_ROOT, runStep, tcpProbe } from "./harness";
+import { API_PORT, LabKubeApi, labStackWithKubernetes } from "./kubeApi";
+
+jest.setTimeout(900_000);
+
+describe("a real Kubernetes API on the lab, on the lab's etcd", () => {
+    let lab: Lab;
+    let members: LabNode[];
+    let dir: string;
+    let api: LabKubeApi;
+    let set: GitopsObjects;
+
+    /** The program's host firewall on every lab node (apply, then confirm), or its removal. */
+    function firewall(action: "create" | "delete"): void {
+        const cluster: Record<string, FirewallNode> = Object.fromEntries(lab.nodes.map((n) => [n.name, { role: n.role, address: n.address }]));
+        for (const node of lab.nodes) {
+            const steps = hostFirewallSteps({ node: node.name, role: node.role, address: node.address, cluster, vpnCidr: lab.vpnCidr, managementCidrs: [lab.managementCidr], rollbackSeconds: 30 });
+            for (const step of action === "create" ? steps : steps.slice(0, 1)) {
+                expectOk(node, runStep(lab, node, step, action));
+            }
+        }
+    }
+
+    beforeAll(async () => {
+        lab = loadLab();
+        members = nodesByRole(lab, "control-plane").slice(0, 3);
+        expect(members).toHaveLength(3);
+        dir = mkdtempSync(path.join(os.tmpdir(), "zt-lab-kube-"));
+        const etcdPki = makeEtcdPem(path.join(dir, "etcd"), members.map((m) => ({ name: m.name, address: m.address })));
+        members.forEach((m) => wipeEtcd(lab, m));
+        firewall("create");
+        const etcd = new LabEtcd(lab, etcdPki.pem, members[0]);
+        for (const m of members) {
+            expectOk(m, etcd.run(m, etcd.step(m)));
+        }
+        api = new LabKubeApi(
+            lab,
+            members.slice(0, 2),
+            { endpoints: members.map((m) => clientUrl(m.address)), caCert: etcdPki.caCert, ...etcdPki.clients["kube-apiserver"] },
+            path.join(dir, "kube"),
+        );
+        const started = Date.now();
+        await api.start();
+        console.log(`API servers on ${api.servers.map((s) => s.name).join(", ")} ready in ${((Date.now() - started) / 1000).toFixed(1)} s; kubeconfig ${api.kubeconfig}`);
+    });
+
+    afterAll(() => {
+        if (lab === undefined) {
+            return;
+        }
+        api?.stop();
+        members.forEach((m) => wipeEtcd(lab, m));
+        firewall("delete");
+        rmSync(dir, { recursive: true, force: true });
+    });
+
+    test("the API server is the pinned Kubernetes minor and keeps its objects in the lab's etcd", () => {
+        const version = JSON.parse(api.must(["version", "-o", "json"])) as { serverVersion: { major: string; minor: string; gitVersion: string } };
+        expect(version.serverVersion).toMatchObject({ major: "1", minor: "36" });
+        expect(api.must(["get", "--raw", "/readyz?verbose"])).toContain("[+]etcd ok");
+        // Written through one API server, read through the other, stored in etcd under /registry.
+        api.must(["create", "configmap", "zt-lab-probe", "--from-literal=written-through=" + api.servers[0].name]);
+        const other = `https://${api.servers[1].address}:${API_PORT}`;
+        const seen = api.kubectlAt(other, ["get", "configmap", "zt-lab-probe", "-o", "jsonpath={.data.written-through}"]);
+        expect(seen).toMatchObject({ code: 0, stdout: api.servers[0].name });
+        const keys = etcdctl(lab, members[2], "get /registry/configmaps/default/zt-lab-probe --keys-only", LOCAL_CLIENT_URL);
+        expect(keys.trim()).toBe("/registry/configmaps/default/zt-lab-probe");
+        api.must(["delete", "configmap", "zt-lab-probe"]);
+        console.log(`API server ${version.serverVersion.gitVersion} on ${api.servers.map((s) => s.name).join(" and ")}, etcd ${members.map((m) => m.name).join(", ")}`);
+    });
+
+    test("behind the host firewall, 6443 answers the VPN and not the internet", () => {
+        for (const node of api.servers) {
+            expect({ node: node.name, vpn: tcpProbe("vpn", lab, node.address, API_PORT), internet: tcpProbe("internet", lab, node.address, API_PORT) }).toEqual({
+                node: node.name,
+                vpn: true,
+                internet: false,
+            });
+        }
+    });
+
+    test("the lab stack with kubernetes.mode existing: the GitOps layer is accepted by the lab's API server, and a second apply changes nothing", async () => {
+        const kubeconfig = readFileSync(api.kubeconfig, "utf8");
+        const { raw, secretKeys } = labStackWithKubernetes(lab, path.join(REPO_ROOT, "Pulumi.lab.yaml"), kubeconfig, referenceFile("charts", "argo-cd-10.1.1.tgz"));
+        set = await gitopsObjects(raw, [...secretKeys]);
+        // The program's Kubernetes provider is the lab's cluster, its kubeconfig a secret.
+        const providers = set.run.recorder.ofType("pulumi:providers:kubernetes");
+        expect(providers.length).toBeGreaterThan(0);
+        expect(providers.every((p) => p.inputs.kubeconfig === kubeconfig)).toBe(true);
+        const applied = await applyGitops(api, set);
+        expect(applied).toHaveLength(set.objects.length);
+        const { changed } = reapplyChanged(api, set.objects);
+        expect(changed).toEqual([]);
+        console.log(`lab API server: ${set.crds.length} CRDs, ${set.objects.length} objects, ${set.patches.length} patch(es) applied; a second apply changed none`);
+    });
+
+    test("deleting the namespace finishes: the lab's controller manager removes what is in it", () => {
+        api.must(["delete", "namespace", "argocd", "--wait=true", "--timeout=120s"], undefined, 150);
+        expect(api.kubectl(["get", "namespace", "argocd"]).stderr).toMatch(/NotFound/);
+    });
+});
