@@ -2,23 +2,38 @@
  * A real Kubernetes API on the lab (kubeApi.ts): kube-apiserver v1.36 on two control-plane
  * nodes and kube-controller-manager on one, backed by a 3-member lab etcd over TLS with the
  * `kube-apiserver` client certificate, as k3s runs on zerotouch's etcd, behind the program's host
- * firewall. The lab stack with `kubernetes.mode: existing` and the kubeconfig the lab wrote is
+ * firewall. That etcd is installed the way `etcd.source: release` installs it: etcd 3.6 (built
+ * from its Go modules) from the lab's HTTPS mirror (etcdMirror.ts), its tarball checked against
+ * the configured sha256 before it is unpacked. The lab stack with `kubernetes.mode: existing` and the kubeconfig the lab wrote is
  * run under mocks, and everything its GitOps layer declares is applied to this API server with
  * server-side apply. No kubelet runs: objects are stored and validated, pods never start.
  */
+import { execFileSync } from "child_process";
 import { mkdtempSync, readFileSync, rmSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 
-import { clientUrl, LOCAL_CLIENT_URL } from "../../components/etcd/member";
+import { clientUrl, LOCAL_CLIENT_URL, parseEtcdMemberResult } from "../../components/etcd/member";
+import { etcdInstallSteps, parseEtcdInstallResult } from "../../components/etcd/release";
 import { hostFirewallSteps } from "../../components/firewall/hostFirewall";
 import type { FirewallNode } from "../../components/firewall/rules";
 import { applyGitops, GitopsObjects, gitopsObjects, reapplyChanged } from "../k8s/gitopsApply";
 import { makeEtcdPem } from "../support/etcdCerts";
 import { referenceFile } from "../support/reference";
 import { etcdctl, expectOk, LabEtcd, wipeEtcd } from "./etcdLab";
-import { Lab, LabNode, loadLab, nodesByRole, REPO_ROOT, runStep, tcpProbe } from "./harness";
-import { API_PORT, LabKubeApi, labStackWithKubernetes } from "./kubeApi";
+import { EtcdRelease, LabEtcdMirror, packEtcdRelease } from "./etcdMirror";
+import { Lab, LabNode, loadLab, nodesByRole, REPO_ROOT, RunResult, runStep, sshRun, tcpProbe } from "./harness";
+import { API_PORT, LabKubeApi, labStackWithKubernetes, toolchainBin } from "./kubeApi";
+
+/** The version an etcd binary reports. */
+function etcdVersionOf(binary: string): string {
+    const out = execFileSync(binary, ["--version"], { encoding: "utf8", timeout: 30_000 });
+    const m = /^etcd Version: (\d+\.\d+\.\d+)$/m.exec(out);
+    if (m === null) {
+        throw new Error(`${binary} --version printed no version: ${out}`);
+    }
+    return m[1];
+}
 
 jest.setTimeout(900_000);
 
@@ -28,6 +43,13 @@ describe("a real Kubernetes API on the lab, on the lab's etcd", () => {
     let dir: string;
     let api: LabKubeApi;
     let set: GitopsObjects;
+    let mirror: LabEtcdMirror;
+    let release: EtcdRelease;
+    const installs: Record<string, RunResult> = {};
+    const memberVersions: Record<string, string> = {};
+
+    const install = (node: LabNode, sha256: string): RunResult =>
+        runStep(lab, node, etcdInstallSteps({ node: node.name, source: "release", version: release.version, baseUrl: mirror.baseUrl, sha256: { amd64: sha256 } })[0]);
 
     /** The program's host firewall on every lab node (apply, then confirm), or its removal. */
     function firewall(action: "create" | "delete"): void {
@@ -48,9 +70,18 @@ describe("a real Kubernetes API on the lab, on the lab's etcd", () => {
         const etcdPki = makeEtcdPem(path.join(dir, "etcd"), members.map((m) => ({ name: m.name, address: m.address })));
         members.forEach((m) => wipeEtcd(lab, m));
         firewall("create");
+        // etcd.source release, from the lab's mirror, with the tarball's sha256 as configured.
+        release = packEtcdRelease(path.dirname(toolchainBin("etcd")), etcdVersionOf(toolchainBin("etcd")), path.join(dir, "mirror"));
+        mirror = new LabEtcdMirror(lab, path.join(dir, "mirror"));
+        await mirror.start();
         const etcd = new LabEtcd(lab, etcdPki.pem, members[0]);
         for (const m of members) {
-            expectOk(m, etcd.run(m, etcd.step(m)));
+            mirror.trust(m);
+            installs[m.name] = install(m, release.sha256);
+            expectOk(m, installs[m.name]);
+            const r = etcd.run(m, etcd.step(m, { source: "release" }));
+            expectOk(m, r);
+            memberVersions[m.name] = parseEtcdMemberResult(r.stdout).version;
         }
         api = new LabKubeApi(
             lab,
@@ -69,8 +100,33 @@ describe("a real Kubernetes API on the lab, on the lab's etcd", () => {
         }
         api?.stop();
         members.forEach((m) => wipeEtcd(lab, m));
+        for (const node of lab.nodes) {
+            mirror?.untrust(node);
+            sshRun(lab, node, "rm -f /usr/local/bin/etcd /usr/local/bin/etcdctl /usr/local/bin/etcdutl");
+        }
+        mirror?.stop();
         firewall("delete");
         rmSync(dir, { recursive: true, force: true });
+    });
+
+    test("etcd.source release: the mirror's tarball is checked against its sha256 and installed on every member, which runs that version", () => {
+        for (const m of members) {
+            const result = parseEtcdInstallResult(installs[m.name].stdout);
+            expect(result).toMatchObject({ node: m.name, source: "release", version: release.version, etcd: "/usr/local/bin/etcd" });
+            expect(installs[m.name].stderr).toContain(`sha256 ${release.sha256} matches the pinned checksum`);
+            expect(memberVersions[m.name]).toBe(release.version);
+        }
+        console.log(`etcd ${release.version} from ${mirror.baseUrl} (tarball sha256 ${release.sha256}) on ${members.map((m) => m.name).join(", ")}`);
+    });
+
+    test("a tarball whose sha256 is not the configured one is refused before it is unpacked, naming node and figures", () => {
+        const node = lab.nodes.find((n) => !members.includes(n))!;
+        mirror.trust(node);
+        const wrong = "0".repeat(64);
+        const r = install(node, wrong);
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toContain(`etcd install refused on node ${node.name}: ${mirror.baseUrl}/v${release.version}/etcd-v${release.version}-linux-amd64.tar.gz has sha256 ${release.sha256}, but ${wrong} is pinned`);
+        expect(sshRun(lab, node, "test -e /usr/local/bin/etcd").code).not.toBe(0);
     });
 
     test("the API server is the pinned Kubernetes minor and keeps its objects in the lab's etcd", () => {

@@ -99,7 +99,7 @@ export class LabKubeApi implements Kubectl {
     }
 
     /** Installs and starts the units, writes the kubeconfig, and waits (bounded) until /readyz is ok from the VPN. */
-    async start(timeoutSec = 180): Promise<void> {
+    async start(timeoutSec = 300): Promise<void> {
         const pki = makeKubePki(this.pkiDir, this.servers.map((s) => s.address));
         writeFileSync(this.kubeconfig, adminKubeconfig(pki, this.server, "zerotouch-lab"), { mode: 0o600 });
         // Where the controller manager reads its kubeconfig: the local API server.
@@ -178,7 +178,8 @@ export class LabKubeApi implements Kubectl {
             sshRun(
                 this.lab,
                 node,
-                `systemctl disable --now ${UNIT.apiServer} ${UNIT.controllerManager} >/dev/null 2>&1; ` +
+                // One unit at a time: `systemctl disable --now` stops nothing when one of its units does not exist.
+                `for u in ${UNIT.apiServer} ${UNIT.controllerManager}; do systemctl stop "$u"; systemctl disable "$u"; systemctl reset-failed "$u"; done >/dev/null 2>&1; ` +
                     `rm -f /etc/systemd/system/${UNIT.apiServer}.service /etc/systemd/system/${UNIT.controllerManager}.service; systemctl daemon-reload; ` +
                     `rm -rf ${DIR} ${FILES.etcdCa} ${FILES.etcdCert} ${FILES.etcdKey} ${BIN}/kube-apiserver ${BIN}/kube-controller-manager`,
             );

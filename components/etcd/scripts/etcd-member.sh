@@ -131,8 +131,17 @@ ctl() {
     --key="$client_key" --dial-timeout=5s --command-timeout=20s "$@"
 }
 
-# Simple `member list` output: "<id>, <status>, <name>, <peer urls>, <client urls>[, <learner>]".
-member_lines() { ctl "$1" member list 2>/dev/null; }
+# Simple `member list` output: "<id>, <status>, <name>, <peer urls>, <client urls>[, <learner>]",
+# as the member asked has it (serializable). etcdctl 3.6 lists linearizably by default, which
+# needs quorum: between `member add` and the new member's start, a cluster of two has none, so the
+# add could never be confirmed. etcdctl 3.4 and 3.5 have no such flag and always list this way.
+member_lines() {
+  local consistency=()
+  if timeout 10 "$ZT_ETCDCTL" member list --help 2>/dev/null | grep -q -- '--consistency'; then
+    consistency=(--consistency=s)
+  fi
+  ctl "$1" member list "${consistency[@]}" 2>/dev/null
+}
 
 has_data() { [ -d "$data_dir/member/wal" ] && [ -n "$(ls -A "$data_dir/member/wal" 2>/dev/null)" ]; }
 

@@ -1,0 +1,428 @@
+package remote
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"zerotouch.local/lab/command-standin/internal/sshtest"
+)
+
+// recorder is a journal that keeps what it is told.
+type recorder struct {
+	mu       sync.Mutex
+	statuses []string
+	warnings []string
+	errors   []string
+}
+
+func (r *recorder) status(line string) { r.mu.Lock(); r.statuses = append(r.statuses, line); r.mu.Unlock() }
+func (r *recorder) warning(msg string) { r.mu.Lock(); r.warnings = append(r.warnings, msg); r.mu.Unlock() }
+func (r *recorder) error(msg string)   { r.mu.Lock(); r.errors = append(r.errors, msg); r.mu.Unlock() }
+
+func (r *recorder) lines() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.statuses...)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// connectionTo is a connection to s with the test key and quick retries.
+func connectionTo(s *sshtest.Server) *Connection {
+	c := &Connection{}
+	c.Host = ptr(s.Host)
+	c.Port = ptr(float64(s.Port))
+	c.User = ptr(s.User)
+	c.PrivateKey = ptr(s.ClientKeyPEM)
+	c.DialErrorLimit = ptr(0)
+	c.PerDialTimeout = ptr(5)
+	c.AgentSocketPath = nil
+	return c
+}
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	t.Setenv("SSH_AUTH_SOCK", "") // never use an agent of the machine running the tests
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestStdinIsFedAndOutputTrimmed(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{})
+	log := &recorder{}
+	stdout, stderr, err := execute(ctx, connectionTo(s), job{command: "cat; echo oops >&2", stdin: ptr("line one\nline two\n")}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout != "line one\nline two" {
+		t.Errorf("stdout = %q", stdout)
+	}
+	if stderr != "oops" {
+		t.Errorf("stderr = %q", stderr)
+	}
+}
+
+func TestEmptyStdinSendsNothing(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{})
+	stdout, _, err := execute(ctx, connectionTo(s), job{command: "wc -c", stdin: ptr("")}, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(stdout) != "0" {
+		t.Errorf("stdout = %q, want 0 bytes read", stdout)
+	}
+}
+
+func TestEnvironmentIsSet(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{AcceptEnv: []string{"GREETING"}})
+	stdout, _, err := execute(ctx, connectionTo(s), job{command: `printf '%s' "$GREETING"`, env: map[string]string{"GREETING": "hello world"}}, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout != "hello world" {
+		t.Errorf("stdout = %q", stdout)
+	}
+}
+
+func TestEnvironmentRefusedByServerFails(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{})
+	log := &recorder{}
+	_, _, err := execute(ctx, connectionTo(s), job{command: "true", env: map[string]string{"NOPE": "x"}}, log)
+	if err == nil || !strings.Contains(err.Error(), `could not set environment variable "NOPE"`) {
+		t.Fatalf("err = %v", err)
+	}
+	if s.Execs() != 0 {
+		t.Errorf("the command ran although its environment could not be set")
+	}
+	if len(log.errors) != 1 {
+		t.Errorf("errors logged = %q", log.errors)
+	}
+}
+
+func TestPreviousOutputInEnvironment(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{AcceptEnv: []string{"*"}})
+	show := `printf '%s|%s' "${PULUMI_COMMAND_STDOUT-unset}" "${PULUMI_COMMAND_STDERR-unset}"`
+	cases := []struct {
+		name string
+		pass bool
+		want string
+	}{
+		{"passed", true, "old out|old err"},
+		{"not passed", false, "unset|unset"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			stdout, _, err := execute(ctx, connectionTo(s), job{command: show, previousStdout: "old out", previousStderr: "old err", passPrevious: c.pass}, &recorder{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stdout != c.want {
+				t.Errorf("stdout = %q, want %q", stdout, c.want)
+			}
+		})
+	}
+}
+
+func TestPreviousOutputRefusedOnlyWarns(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{})
+	log := &recorder{}
+	stdout, _, err := execute(ctx, connectionTo(s), job{command: "echo ran", previousStdout: "x", passPrevious: true}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout != "ran" || len(log.warnings) != 1 {
+		t.Errorf("stdout = %q, warnings = %q", stdout, log.warnings)
+	}
+}
+
+func TestNonZeroExitIsAnErrorWithOutput(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{})
+	_, _, err := execute(ctx, connectionTo(s), job{command: "echo partial; echo broken >&2; exit 3"}, &recorder{})
+	if err == nil {
+		t.Fatal("no error for exit status 3")
+	}
+	msg := err.Error()
+	for _, want := range []string{"Process exited with status 3", `running "echo partial; echo broken >&2; exit 3":`, "partial", "broken"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+}
+
+func TestErrorsKeepSecretsOut(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{})
+	none := LogNone
+	_, _, err := execute(ctx, connectionTo(s), job{command: "echo s3cr3t-token; exit 1", commandSecret: true, logging: &none}, &recorder{})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "s3cr3t") {
+		t.Errorf("error shows a secret: %q", msg)
+	}
+	if !strings.Contains(msg, "running [secret]") || !strings.Contains(msg, `logging is "none"`) {
+		t.Errorf("error = %q", msg)
+	}
+}
+
+func TestLoggingChoosesStreams(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{})
+	cases := []struct {
+		logging *Logging
+		want    []string
+	}{
+		{nil, []string{"to-err", "to-out"}},
+		{ptr(LogStdoutAndStderr), []string{"to-err", "to-out"}},
+		{ptr(LogStdout), []string{"to-out"}},
+		{ptr(LogStderr), []string{"to-err"}},
+		{ptr(LogNone), nil},
+	}
+	for _, c := range cases {
+		name := "unset"
+		if c.logging != nil {
+			name = string(*c.logging)
+		}
+		t.Run(name, func(t *testing.T) {
+			log := &recorder{}
+			stdout, stderr, err := execute(ctx, connectionTo(s), job{command: "echo to-out; echo to-err >&2", logging: c.logging}, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stdout != "to-out" || stderr != "to-err" {
+				t.Errorf("captured %q/%q: logging must not change the outputs", stdout, stderr)
+			}
+			got := log.lines()
+			if len(got) == 2 && got[0] > got[1] {
+				got[0], got[1] = got[1], got[0]
+			}
+			if strings.Join(got, ",") != strings.Join(c.want, ",") {
+				t.Errorf("logged %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestPinnedHostKeyAccepted(t *testing.T) {
+	ctx := testContext(t)
+	// The server also holds an ECDSA key, which an unrestricted x/crypto client would pick.
+	s := sshtest.Start(t, sshtest.Options{ExtraECDSAHostKey: true})
+	conn := connectionTo(s)
+	conn.HostKey = ptr(s.AuthorizedHostKey() + " root@lab-cp-1")
+	stdout, _, err := execute(ctx, conn, job{command: "echo pinned"}, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout != "pinned" {
+		t.Errorf("stdout = %q", stdout)
+	}
+}
+
+func TestHostKeyMismatchRefused(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{})
+	other := sshtest.Start(t, sshtest.Options{})
+	conn := connectionTo(s)
+	conn.HostKey = ptr(other.AuthorizedHostKey())
+	conn.DialErrorLimit = ptr(1)
+	_, _, err := execute(ctx, conn, job{command: "echo must-not-run"}, &recorder{})
+	if err == nil || !strings.Contains(err.Error(), "host key mismatch") {
+		t.Fatalf("err = %v, want a host key mismatch", err)
+	}
+	if !strings.Contains(err.Error(), "after 2 failed attempts") {
+		t.Errorf("err = %v, want 2 attempts with dialErrorLimit 1", err)
+	}
+	if s.Execs() != 0 {
+		t.Errorf("a command ran on a host with the wrong key")
+	}
+}
+
+func TestBadHostKeyTextRejected(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{})
+	conn := connectionTo(s)
+	conn.HostKey = ptr("not-a-key")
+	if _, _, err := execute(ctx, conn, job{command: "true"}, &recorder{}); err == nil || !strings.Contains(err.Error(), "hostKey") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestPasswordAuthentication(t *testing.T) {
+	ctx := testContext(t)
+	s := sshtest.Start(t, sshtest.Options{Password: "pw"})
+	conn := connectionTo(s)
+	conn.PrivateKey = nil
+	conn.Password = ptr("pw")
+	stdout, _, err := execute(ctx, conn, job{command: "echo in"}, &recorder{})
+	if err != nil || stdout != "in" {
+		t.Fatalf("stdout = %q, err = %v", stdout, err)
+	}
+}
+
+// refusingListener accepts TCP connections and closes them at once, counting them.
+func refusingListener(t *testing.T) (*net.TCPAddr, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			_ = c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr), &accepted
+}
+
+func TestDialRetriesAreBounded(t *testing.T) {
+	ctx := testContext(t)
+	addr, accepted := refusingListener(t)
+	conn := &Connection{}
+	conn.Host = ptr("127.0.0.1")
+	conn.Port = ptr(float64(addr.Port))
+	conn.User = ptr("nobody")
+	conn.Password = ptr("x")
+	conn.DialErrorLimit = ptr(3)
+	log := &recorder{}
+	start := time.Now()
+	_, _, err := execute(ctx, conn, job{command: "true"}, log)
+	elapsed := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "after 4 failed attempts") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := accepted.Load(); got != 4 {
+		t.Errorf("dials = %d, want 4 (dialErrorLimit 3 tolerates 3 failures)", got)
+	}
+	// Backoff 100 + 150 + 225 ms between the four dials.
+	if elapsed < 400*time.Millisecond || elapsed > 10*time.Second {
+		t.Errorf("took %s", elapsed)
+	}
+	want := []string{"Dial 1/3 failed: retrying", "Dial 2/3 failed: retrying", "Dial 3/3 failed: retrying"}
+	if strings.Join(log.lines(), ",") != strings.Join(want, ",") {
+		t.Errorf("status lines = %q", log.lines())
+	}
+}
+
+func TestUnlimitedDialsStopWithTheContext(t *testing.T) {
+	addr, accepted := refusingListener(t)
+	t.Setenv("SSH_AUTH_SOCK", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	conn := &Connection{}
+	conn.Host = ptr("127.0.0.1")
+	conn.Port = ptr(float64(addr.Port))
+	conn.Password = ptr("x")
+	conn.DialErrorLimit = ptr(-1)
+	_, _, err := execute(ctx, conn, job{command: "true"}, &recorder{})
+	if err == nil || !strings.Contains(err.Error(), "cancelled") {
+		t.Fatalf("err = %v", err)
+	}
+	if accepted.Load() < 3 {
+		t.Errorf("dials = %d: -1 should keep retrying until the context ends", accepted.Load())
+	}
+}
+
+func TestPerDialTimeoutCoversTheHandshake(t *testing.T) {
+	ctx := testContext(t)
+	// A listener that accepts and then says nothing, like a host whose sshd hangs.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	var held sync.WaitGroup
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held.Add(1)
+			go func() {
+				defer held.Done()
+				buf := make([]byte, 1024)
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				for {
+					if _, err := c.Read(buf); err != nil {
+						_ = c.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	conn := &Connection{}
+	conn.Host = ptr("127.0.0.1")
+	conn.Port = ptr(float64(ln.Addr().(*net.TCPAddr).Port))
+	conn.Password = ptr("x")
+	conn.DialErrorLimit = ptr(0)
+	conn.PerDialTimeout = ptr(1)
+	start := time.Now()
+	_, _, err = execute(ctx, conn, job{command: "true"}, &recorder{})
+	if err == nil || !strings.Contains(err.Error(), "per-dial timeout") {
+		t.Fatalf("err = %v", err)
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("a 1 s per-dial timeout took %s", elapsed)
+	}
+	held.Wait()
+}
+
+func TestCommandStopsWithTheContext(t *testing.T) {
+	s := sshtest.Start(t, sshtest.Options{})
+	t.Setenv("SSH_AUTH_SOCK", "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	_, _, err := execute(ctx, connectionTo(s), job{command: "sleep 20"}, &recorder{})
+	if err == nil || !strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
+		t.Fatalf("err = %v", err)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("took %s", elapsed)
+	}
+}
+
+func TestProxyConnection(t *testing.T) {
+	ctx := testContext(t)
+	target := sshtest.Start(t, sshtest.Options{})
+	bastion := sshtest.Start(t, sshtest.Options{})
+	conn := connectionTo(target)
+	conn.HostKey = ptr(target.AuthorizedHostKey())
+	proxy := &ProxyConnection{}
+	proxy.Host = ptr(bastion.Host)
+	proxy.Port = ptr(float64(bastion.Port))
+	proxy.User = ptr(bastion.User)
+	proxy.PrivateKey = ptr(bastion.ClientKeyPEM)
+	proxy.HostKey = ptr(bastion.AuthorizedHostKey())
+	proxy.DialErrorLimit = ptr(0)
+	conn.Proxy = proxy
+	stdout, _, err := execute(ctx, conn, job{command: "echo through"}, &recorder{})
+	if err != nil || stdout != "through" {
+		t.Fatalf("stdout = %q, err = %v", stdout, err)
+	}
+	if target.Execs() != 1 || bastion.Execs() != 0 {
+		t.Errorf("execs: target %d, bastion %d", target.Execs(), bastion.Execs())
+	}
+}
