@@ -143,6 +143,20 @@ member_lines() {
   ctl "$1" member list "${consistency[@]}" 2>/dev/null
 }
 
+# hand_over_leadership <before what> <doing what>: when the local member leads, it hands
+# leadership to another started member first (`move-leader`); otherwise the others wait out an
+# election timeout, and writes fail meanwhile. A failed hand-over is logged, not fatal.
+hand_over_leadership() {
+  local status me other
+  status=$(ctl "$ZT_LOCAL_ENDPOINT" endpoint status 2>/dev/null | head -n1 || true)
+  [ "$(printf '%s\n' "$status" | awk -F', ' '{ print $5 }')" = true ] || return 0
+  me=$(printf '%s\n' "$status" | awk -F', ' '{ print $2 }')
+  other=$(member_lines "$ZT_LOCAL_ENDPOINT" | awk -F', ' -v me="$me" '$2 == "started" && $1 != me { print $1; exit }' || true)
+  [ -n "$other" ] || return 0
+  log "moving leadership to member ${other} before $1"
+  ctl "$ZT_LOCAL_ENDPOINT" move-leader "$other" >&2 || log "move-leader failed; $2 anyway (an election follows)"
+}
+
 has_data() { [ -d "$data_dir/member/wal" ] && [ -n "$(ls -A "$data_dir/member/wal" 2>/dev/null)" ]; }
 
 journal_tail() {
@@ -204,14 +218,8 @@ if [ "$action" = delete ]; then
     survivors=$(printf '%s\n' "$lines" | other_endpoints "$id")
     if [ -n "$id" ] && [ -n "$survivors" ]; then
       total=$(printf '%s\n' "$lines" | grep -c ', started, ' || true)
-      # A leader hands leadership to a member that stays first: removing the leader itself
-      # would make the others wait out an election, and writes fail meanwhile.
-      self_status=$(ctl "$ZT_LOCAL_ENDPOINT" endpoint status 2>/dev/null | head -n1 || true)
-      if [ "$(printf '%s\n' "$self_status" | awk -F', ' '{ print $5 }')" = true ]; then
-        other=$(printf '%s\n' "$lines" | awk -F', ' -v me="$id" '$2 == "started" && $1 != me { print $1; exit }')
-        log "moving leadership to member ${other} before leaving"
-        ctl "$ZT_LOCAL_ENDPOINT" move-leader "$other" >&2 || log "move-leader failed; removing anyway (an election follows)"
-      fi
+      # Removing the leader itself would make the others wait out an election.
+      hand_over_leadership "leaving" "removing"
       log "removing member ${id} through the members that stay (${survivors}); ${total} members started"
       remove_member "$id" "$survivors" ||
         die "member ${id} could not be removed; it keeps running and its data stays as it is (stopping it now could cost the cluster its quorum). Check 'etcdctl endpoint health --cluster' and run again"
@@ -351,17 +359,8 @@ if ! systemctl is-active --quiet "$unit_name"; then
   systemctl start --no-block "$unit_name"
   restarted=true
 elif [ "$changed" = true ]; then
-  # A leader hands leadership to another started member first, so the cluster does not wait
-  # out an election timeout while this member restarts.
-  self_status=$(ctl "$ZT_LOCAL_ENDPOINT" endpoint status 2>/dev/null | head -n1 || true)
-  my_member=$(printf '%s\n' "$self_status" | awk -F', ' '{ print $2 }')
-  if [ "$(printf '%s\n' "$self_status" | awk -F', ' '{ print $5 }')" = true ]; then
-    other=$(member_lines "$ZT_LOCAL_ENDPOINT" | awk -F', ' -v me="$my_member" '$2 == "started" && $1 != me { print $1; exit }' || true)
-    if [ -n "$other" ]; then
-      log "moving leadership to member ${other} before the restart"
-      ctl "$ZT_LOCAL_ENDPOINT" move-leader "$other" >&2 || log "move-leader failed; restarting anyway (an election follows)"
-    fi
-  fi
+  # So that the cluster does not wait out an election while this member restarts.
+  hand_over_leadership "the restart" "restarting"
   log "certificates or unit changed: restarting ${unit_name}"
   systemctl restart --no-block "$unit_name"
   restarted=true
