@@ -4,6 +4,7 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 
 import { hostCidr, ipv4Mapped, parseCidr } from "../components/lib/cidr";
+import { isReconciliationSeconds, isThresholdMs, RECONCILIATION_SECONDS } from "../components/lib/ranges";
 
 /**
  * The stack configuration of zerotouch: one zod schema, validated before any resource exists.
@@ -170,11 +171,7 @@ export const ALLOWED: Readonly<Record<string, string>> = {
 };
 
 /** Milliseconds, whole nanoseconds at most (the gate compares in ns). */
-const thresholdMs = z
-    .number()
-    .gt(0)
-    .max(1000)
-    .refine((v) => Math.round(v * 1e6) / 1e6 === v);
+const thresholdMs = z.number().refine(isThresholdMs);
 
 function cidrSchema() {
     return z.string().superRefine((value, ctx) => {
@@ -306,7 +303,7 @@ const gitopsSchema = z
             hostname: z.string().regex(DNS_NAME),
             webhookHostname: z.string().regex(DNS_NAME),
             namespace: z.string().regex(K8S_NAME).default("argocd"),
-            reconciliationSeconds: z.number().int().min(30).max(3600).default(180),
+            reconciliationSeconds: z.number().refine(isReconciliationSeconds).default(RECONCILIATION_SECONDS.default),
             breakGlassGroup: z.string().regex(/^[A-Za-z0-9:._@/-]{1,128}$/).optional(),
             sso: z
                 .strictObject({

@@ -89,7 +89,7 @@ describe("argoCdValues", () => {
     it.each([
         [180, "180s"],
         [600, "600s"],
-        [0, "0s"],
+        [30, "30s"],
     ])("turns reconciliationSeconds %s into timeout.reconciliation %s", (seconds, text) => {
         expect((argoCdValues({ ...SPEC, reconciliationSeconds: seconds }) as any).configs.cm["timeout.reconciliation"]).toBe(text);
     });
@@ -295,7 +295,7 @@ describe("planArgoCd refusals", () => {
         ["a VPN CIDR with host bits", { vpnCidr: "10.8.0.1/24" }, /vpnCidr is "10.8.0.1\/24" \(host bits are set; the network is 10.8.0.0\/24\)/],
         ["a VPN CIDR that is everyone", { vpnCidr: "0.0.0.0/0" }, /vpnCidr is "0.0.0.0\/0"; allowed: a CIDR narrower than \/0/],
         ["a group with a comma", { breakGlassGroup: "a,b" }, /breakGlassGroup is "a,b"; allowed: an SSO group name/],
-        ["a negative reconciliation", { reconciliationSeconds: -1 }, /reconciliationSeconds is -1; allowed: a whole number of seconds from 0/],
+        ["a negative reconciliation", { reconciliationSeconds: -1 }, /reconciliationSeconds is -1; allowed: a whole number of seconds from 30 to 3600/],
         ["no nodes", { nodeCount: 0 }, /nodeCount is 0; allowed: a whole number of nodes, 1 or more/],
         ["a bad namespace", { namespace: "Argo" }, /ArgoCd: namespace is "Argo"; allowed: a DNS label/],
         ["a policy line that is not one", { extraPolicyLines: ["role:admin"] }, /extraPolicyLines entry is "role:admin"/],

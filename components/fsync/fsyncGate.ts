@@ -4,6 +4,7 @@ import * as path from "path";
 
 import { SshTarget } from "../lib/connection";
 import { NodeStep, nodeScript } from "../lib/nodeScript";
+import { isThresholdMs, THRESHOLD_MS } from "../lib/ranges";
 import { ScriptParams } from "../lib/script";
 import { formatGateFailure, FsyncGateResult, parseFsyncGateResult } from "./fio";
 
@@ -61,8 +62,8 @@ export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
         throw invalid(node, "dataPath", args.dataPath, "allowed: a normalized absolute path other than /");
     }
     const t = args.thresholdMs;
-    if (!Number.isFinite(t) || t <= 0 || t >= 1e6 || Math.round(t * 1e6) / 1e6 !== t) {
-        throw invalid(node, "thresholdMs", t, "allowed: a number of ms above 0 and below 1000000, at most 6 decimals (whole ns)");
+    if (!isThresholdMs(t)) {
+        throw invalid(node, "thresholdMs", t, `allowed: a number of ms above 0 and at most ${THRESHOLD_MS.max}, at most ${THRESHOLD_MS.decimals} decimals (whole ns)`);
     }
     if (!Number.isInteger(args.runs) || args.runs < 1 || args.runs > 10) {
         throw invalid(node, "runs", args.runs, "allowed: an integer from 1 to 10");

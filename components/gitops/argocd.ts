@@ -5,6 +5,7 @@ import { readFileSync } from "fs";
 import * as path from "path";
 
 import { parseCidr } from "../lib/cidr";
+import { isReconciliationSeconds, RECONCILIATION_SECONDS } from "../lib/ranges";
 import { checkDnsLabel, checkRepoUrl, DEFAULT_ARGOCD_NAMESPACE } from "./applications";
 import { stringify as stringifyYaml } from "yaml";
 
@@ -372,8 +373,10 @@ function checkValuesSpec(spec: ArgoCdValuesSpec): void {
         }
     }
     const s = spec.reconciliationSeconds;
-    if (!Number.isInteger(s) || s < 0 || s > 86400) {
-        throw new Error(`ArgoCd: reconciliationSeconds is ${JSON.stringify(s)}; allowed: a whole number of seconds from 0 (periodic refresh off, webhooks only) to 86400`);
+    if (!isReconciliationSeconds(s)) {
+        throw new Error(
+            `ArgoCd: reconciliationSeconds is ${JSON.stringify(s)}; allowed: a whole number of seconds from ${RECONCILIATION_SECONDS.min} to ${RECONCILIATION_SECONDS.max}`,
+        );
     }
 }
 
@@ -557,7 +560,7 @@ export interface ArgoCdArgs {
     readonly chartSource?: ArgoCdChartSource;
     /** Further `policy.csv` lines (`p, …` / `g, …`). Defaults to none. */
     readonly extraPolicyLines?: readonly string[];
-    /** Periodic refresh, seconds (`timeout.reconciliation`); 0 turns it off. Defaults to 180. */
+    /** Periodic refresh, seconds (`timeout.reconciliation`), within RECONCILIATION_SECONDS. Defaults to 180. */
     readonly reconciliationSeconds?: number;
     /** Nodes in the cluster (servers and workers): sizes repo-server, API server and controller (see argoCdSizing). */
     readonly nodeCount: number;
@@ -574,7 +577,6 @@ export interface ArgoCdArgs {
     readonly values?: ArgoCdValuesOverride;
 }
 
-const RECONCILIATION_SECONDS = 180;
 
 /** A mirror of the pinned chart: `repo` (https:// Helm repository or oci:// registry path) or `path` (a local .tgz). */
 export type ArgoCdChartSource = { readonly repo: string } | { readonly path: string };
@@ -650,7 +652,7 @@ export function planArgoCd(args: ArgoCdArgs): ArgoCdPlan {
         ...(args.sso !== undefined ? { sso: args.sso } : {}),
         ...(args.breakGlassGroup !== undefined ? { breakGlassGroup: args.breakGlassGroup } : {}),
         extraPolicyLines: args.extraPolicyLines ?? [],
-        reconciliationSeconds: args.reconciliationSeconds ?? RECONCILIATION_SECONDS,
+        reconciliationSeconds: args.reconciliationSeconds ?? RECONCILIATION_SECONDS.default,
         nodeCount: args.nodeCount,
         clusters: args.clusters ?? 1,
         ...(args.values !== undefined ? { override: args.values } : {}),
