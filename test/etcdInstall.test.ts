@@ -22,7 +22,7 @@ import { NodeStep, stepPayload } from "../components/lib/nodeScript";
 import { remoteRunner } from "../components/lib/script";
 import { describeAsRoot } from "./support/host";
 
-const JSON_LIB = path.join(__dirname, "..", "components", "lib", "scripts", "json.sh");
+import { COMMON_LIB } from "../components/lib/nodeScript";
 const HEX64 = /^[0-9a-f]{64}$/;
 
 describe("the pinned etcd releases", () => {
@@ -88,7 +88,7 @@ describe("etcdInstallSteps", () => {
                 },
                 hasDelete: false,
                 sensitive: false,
-                libraries: [JSON_LIB],
+                libraries: [COMMON_LIB],
             },
         ]);
         expect(fs.existsSync(steps[0].script)).toBe(true);

@@ -18,7 +18,7 @@ import { stepPayload } from "../components/lib/nodeScript";
 import { freePorts } from "./support/ports";
 import { itAsRoot } from "./support/host";
 
-const JSON_LIB = path.join(__dirname, "..", "components", "lib", "scripts", "json.sh");
+import { COMMON_LIB } from "../components/lib/nodeScript";
 const SNAPSHOT_NAME = /^local-1-\d{8}T\d{6}\.\d{3}Z\.db$/;
 
 describe("etcdSnapshotSteps", () => {
@@ -33,7 +33,7 @@ describe("etcdSnapshotSteps", () => {
                 params: { ZT_NODE: "cp-1", ZT_ETCDCTL: "/usr/local/bin/etcdctl" },
                 hasDelete: true,
                 sensitive: false,
-                libraries: [JSON_LIB],
+                libraries: [COMMON_LIB],
             },
         ]);
         expect(fs.existsSync(steps[0].script)).toBe(true);

@@ -12,6 +12,7 @@ import {
     p99Passes,
 } from "../components/fsync/fio";
 import { FSYNC_GATE_SCRIPT, fsyncGateSteps, FsyncGateStepArgs } from "../components/fsync/fsyncGate";
+import { COMMON_LIB } from "../components/lib/nodeScript";
 import { describeAsRoot } from "./support/host";
 
 /**
@@ -219,6 +220,7 @@ describe("fsyncGateSteps", () => {
                 },
                 hasDelete: false,
                 sensitive: false,
+                libraries: [COMMON_LIB],
             },
         ]);
         expect(fs.existsSync(steps[0].script)).toBe(true);

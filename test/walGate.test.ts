@@ -27,7 +27,7 @@ import { freePorts } from "./support/ports";
  */
 const FIXTURES = path.join(__dirname, "fixtures", "etcd");
 const fixture = (file: string): string => fs.readFileSync(path.join(FIXTURES, file), "utf8");
-const JSON_LIB = path.join(__dirname, "..", "components", "lib", "scripts", "json.sh");
+import { COMMON_LIB } from "../components/lib/nodeScript";
 
 describe("walGateSteps", () => {
     const base: WalGateStepArgs = {
@@ -53,7 +53,7 @@ describe("walGateSteps", () => {
                 },
                 hasDelete: false,
                 sensitive: false,
-                libraries: [JSON_LIB],
+                libraries: [COMMON_LIB],
             },
         ]);
         expect(fs.existsSync(steps[0].script)).toBe(true);

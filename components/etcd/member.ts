@@ -1,14 +1,12 @@
 import * as path from "path";
 import { z } from "zod";
 
-import { NodeStep } from "../lib/nodeScript";
+import { COMMON_LIB, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { DEFAULT_ETCD_PORTS, ETCD_BINARY, ETCD_UNIT_NAME, EtcdSource, etcdUnit, hostPort } from "./render";
 
 /** The member script; also run as is by the lab tests. */
 export const MEMBER_SCRIPT = path.join(__dirname, "scripts", "etcd-member.sh");
-/** Shell library the script uses (json_string). */
-const JSON_LIB = path.join(__dirname, "..", "lib", "scripts", "json.sh");
 
 /** Where a member's files are on its node. */
 export const ETCD_PKI_DIR = "/etc/etcd/pki";
@@ -93,7 +91,7 @@ export function etcdMemberStep(args: EtcdMemberStepArgs): NodeStep {
     return {
         name: "member",
         script: MEMBER_SCRIPT,
-        libraries: [JSON_LIB],
+        libraries: [COMMON_LIB],
         hasDelete: true,
         sensitive: true,
         params: {

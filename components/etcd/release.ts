@@ -1,15 +1,13 @@
 import * as path from "path";
 import { z } from "zod";
 
-import { NodeStep } from "../lib/nodeScript";
+import { COMMON_LIB, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
 import { ETCD_BINARY, EtcdSource } from "./render";
 
 /** The install script; also run as is by the tests. */
 export const ETCD_INSTALL_SCRIPT = path.join(__dirname, "scripts", "etcd-install.sh");
-/** Shell library the script uses (json_string). */
-const JSON_LIB = path.join(__dirname, "..", "lib", "scripts", "json.sh");
 
 /** Architectures etcd publishes Linux release tarballs for that zerotouch installs. */
 export type EtcdArch = "amd64" | "arm64";
@@ -134,7 +132,7 @@ export function etcdInstallSteps(args: EtcdInstallArgs): NodeStep[] {
     } else {
         throw invalid(node, "source", source, "allowed: release or preinstalled");
     }
-    return [{ name: "install", script: ETCD_INSTALL_SCRIPT, params, hasDelete: false, sensitive: false, libraries: [JSON_LIB] }];
+    return [{ name: "install", script: ETCD_INSTALL_SCRIPT, params, hasDelete: false, sensitive: false, libraries: [COMMON_LIB] }];
 }
 
 function releaseParams(node: string, args: EtcdInstallArgs): ScriptParams {

@@ -1,7 +1,7 @@
 import * as path from "path";
 import { z } from "zod";
 
-import { NodeStep } from "../lib/nodeScript";
+import { COMMON_LIB, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
 
@@ -9,8 +9,6 @@ import { ScriptParams } from "../lib/script";
 export const SNAPSHOT_SCRIPT = path.join(__dirname, "scripts", "etcd-snapshot.sh");
 /** The restore script (actions verify, restore), run by an operator: see docs/etcd-restore.md. */
 export const RESTORE_SCRIPT = path.join(__dirname, "scripts", "etcd-restore.sh");
-/** Shell library the scripts use (json_string, json_array). */
-const JSON_LIB = path.join(__dirname, "..", "lib", "scripts", "json.sh");
 
 /** What the `create` action installs on the node (the timer runs the installed script). */
 export const SNAPSHOT_INSTALLED = {
@@ -116,7 +114,7 @@ export function etcdSnapshotSteps(args: EtcdSnapshotStepArgs): NodeStep[] {
         ...optional("ZT_RETAIN", args.retain),
         ...optional("ZT_SCHEDULE", args.schedule),
     };
-    return [{ name: "snapshots", script: SNAPSHOT_SCRIPT, params, hasDelete: true, sensitive: false, libraries: [JSON_LIB] }];
+    return [{ name: "snapshots", script: SNAPSHOT_SCRIPT, params, hasDelete: true, sensitive: false, libraries: [COMMON_LIB] }];
 }
 
 const count = z.number().int().nonnegative();

@@ -4,7 +4,7 @@ import * as path from "path";
 import { z } from "zod";
 
 import { SshTarget } from "../lib/connection";
-import { NodeStep, nodeScript } from "../lib/nodeScript";
+import { COMMON_LIB, nodeScript, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
 import {
@@ -20,8 +20,6 @@ import {
 
 /** The gate script; also run as is by the tests. */
 export const WAL_GATE_SCRIPT = path.join(__dirname, "scripts", "wal-fsync-gate.sh");
-/** Shell library the script uses (json_string). */
-const JSON_LIB = path.join(__dirname, "..", "lib", "scripts", "json.sh");
 
 /** The quantile the gate decides on. */
 export const WAL_GATE_QUANTILE = 0.99;
@@ -128,7 +126,7 @@ export function walGateSteps(args: WalGateStepArgs): NodeStep[] {
         ...optional("ZT_MIN_SAMPLES", args.minSamples),
         ...optional("ZT_MIN_COMMIT_SAMPLES", args.minCommitSamples),
     };
-    return [{ name: "wal-gate", script: WAL_GATE_SCRIPT, params, hasDelete: false, sensitive: false, libraries: [JSON_LIB] }];
+    return [{ name: "wal-gate", script: WAL_GATE_SCRIPT, params, hasDelete: false, sensitive: false, libraries: [COMMON_LIB] }];
 }
 
 const count = z.number().int().nonnegative();

@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 
 import { SshTarget } from "../lib/connection";
-import { NodeStep, nodeScript } from "../lib/nodeScript";
+import { COMMON_LIB, NodeStep, nodeScript } from "../lib/nodeScript";
 import { isThresholdMs, THRESHOLD_MS } from "../lib/ranges";
 import { ScriptParams } from "../lib/script";
 import { formatGateFailure, FsyncGateResult, parseFsyncGateResult } from "./fio";
@@ -89,7 +89,7 @@ export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
         ...(bs !== undefined ? { ZT_FIO_BS: bs } : {}),
         ...(max !== undefined ? { ZT_FIO_MAX_SECONDS: max } : {}),
     };
-    return [{ name: "fio", script: FSYNC_GATE_SCRIPT, params, hasDelete: false, sensitive: false }];
+    return [{ name: "fio", script: FSYNC_GATE_SCRIPT, params, hasDelete: false, sensitive: false, libraries: [COMMON_LIB] }];
 }
 
 /**

@@ -3,7 +3,7 @@ import * as path from "path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { z } from "zod";
 
-import { NodeStep } from "../lib/nodeScript";
+import { COMMON_LIB, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
 
@@ -20,7 +20,7 @@ export const K3S_SERVER_SCRIPT = path.join(SCRIPTS, "k3s-server.sh");
 export const K3S_AGENT_SCRIPT = path.join(SCRIPTS, "k3s-agent.sh");
 export const K3S_KUBECONFIG_SCRIPT = path.join(SCRIPTS, "k3s-kubeconfig.sh");
 /** Shell libraries the scripts use, in payload order. */
-export const K3S_LIBRARIES: readonly string[] = [path.join(__dirname, "..", "lib", "scripts", "json.sh"), path.join(SCRIPTS, "lib", "k3s.sh")];
+export const K3S_LIBRARIES: readonly string[] = [COMMON_LIB, path.join(SCRIPTS, "lib", "k3s.sh")];
 
 export type K3sArch = "amd64" | "arm64";
 

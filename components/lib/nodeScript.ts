@@ -1,5 +1,6 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import * as path from "path";
 
 import { SshTarget } from "./connection";
 import { loadScript, remoteRunner, ScriptParams, ScriptPayload, scriptPayload } from "./script";
@@ -32,6 +33,12 @@ export interface NodeStep {
      */
     readonly meta?: Readonly<Record<string, unknown>>;
 }
+
+/**
+ * The shell library every node script uses (log lines, exits, JSON output): first among a step's
+ * libraries. A script run by hand sources it from the checkout.
+ */
+export const COMMON_LIB = path.join(__dirname, "scripts", "common.sh");
 
 /** The payload a step sends: parameters, then its libraries, then the script. */
 export function stepPayload(step: NodeStep): ScriptPayload {

@@ -3,12 +3,10 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 
 import { DialBounds, sshConnection, SshTarget } from "../lib/connection";
-import { NodeStep, nodeScript } from "../lib/nodeScript";
+import { COMMON_LIB, nodeScript, NodeStep } from "../lib/nodeScript";
 import { ConnectResult, parseConnectResult, parsePreflightResult, PreflightResult } from "./facts";
 
 const SCRIPTS = path.join(__dirname, "scripts");
-/** Shell library the node scripts use (json_string, json_array). */
-const JSON_LIB = path.join(__dirname, "..", "lib", "scripts", "json.sh");
 
 /** Operating systems the node layer supports, as `<os-release ID> <VERSION_ID>`. */
 export const SUPPORTED_OS = ["debian 12", "ubuntu 22.04", "ubuntu 24.04"] as const;
@@ -63,7 +61,7 @@ export function vpsNodeSteps(args: VpsNodeSpec): { connect: NodeStep; preflight:
         connect: {
             name: "connect",
             script: path.join(SCRIPTS, "connect.sh"),
-            libraries: [JSON_LIB],
+            libraries: [COMMON_LIB],
             params: {
                 ZT_NODE: args.node,
                 ZT_HOST: args.target.host,
@@ -84,7 +82,7 @@ export function vpsNodeSteps(args: VpsNodeSpec): { connect: NodeStep; preflight:
         preflight: {
             name: "preflight",
             script: path.join(SCRIPTS, "preflight.sh"),
-            libraries: [JSON_LIB],
+            libraries: [COMMON_LIB],
             params: {
                 ZT_NODE: args.node,
                 ZT_ROLE: args.role,

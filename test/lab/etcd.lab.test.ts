@@ -23,7 +23,7 @@ import { clientUrl, EtcdMemberPem, LOCAL_CLIENT_URL, NODE_CLIENT_TLS, parseEtcdM
 import { etcdSnapshotSteps, parseRestoreResult, parseSnapshotResult, RESTORE_SCRIPT, SNAPSHOT_INSTALLED } from "../../components/etcd/snapshot";
 import { parseWalGateResult, walGateSteps } from "../../components/etcd/walGate";
 import { k3sInstallStep, resolveK3sSource } from "../../components/k8s/k3s";
-import { stepPayload } from "../../components/lib/nodeScript";
+import { COMMON_LIB, stepPayload } from "../../components/lib/nodeScript";
 import type { NodeStep } from "../../components/lib/nodeScript";
 import { lastJsonLine, ScriptAction } from "../../components/lib/script";
 import { makeEtcdPem } from "../support/etcdCerts";
@@ -177,7 +177,7 @@ describe("EtcdCluster scripts on the lab", () => {
         const restore: NodeStep = {
             name: "restore",
             script: RESTORE_SCRIPT,
-            libraries: [path.join(__dirname, "..", "..", "components", "lib", "scripts", "json.sh")],
+            libraries: [COMMON_LIB],
             hasDelete: false,
             sensitive: false,
             params: {

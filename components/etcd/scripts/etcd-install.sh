@@ -36,9 +36,9 @@
 set -euo pipefail
 
 # json_string: in the payload ahead of this script, or from the checkout.
-if ! declare -F json_string >/dev/null; then
-  # shellcheck source=components/lib/scripts/json.sh
-  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/json.sh"
+if ! declare -F log >/dev/null; then
+  # shellcheck source=components/lib/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
 fi
 
 readonly record_name=.zerotouch-etcd-install
@@ -51,10 +51,7 @@ readonly curl_retries=3
 readonly download_timeout_s=1300
 readonly max_tarball_bytes=268435456
 
-log() { printf 'etcd-install: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-invalid() { log "invalid parameter: $*"; exit 2; }
-refuse() { log "$*"; exit 3; }
+log_prefix=etcd-install:
 
 action="${ZT_ACTION:-}"
 node="${ZT_NODE:-}"

@@ -54,9 +54,9 @@
 set -euo pipefail
 
 # json_string: in the payload ahead of this script, or from the checkout.
-if ! declare -F json_string >/dev/null; then
-  # shellcheck source=components/lib/scripts/json.sh
-  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/json.sh"
+if ! declare -F log >/dev/null; then
+  # shellcheck source=components/lib/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
 fi
 
 readonly STATE=/var/lib/zerotouch/etcd
@@ -64,15 +64,7 @@ readonly name_re='^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
 readonly path_re='^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$'
 readonly url_re='^https://[][A-Za-z0-9.:-]+:[0-9]{1,5}$'
 
-log() { printf '[etcd-member %s] %s\n' "${ZT_NODE:-?}" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-invalid() {
-  log "invalid parameter: $*"
-  exit 2
-}
+log_prefix="[etcd-member ${ZT_NODE:-?}]"
 
 action="${ZT_ACTION:-}"
 node="${ZT_NODE:-}"

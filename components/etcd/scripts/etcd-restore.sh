@@ -32,18 +32,16 @@
 set -euo pipefail
 
 # json_string: in the payload ahead of this script, or from the checkout.
-if ! declare -F json_string >/dev/null; then
-  # shellcheck source=components/lib/scripts/json.sh
-  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/json.sh"
+if ! declare -F log >/dev/null; then
+  # shellcheck source=components/lib/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
 fi
 
 readonly status_timeout_s=120
 readonly restore_timeout_s=1800
 export ETCDCTL_API=3
 
-log() { printf 'etcd-restore: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-invalid() { log "invalid parameter: $*"; exit 2; }
+log_prefix=etcd-restore:
 
 action="${ZT_ACTION:-}"
 snapshot="${ZT_SNAPSHOT:-}"
@@ -137,28 +135,13 @@ entries() {
 # still running (if any) is stopped.
 work=""
 staging=""
-child=""
 cleanup() {
-  [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true
+  stop_bounded
   [ -z "$staging" ] || rm -rf -- "$staging"
   [ -z "$work" ] || rm -rf -- "$work"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-# Runs a command for at most $1 seconds, its stderr into the file $2. In the background, waited
-# for, so a signal ends the script at once (bash runs traps only between commands).
-bounded() {
-  local seconds="$1" err="$2" rc=0
-  shift 2
-  timeout -k 10 "$seconds" "$@" 2>"$err" &
-  child=$!
-  wait "$child" || rc=$?
-  child=""
-  return "$rc"
-}
+exit_on_signals
 
 # Refuse before anything is read or written.
 if [ "$action" = restore ]; then

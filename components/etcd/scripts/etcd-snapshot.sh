@@ -37,9 +37,9 @@
 set -euo pipefail
 
 # json_string, json_array: in the payload ahead of this script, or from the checkout.
-if ! declare -F json_string >/dev/null; then
-  # shellcheck source=components/lib/scripts/json.sh
-  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/json.sh"
+if ! declare -F log >/dev/null; then
+  # shellcheck source=components/lib/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
 fi
 
 readonly installed_script=/usr/local/lib/zerotouch/etcd-snapshot
@@ -55,9 +55,7 @@ readonly systemctl_timeout_s=120
 readonly health_timeout_s=30
 export ETCDCTL_API=3
 
-log() { printf 'etcd-snapshot: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-invalid() { log "invalid parameter: $*"; exit 2; }
+log_prefix=etcd-snapshot:
 
 action="${ZT_ACTION:-}"
 node="${ZT_NODE:-}"
@@ -167,28 +165,13 @@ verify_snapshot() {
 # after the command still running (if any) is stopped.
 work=""
 tmp=""
-child=""
 cleanup() {
-  [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true
+  stop_bounded
   [ -z "$tmp" ] || rm -f -- "$tmp" "${tmp}.part"
   [ -z "$work" ] || rm -rf -- "$work"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-# Runs a command for at most $1 seconds, its stderr into the file $2. In the background, waited
-# for, so a signal ends the script at once (bash runs traps only between commands).
-bounded() {
-  local seconds="$1" err="$2" rc=0
-  shift 2
-  timeout -k 10 "$seconds" "$@" 2>"$err" &
-  child=$!
-  wait "$child" || rc=$?
-  child=""
-  return "$rc"
-}
+exit_on_signals
 
 # --- save -----------------------------------------------------------------------------------
 if [ "$action" = save ]; then

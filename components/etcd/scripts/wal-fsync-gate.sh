@@ -44,9 +44,9 @@
 set -euo pipefail
 
 # json_string: in the payload ahead of this script, or from the checkout.
-if ! declare -F json_string >/dev/null; then
-  # shellcheck source=components/lib/scripts/json.sh
-  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/json.sh"
+if ! declare -F log >/dev/null; then
+  # shellcheck source=components/lib/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
 fi
 
 readonly wal_metric=etcd_disk_wal_fsync_duration_seconds
@@ -57,9 +57,7 @@ readonly round_max_ms=3000
 readonly value_bytes=1024
 readonly apt_timeout_s=600
 
-log() { printf 'wal-fsync-gate: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-invalid() { log "invalid parameter: $*"; exit 2; }
+log_prefix=wal-fsync-gate:
 
 action="${ZT_ACTION:-}"
 node="${ZT_NODE:-}"

@@ -27,9 +27,12 @@ readonly apt_timeout_s=600
 readonly lock_timeout_s=3600
 readonly scratch_prefix=.zerotouch-fsync.
 
-log() { printf 'fsync-gate: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-invalid() { log "invalid parameter: $*"; exit 2; }
+# log, die, invalid: in the payload ahead of this script, or from the checkout.
+if ! declare -F log >/dev/null; then
+  # shellcheck source=components/lib/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
+fi
+log_prefix=fsync-gate:
 
 action="${ZT_ACTION:-}"
 node="${ZT_NODE:-}"

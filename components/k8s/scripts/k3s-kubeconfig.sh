@@ -21,8 +21,8 @@ if ! declare -F k3s_self_id >/dev/null; then
   . "$(dirname "${BASH_SOURCE[0]}")/lib/k3s.sh"
 fi
 if ! declare -F json_string >/dev/null; then
-  # shellcheck source=components/lib/scripts/json.sh
-  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/json.sh"
+  # shellcheck source=components/lib/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
 fi
 K3S_STEP=k3s-kubeconfig
 readonly wait_s=120

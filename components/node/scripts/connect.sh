@@ -6,8 +6,8 @@ set -euo pipefail
 
 # json_string, json_array: in the payload ahead of this script, or from the checkout.
 if ! declare -F json_string >/dev/null; then
-  # shellcheck source=components/lib/scripts/json.sh
-  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/json.sh"
+  # shellcheck source=components/lib/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
 fi
 
 node="${ZT_NODE:?ZT_NODE is required}"

@@ -20,14 +20,6 @@ K3S_AGENT_UNIT=k3s-agent.service
 
 # Progress and errors on stderr, prefixed with the step (K3S_STEP, set by the script) and node.
 log() { printf '[%s %s] %s\n' "${K3S_STEP:-k3s}" "${ZT_NODE:-?}" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-invalid() {
-  log "invalid parameter: $*"
-  exit 2
-}
 refuse() {
   log "refused: $*"
   exit 3
