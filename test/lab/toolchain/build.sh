@@ -58,6 +58,15 @@ build_one() {
       rm -rf "$tmp"
       return 1
     fi
+  elif [[ "$wrapper" == local:* ]]; then
+    # A module of this repository (the lab's own code): built from its folder as it is.
+    local dir="$here/${wrapper#local:}"
+    echo "mode:    go build in the repository's module ${wrapper#local:}" >>"$logfile"
+    if ! (cd "$dir" && timeout "$build_timeout" nice -n 19 \
+        go build -mod=readonly -trimpath -ldflags "$ldflags" -o "$tmp/$name" "$package") >>"$logfile" 2>&1; then
+      rm -rf "$tmp"
+      return 1
+    fi
   else
     local dir="$here/modules/$wrapper"
     echo "mode:    go build in wrapper module modules/$wrapper" >>"$logfile"
@@ -83,6 +92,18 @@ build_one() {
   rm -rf "$tmp"
 }
 
+# source_stamp WRAPPER: for a repository module (local:<dir>), the sha256 of its sources (the
+# cache key covers versions.env only, so a binary built from older sources is built again);
+# empty for anything else.
+source_stamp() {
+  case "$1" in
+    local:*)
+      (cd "$here/${1#local:}" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) ! -name '*_test.go' -print0 |
+        sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64) ;;
+    *) echo "" ;;
+  esac
+}
+
 wanted=("$@")
 is_wanted() {
   local n
@@ -99,7 +120,8 @@ log "versions.env sha256 prefix $key, output $bin"
 while read -r name module version package version_var wrapper required; do
   case "$name" in ''|'#'*) continue ;; esac
   is_wanted "$name" || continue
-  if [ -x "$bin/$name" ]; then
+  stamp="$(source_stamp "$wrapper")"
+  if [ -x "$bin/$name" ] && [ "$(cat "$bin/.$name.source" 2>/dev/null || true)" = "$stamp" ]; then
     log "$name: already built ($module@$version), skipped"
     skipped=$((skipped + 1))
     continue
@@ -109,6 +131,7 @@ while read -r name module version package version_var wrapper required; do
   start=$(date +%s)
   if build_one "$name" "$module" "$version" "$package" "$version_var" "$wrapper" "$logfile"; then
     secs=$(($(date +%s) - start))
+    if [ -n "$stamp" ]; then echo "$stamp" >"$bin/.$name.source"; else rm -f "$bin/.$name.source"; fi
     log "$name: built in ${secs}s"
     printf '%s\t%s@%s\tbuilt\t%ss\n' "$name" "$module" "$version" "$secs" >>"$results"
     built=$((built + 1))
@@ -121,6 +144,13 @@ while read -r name module version package version_var wrapper required; do
     [ "$required" = "yes" ] && missing_required+=("$name")
   fi
 done <"$versions_file"
+
+# The small launchers a release tarball ships beside the CLI (launchers/), always the checkout's.
+for launcher in "$here"/launchers/*; do
+  [ -f "$launcher" ] || continue
+  is_wanted "$(basename "$launcher")" || continue
+  cmp -s "$launcher" "$bin/$(basename "$launcher")" || install -m 0755 "$launcher" "$bin/$(basename "$launcher")"
+done
 
 if [ "$built" -eq 0 ] && [ "$failed" -eq 0 ]; then
   log "nothing to do: all $skipped binaries already built"

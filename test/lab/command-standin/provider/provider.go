@@ -20,16 +20,23 @@ const Name = "command"
 
 // New returns the provider.
 func New() (p.Provider, error) {
-	inferred, err := infer.NewProviderBuilder().
-		WithResources(infer.Resource(&remote.Command{})).
-		WithDisplayName("Command (lab stand-in)").
-		WithDescription("Runs commands on remote hosts over SSH; a stand-in for the command provider 1.2.1.").
-		WithLicense("Apache-2.0").
-		Build()
+	inferred, err := inferred()
 	if err != nil {
 		return p.Provider{}, err
 	}
 	return adjust(inferred), nil
+}
+
+// inferred is the provider as pulumi-go-provider derives it from package remote.
+func inferred() (p.Provider, error) {
+	return infer.NewProviderBuilder().
+		WithResources(infer.Resource(&remote.Command{})).
+		WithDisplayName("Command").
+		WithNamespace("pulumi").
+		WithGoImportPath("github.com/pulumi/pulumi-command/sdk/go/command").
+		WithDescription("Lab stand-in for the command provider 1.2.1: runs commands on remote hosts over SSH.").
+		WithLicense("Apache-2.0").
+		Build()
 }
 
 // adjust wraps the inferred provider.

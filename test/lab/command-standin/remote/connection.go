@@ -12,7 +12,7 @@ import (
 
 	"github.com/pulumi/pulumi-go-provider/infer"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/agent"
+	keyring "golang.org/x/crypto/ssh/agent"
 )
 
 // Defaults of the 1.2.1 schema, applied by Check (and again here when a field is absent).
@@ -37,7 +37,7 @@ type endpoint struct {
 	Password           *string  `pulumi:"password,optional"`
 	PrivateKey         *string  `pulumi:"privateKey,optional"`
 	PrivateKeyPassword *string  `pulumi:"privateKeyPassword,optional"`
-	AgentSocketPath    *string  `pulumi:"agentSocketPath,optional"`
+	SocketPath         *string  `pulumi:"agentSocketPath,optional"`
 	HostKey            *string  `pulumi:"hostKey,optional"`
 	DialErrorLimit     *int     `pulumi:"dialErrorLimit,optional"`
 	PerDialTimeout     *int     `pulumi:"perDialTimeout,optional"`
@@ -64,7 +64,7 @@ func (c *Connection) Annotate(a infer.Annotator) {
 	a.Describe(&c.Password, "Password for password or keyboard-interactive authentication.")
 	a.Describe(&c.PrivateKey, "Private key (file contents) for public-key authentication.")
 	a.Describe(&c.PrivateKeyPassword, "Passphrase of an encrypted private key.")
-	a.Describe(&c.AgentSocketPath, "SSH agent socket. Defaults to SSH_AUTH_SOCK when that is set.")
+	a.Describe(&c.SocketPath, "Unix socket of an SSH key holder (the SSH_AUTH_SOCK protocol). Defaults to $SSH_AUTH_SOCK when set.")
 	a.Describe(&c.HostKey, "Expected host public key (authorized_keys form). When absent the host key is not checked.")
 	a.Describe(&c.DialErrorLimit, "Failed dials tolerated before giving up; -1 means no limit. Defaults to 10.")
 	a.SetDefault(&c.DialErrorLimit, defaultDialErrorLimit)
@@ -83,7 +83,7 @@ func (c *ProxyConnection) Annotate(a infer.Annotator) {
 	a.Describe(&c.Password, "Password for the bastion host.")
 	a.Describe(&c.PrivateKey, "Private key (file contents) for the bastion host.")
 	a.Describe(&c.PrivateKeyPassword, "Passphrase of an encrypted private key.")
-	a.Describe(&c.AgentSocketPath, "SSH agent socket. Defaults to SSH_AUTH_SOCK when that is set.")
+	a.Describe(&c.SocketPath, "Unix socket of an SSH key holder (the SSH_AUTH_SOCK protocol). Defaults to $SSH_AUTH_SOCK when set.")
 	a.Describe(&c.HostKey, "Expected host public key of the bastion. When absent it is not checked.")
 	a.Describe(&c.DialErrorLimit, "Failed dials tolerated before giving up; -1 means no limit. Defaults to 10.")
 	a.SetDefault(&c.DialErrorLimit, defaultDialErrorLimit)
@@ -119,8 +119,8 @@ func (e *endpoint) perDialTimeout() time.Duration {
 	return time.Duration(*e.PerDialTimeout) * time.Second
 }
 
-// clientConfig builds the SSH client settings. The returned release closes the agent
-// connection, if one was opened; call it once the handshake is over.
+// clientConfig builds the SSH client settings. The returned release closes the key holder's
+// socket (SSH_AUTH_SOCK), if one was opened; call it once the handshake is over.
 func (e *endpoint) clientConfig() (*ssh.ClientConfig, func(), error) {
 	release := func() {}
 	user := defaultUser
@@ -167,16 +167,16 @@ func (e *endpoint) clientConfig() (*ssh.ClientConfig, func(), error) {
 	}
 
 	socket := os.Getenv("SSH_AUTH_SOCK")
-	if e.AgentSocketPath != nil {
-		socket = *e.AgentSocketPath
+	if e.SocketPath != nil {
+		socket = *e.SocketPath
 	}
 	if socket != "" {
 		conn, err := net.Dial("unix", socket)
 		if err != nil {
-			return nil, release, fmt.Errorf("ssh agent: %w", err)
+			return nil, release, fmt.Errorf("key socket %s: %w", socket, err)
 		}
 		release = func() { _ = conn.Close() }
-		cfg.Auth = append(cfg.Auth, ssh.PublicKeysCallback(agent.NewClient(conn).Signers))
+		cfg.Auth = append(cfg.Auth, ssh.PublicKeysCallback(keyring.NewClient(conn).Signers))
 	}
 	return cfg, release, nil
 }

@@ -52,16 +52,16 @@ func execute(ctx context.Context, conn *Connection, j job, log journal) (string,
 	return runOn(ctx, client.Client, j, log)
 }
 
-// runOn runs the job in a new session of an open client.
+// runOn runs the job on a new exec channel of an open client.
 func runOn(ctx context.Context, client *ssh.Client, j job, log journal) (string, string, error) {
-	session, err := client.NewSession()
+	shell, err := client.NewSession()
 	if err != nil {
 		return "", "", err
 	}
-	defer func() { _ = session.Close() }()
+	defer func() { _ = shell.Close() }()
 
 	for name, value := range j.env {
-		if err := session.Setenv(name, value); err != nil {
+		if err := shell.Setenv(name, value); err != nil {
 			log.error(acceptEnvHint(name))
 			return "", "", fmt.Errorf("could not set environment variable %q: %w", name, err)
 		}
@@ -72,13 +72,13 @@ func runOn(ctx context.Context, client *ssh.Client, j job, log journal) (string,
 			if value == "" {
 				continue
 			}
-			if err := session.Setenv(name, value); err != nil {
+			if err := shell.Setenv(name, value); err != nil {
 				log.warning(acceptEnvHint(name))
 			}
 		}
 	}
 	if j.stdin != nil && *j.stdin != "" {
-		session.Stdin = strings.NewReader(*j.stdin)
+		shell.Stdin = strings.NewReader(*j.stdin)
 	}
 
 	var stdout, stderr bytes.Buffer
@@ -93,20 +93,20 @@ func runOn(ctx context.Context, client *ssh.Client, j job, log journal) (string,
 	if j.logging.showsStderr() {
 		errWriters = append(errWriters, shown, errLines)
 	}
-	session.Stdout = io.MultiWriter(outWriters...)
-	session.Stderr = io.MultiWriter(errWriters...)
+	shell.Stdout = io.MultiWriter(outWriters...)
+	shell.Stderr = io.MultiWriter(errWriters...)
 
 	finished := make(chan struct{})
 	go func() {
 		select {
 		case <-ctx.Done():
-			_ = session.Signal(ssh.SIGTERM)
-			_ = session.Close()
+			_ = shell.Signal(ssh.SIGTERM)
+			_ = shell.Close()
 			_ = client.Close()
 		case <-finished:
 		}
 	}()
-	err = session.Run(j.command)
+	err = shell.Run(j.command)
 	close(finished)
 	outLines.flush()
 	errLines.flush()

@@ -1,5 +1,5 @@
 // Package sshtest is an in-process SSH server for tests. It listens on 127.0.0.1 only and runs
-// each `exec` request with /bin/sh -c on the test machine, with the session's environment and
+// each `exec` request with /bin/sh -c on the test machine, with the channel's environment and
 // stdin, and reports the exit status. The server closes with the test.
 package sshtest
 
@@ -180,15 +180,12 @@ func (s *Server) serve(conn net.Conn, cfg *ssh.ServerConfig, opts Options) {
 			go forward(nc)
 			continue
 		}
-		if nc.ChannelType() != "session" {
-			_ = nc.Reject(ssh.UnknownChannelType, "only sessions and forwarding")
-			continue
-		}
+		// Any other channel is treated as a shell channel: the client opens no other kind.
 		ch, chReqs, err := nc.Accept()
 		if err != nil {
 			return
 		}
-		go s.session(ch, chReqs, opts)
+		go s.shell(ch, chReqs, opts)
 	}
 }
 
@@ -201,7 +198,7 @@ func (s *Server) accepts(opts Options, name string) bool {
 	return false
 }
 
-func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request, opts Options) {
+func (s *Server) shell(ch ssh.Channel, reqs <-chan *ssh.Request, opts Options) {
 	defer func() { _ = ch.Close() }()
 	env := []string{"PATH=" + os.Getenv("PATH"), "LANG=C"}
 	for req := range reqs {
