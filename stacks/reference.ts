@@ -9,7 +9,7 @@ const STACK_NAME = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
 export interface PlatformReference {
     /** The `platform` object, validated against the outputs contract. */
     readonly outputs: pulumi.Output<PlatformOutputs>;
-    /** The admin kubeconfig; a secret here too. Fails when the platform has no Kubernetes layer. */
+    /** The admin kubeconfig; a secret here too. Required on first use: fails then when the platform has no Kubernetes layer. */
     readonly kubeconfig: pulumi.Output<string>;
     /** The StackReference resource, for `dependsOn`. */
     readonly reference: pulumi.StackReference;
@@ -45,15 +45,24 @@ export function readPlatform(stackName: string, opts?: pulumi.CustomResourceOpti
     const outputs = reference
         .requireOutput(OUTPUT_NAME)
         .apply((value: unknown) => parsePlatformOutputs(value, `stack ${stackName}`));
-    const kubeconfig = pulumi.secret(
-        reference.requireOutput(KUBECONFIG_OUTPUT_NAME).apply((value: unknown) => {
-            if (typeof value !== "string" || value.length === 0) {
-                throw new Error(`stack ${stackName}: the "${KUBECONFIG_OUTPUT_NAME}" output is not a kubeconfig (value not shown)`);
-            }
-            return value;
-        }),
-    );
-    return { outputs, kubeconfig, reference };
+    // Required only by a stack that uses it: a platform without a Kubernetes layer has no
+    // kubeconfig, and its other outputs stay readable.
+    let kubeconfig: pulumi.Output<string> | undefined;
+    return {
+        outputs,
+        reference,
+        get kubeconfig(): pulumi.Output<string> {
+            kubeconfig ??= pulumi.secret(
+                reference.requireOutput(KUBECONFIG_OUTPUT_NAME).apply((value: unknown) => {
+                    if (typeof value !== "string" || value.length === 0) {
+                        throw new Error(`stack ${stackName}: the "${KUBECONFIG_OUTPUT_NAME}" output is not a kubeconfig (value not shown)`);
+                    }
+                    return value;
+                }),
+            );
+            return kubeconfig;
+        },
+    };
 }
 
 /**

@@ -58,6 +58,15 @@ build_one() {
       rm -rf "$tmp"
       return 1
     fi
+  elif [[ "$wrapper" == script:* ]]; then
+    # A build script of this folder (e.g. bridge-plugin.sh: generation, then go build), given the
+    # name without its "pulumi-resource-" prefix, the output folder and the version.
+    local script="$here/${wrapper#script:}"
+    echo "mode:    ${wrapper#script:} ${name#pulumi-resource-} (wrapper module modules/$name)" >>"$logfile"
+    if ! timeout "$build_timeout" nice -n 19 bash "$script" "${name#pulumi-resource-}" "$tmp" "${version#v}" >>"$logfile" 2>&1; then
+      rm -rf "$tmp"
+      return 1
+    fi
   elif [[ "$wrapper" == local:* ]]; then
     # A module of this repository (the lab's own code): built from its folder as it is.
     local dir="$here/${wrapper#local:}"
@@ -92,16 +101,19 @@ build_one() {
   rm -rf "$tmp"
 }
 
-# source_stamp WRAPPER: for a repository module (local:<dir>), the sha256 of its sources (the
-# cache key covers versions.env only, so a binary built from older sources is built again);
-# empty for anything else.
+# source_stamp NAME WRAPPER: for what is built from this repository's own files (local:<dir>,
+# or script:<file> with its wrapper module modules/<NAME>), the sha256 of those files: the cache
+# key covers versions.env only, so a binary built from older files is built again. Empty for
+# anything else.
 source_stamp() {
-  case "$1" in
-    local:*)
-      (cd "$here/${1#local:}" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) ! -name '*_test.go' -print0 |
-        sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64) ;;
-    *) echo "" ;;
+  local dirs=()
+  case "$2" in
+    local:*) dirs=("$here/${2#local:}") ;;
+    script:*) dirs=("$here/${2#script:}" "$here/modules/$1") ;;
+    *) echo "" && return 0 ;;
   esac
+  find "${dirs[@]}" -type f \( -name '*.go' -o -name go.mod -o -name go.sum -o -name '*.sh' \) ! -name '*_test.go' -print0 |
+    sort -z | xargs -0 sha256sum | sed "s#$here/##" | sha256sum | cut -c1-64
 }
 
 wanted=("$@")
@@ -120,7 +132,7 @@ log "versions.env sha256 prefix $key, output $bin"
 while read -r name module version package version_var wrapper required; do
   case "$name" in ''|'#'*) continue ;; esac
   is_wanted "$name" || continue
-  stamp="$(source_stamp "$wrapper")"
+  stamp="$(source_stamp "$name" "$wrapper")"
   if [ -x "$bin/$name" ] && [ "$(cat "$bin/.$name.source" 2>/dev/null || true)" = "$stamp" ]; then
     log "$name: already built ($module@$version), skipped"
     skipped=$((skipped + 1))

@@ -1,0 +1,127 @@
+/**
+ * `pulumi up` for real on the lab: the CLI, language host and plugins built from Go modules
+ * (test/lab/toolchain), the lab's command plugin standing in for the official one, a file
+ * backend and a passphrase secrets provider under `.lab/engine/`. The stack is configured as the
+ * lab stack `lab.sh up` writes (Pulumi.lab.yaml: every node, etcd from Debian's package, no
+ * Kubernetes layer); run.sh starts the lab with every etcd disk fast.
+ *
+ * Checks: the first `up` creates everything and its gate figures are measured ones; a second `up`
+ * changes nothing and opens no SSH connection to any node (sshd's journal); no private key is in
+ * clear in the state file; a second stack reads the outputs through a StackReference; `destroy`
+ * removes what the program installed and keeps etcd's data.
+ */
+import { readFileSync, rmSync, writeFileSync } from "fs";
+import * as path from "path";
+
+import { Lab, loadLab, nodesByRole, sshRun } from "../lab/harness";
+import { PulumiCli, REPO_ROOT } from "./pulumi";
+
+/** A stack of its own, configured as the lab stack is (`Pulumi.lab.yaml`, which it leaves alone). */
+const STACK = "lab-engine";
+const STATE = path.join(REPO_ROOT, ".lab", "engine");
+const LAB_STACK_FILE = path.join(REPO_ROOT, "Pulumi.lab.yaml");
+const STACK_FILE = path.join(REPO_ROOT, `Pulumi.${STACK}.yaml`);
+const READER = path.join(__dirname, "reader");
+
+/** sshd's accepted logins on a node so far (this count's own login included). */
+function logins(lab: Lab, node: string): number {
+    const r = sshRun(lab, node, "journalctl -u ssh -o cat --no-pager | grep -c 'Accepted publickey' || true");
+    return Number(r.stdout.trim());
+}
+
+describe("pulumi up on the lab with the real engine", () => {
+    let lab: Lab;
+    let cli: PulumiCli;
+    let outputs: Record<string, any>;
+
+    beforeAll(() => {
+        lab = loadLab();
+        rmSync(STATE, { recursive: true, force: true });
+        cli = new PulumiCli(STATE);
+        // The lab stack's config, without its secrets provider's salt or any secret value. The
+        // lab's disks are files on the build machine's shared disk: under the load of a full CI
+        // run fio's p99 reaches 8 ms there, so the fsync threshold is 50 ms, as the lab's WAL
+        // threshold is (a throttled disk measures about 100 ms and is still refused).
+        const text = readFileSync(LAB_STACK_FILE, "utf8")
+            .replace(/^(secretsprovider|encryptedkey|encryptionsalt):.*\n/gm, "")
+            .replace(/^ {2}zerotouch:sshPrivateKey:\n( {4}.*\n)+/m, "");
+        const fsyncGate = /^ {2}zerotouch:fsyncGate: \{thresholdMs: 10,/m;
+        expect(text).toMatch(fsyncGate);
+        writeFileSync(STACK_FILE, text.replace(fsyncGate, "  zerotouch:fsyncGate: {thresholdMs: 50,"));
+        cli.must(["stack", "init", STACK, "--secrets-provider", "passphrase"]);
+        cli.must(["config", "set", "--secret", "--stack", STACK, "zerotouch:sshPrivateKey"], { input: readFileSync(lab.keyPath, "utf8") });
+    });
+
+    test("the first up creates every resource; the gates' figures are measured", () => {
+        const up = cli.must(["up", "--stack", STACK, "--yes", "--skip-preview"]);
+        const created = /\+ (\d+) created/.exec(up.stdout);
+        expect(created).not.toBeNull();
+        outputs = cli.outputs(STACK);
+        const platform = outputs.platform as { nodes: Record<string, { fsyncP99Ms: number; fsyncThresholdMs: number }>; etcd: { members: Record<string, { walFsyncP99Ms: number; walFsyncThresholdMs: number; version: string }> } };
+        expect(Object.keys(platform.nodes).sort()).toEqual(lab.nodes.map((n) => n.name).sort());
+        for (const [name, node] of Object.entries(platform.nodes)) {
+            expect({ name, measured: node.fsyncP99Ms > 0 && node.fsyncP99Ms < node.fsyncThresholdMs }).toEqual({ name, measured: true });
+        }
+        const members = Object.entries(platform.etcd.members);
+        expect(members.map(([n]) => n).sort()).toEqual(nodesByRole(lab, "control-plane").map((n) => n.name).sort());
+        for (const [name, m] of members) {
+            expect({ name, measured: m.walFsyncP99Ms > 0 && m.walFsyncP99Ms <= m.walFsyncThresholdMs }).toEqual({ name, measured: true });
+        }
+        const figures = Object.entries(platform.nodes).map(([n, v]) => `${n} fio p99 ${v.fsyncP99Ms.toFixed(2)} ms`);
+        const wal = members.map(([n, m]) => `${n} WAL p99 ${m.walFsyncP99Ms.toFixed(2)} ms (etcd ${m.version})`);
+        console.log(`pulumi up: ${created![1]} resources created in ${up.seconds.toFixed(1)} s\n${[...figures, ...wal].join("\n")}`);
+    });
+
+    test("a second up changes nothing and runs no remote command", () => {
+        const before = Object.fromEntries(lab.nodes.map((n) => [n.name, logins(lab, n.name)]));
+        const up = cli.must(["up", "--stack", STACK, "--yes", "--skip-preview", "--expect-no-changes"]);
+        const after = Object.fromEntries(lab.nodes.map((n) => [n.name, logins(lab, n.name)]));
+        // Only the counting logins themselves: the one after the up.
+        expect(Object.fromEntries(lab.nodes.map((n) => [n.name, after[n.name] - before[n.name]]))).toEqual(Object.fromEntries(lab.nodes.map((n) => [n.name, 1])));
+        expect(up.stdout).toMatch(/(\d+) unchanged/);
+        console.log(`second pulumi up: ${/(\d+) unchanged/.exec(up.stdout)![1]} unchanged in ${up.seconds.toFixed(1)} s, no SSH login on any node`);
+    });
+
+    test("no private key is in clear in the state; the SSH key config stays a secret", () => {
+        const state = readFileSync(path.join(STATE, ".pulumi", "stacks", "zerotouch", `${STACK}.json`), "utf8");
+        expect(state).not.toMatch(/BEGIN [A-Z ]*PRIVATE KEY/);
+        const keyBody = readFileSync(lab.keyPath, "utf8").split("\n")[1];
+        expect(keyBody.length).toBeGreaterThan(20);
+        expect(state).not.toContain(keyBody);
+        const secrets = (state.match(/"ciphertext"/g) ?? []).length;
+        expect(secrets).toBeGreaterThan(0);
+        const config = cli.must(["config", "--stack", STACK, "--json"]);
+        expect((JSON.parse(config.stdout) as Record<string, { secret: boolean }>)["zerotouch:sshPrivateKey"].secret).toBe(true);
+        console.log(`state file: no private key in clear; ${secrets} secret values encrypted`);
+    });
+
+    test("a second stack reads the outputs through a StackReference", () => {
+        cli.must(["stack", "init", "reader", "--secrets-provider", "passphrase"], { cwd: READER });
+        cli.must(["config", "set", "--stack", "reader", "platformStack", `organization/zerotouch/${STACK}`], { cwd: READER });
+        cli.must(["up", "--stack", "reader", "--yes", "--skip-preview"], { cwd: READER });
+        const read = cli.outputs("reader", false, READER);
+        const platform = outputs.platform as { controlPlaneNodes: string[]; etcd: { clientEndpoints: string[] }; nodes: Record<string, { fsyncP99Ms: number }> };
+        expect(read).toEqual({
+            controlPlaneNodes: platform.controlPlaneNodes,
+            etcdClientEndpoints: platform.etcd.clientEndpoints,
+            fsyncP99Ms: Object.fromEntries(Object.entries(platform.nodes).map(([n, v]) => [n, v.fsyncP99Ms])),
+        });
+        cli.must(["destroy", "--stack", "reader", "--yes", "--skip-preview"], { cwd: READER });
+        cli.must(["stack", "rm", "reader", "--yes"], { cwd: READER });
+    });
+
+    test("destroy removes what the program installed and keeps etcd's data", () => {
+        const down = cli.must(["destroy", "--stack", STACK, "--yes", "--skip-preview"]);
+        expect(down.stdout).toMatch(/(\d+) deleted/);
+        for (const node of nodesByRole(lab, "control-plane")) {
+            expect({ node: node.name, unit: sshRun(lab, node, "test -e /etc/systemd/system/etcd.service").code }).not.toEqual({ node: node.name, unit: 0 });
+            // The last member keeps member/; a member removed from the cluster before it is moved aside (member.removed-<time>).
+            const wal = sshRun(lab, node, `for d in ${node.etcdDataPath}/member ${node.etcdDataPath}/member.removed-*; do ls -A "$d/wal" 2>/dev/null | head -n1; done`).stdout.trim();
+            expect({ node: node.name, kept: wal !== "" }).toEqual({ node: node.name, kept: true });
+        }
+        for (const node of lab.nodes) {
+            expect({ node: node.name, table: sshRun(lab, node, "nft list table inet zerotouch").code }).not.toEqual({ node: node.name, table: 0 });
+        }
+        console.log(`pulumi destroy: ${/(\d+) deleted/.exec(down.stdout)![1]} deleted in ${down.seconds.toFixed(1)} s; etcd's data kept on every member`);
+    });
+});
