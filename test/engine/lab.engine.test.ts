@@ -110,6 +110,63 @@ describe("pulumi up on the lab with the real engine", () => {
         cli.must(["stack", "rm", "reader", "--yes"], { cwd: READER });
     });
 
+    /**
+     * The policy packs through the CLI (`pulumi preview --policy-pack policy`), with the EEA
+     * configuration whose management-port sources are the lab's VPN range and the pod range.
+     * Each changed config is a preview only, then the stack file is put back.
+     */
+    describe("the policy packs through the CLI", () => {
+        let policyConfig: string;
+        const preview = (): ReturnType<PulumiCli["run"]> =>
+            cli.run(["preview", "--stack", STACK, "--policy-pack", "policy", "--policy-pack-config", policyConfig, "--diff"]);
+        const withStackFile = <T>(change: (text: string) => string, run: () => T): T => {
+            const text = readFileSync(STACK_FILE, "utf8");
+            const changed = change(text);
+            expect(changed).not.toBe(text);
+            writeFileSync(STACK_FILE, changed);
+            try {
+                return run();
+            } finally {
+                writeFileSync(STACK_FILE, text);
+            }
+        };
+
+        beforeAll(() => {
+            const eea = JSON.parse(readFileSync(path.join(REPO_ROOT, "policy", "config.eea.json"), "utf8")) as Record<string, Record<string, unknown>>;
+            eea["firewall-management-ports"].allowedSourceCidrs = [lab.vpnCidr, "10.42.0.0/16"];
+            policyConfig = path.join(STATE, "policy.lab.json");
+            writeFileSync(policyConfig, JSON.stringify(eea, null, 2));
+        });
+
+        test("the lab stack passes every policy", () => {
+            const r = preview();
+            expect({ code: r.code, out: r.stdout.slice(-3000) }).toMatchObject({ code: 0 });
+            expect(r.stdout).not.toMatch(/mandatory/);
+            console.log(`policy preview on the lab stack: passed in ${r.seconds.toFixed(1)} s`);
+        });
+
+        test("a node located in the US fails the preview, naming the policy and the node", () => {
+            const node = lab.nodes[0].name;
+            const r = withStackFile(
+                // The first node's location (the stack file lists the nodes in the lab's order).
+                (text) => text.replace('location: {country: "NO"', 'location: {country: "US"'),
+                preview,
+            );
+            expect(r.code).not.toBe(0);
+            expect(r.stdout).toMatch(/node-location-allowed/);
+            expect(r.stdout).toContain(node);
+            console.log(`policy preview with ${node} in the US: failed as it must:\n${r.stdout.split("\n").filter((l) => /node-location-allowed|mandatory/.test(l)).slice(0, 4).join("\n")}`);
+        });
+
+        test("6443 opened outside the VPN fails the preview, naming the policy and the firewall", () => {
+            const r = withStackFile((text) => `${text.trimEnd()}\n  zerotouch:firewall: {extraRules: [{name: api-public, protocol: tcp, ports: 6443, from: any}]}\n`, preview);
+            expect(r.code).not.toBe(0);
+            expect(r.stdout).toMatch(/firewall-management-ports/);
+            expect(r.stdout).toMatch(/lab-cp-1-firewall-apply/);
+            console.log(`policy preview with 6443 open to everyone: failed as it must:\n${r.stdout.split("\n").filter((l) => /firewall-management-ports|mandatory/.test(l)).slice(0, 4).join("\n")}`);
+        });
+    });
+
     test("destroy removes what the program installed and keeps etcd's data", () => {
         const down = cli.must(["destroy", "--stack", STACK, "--yes", "--skip-preview"]);
         expect(down.stdout).toMatch(/(\d+) deleted/);

@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 started=$SECONDS
-bin=$(bash test/lab/toolchain/ensure.sh pulumi pulumi-language-nodejs pulumi-analyzer-policy pulumi-resource-command pulumi-resource-tls pulumi-resource-random)
+bin=$(bash test/lab/toolchain/ensure.sh pulumi pulumi-language-nodejs pulumi-language-nodejs-v3.68.0 pulumi-analyzer-policy pulumi-resource-command pulumi-resource-tls pulumi-resource-random)
 export ZT_TOOLCHAIN_BIN="$bin"
 echo "test:engine: toolchain ready after $((SECONDS - started))s ($bin)" >&2
 

@@ -1,18 +1,21 @@
 /**
- * The lab's command plugin (test/lab/command-standin), which stands in for the official
- * `command` provider under the real engine: its own Go tests (schema, Check, Diff rules, the
- * create/update/delete cycle over gRPC, SSH execution against an in-process SSH server on
- * loopback, host key pinning, bounded dial retries, and the built binary answering the engine's
- * handshake) run here with `go test`, from the module's go.sum.
+ * The lab's own plugins for the real engine, each a Go module with its own tests, run here with
+ * `go test` from the module's go.sum:
+ * - test/lab/command-standin, which stands in for the official `command` provider: schema, Check,
+ *   Diff rules, the create/update/delete cycle over gRPC, SSH execution against an in-process SSH
+ *   server on loopback, host key pinning, bounded dial retries, the built binary's handshake;
+ * - test/lab/language-host, the nodejs language host adapter: every call forwarded to the
+ *   v3.68.0 host unchanged (status codes included), RunPlugin for policy packs streamed back.
  */
 import { spawnSync } from "child_process";
 import * as path from "path";
 
-const MODULE = path.join(__dirname, "lab", "command-standin");
-
-test("the command stand-in's Go tests pass", () => {
+test.each([
+    ["command-standin", 30],
+    ["language-host", 15],
+])("the Go tests of test/lab/%s pass", (module, atLeast) => {
     const r = spawnSync("go", ["test", "-mod=readonly", "-count=1", "-json", "./..."], {
-        cwd: MODULE,
+        cwd: path.join(__dirname, "lab", module),
         encoding: "utf8",
         timeout: 15 * 60 * 1000,
         maxBuffer: 256 * 1024 * 1024,
@@ -29,6 +32,6 @@ test("the command stand-in's Go tests pass", () => {
         throw new Error(`go test exited ${r.status ?? r.signal}: failed ${failed.join(", ") || "(none reported)"}\n${output.slice(-6000)}\n${(r.stderr ?? "").slice(-3000)}`);
     }
     expect({ failed, skipped }).toEqual({ failed: [], skipped: [] });
-    expect(passed.length).toBeGreaterThanOrEqual(30);
-    console.log(`command stand-in: ${passed.length} Go tests and subtests passed`);
+    expect(passed.length).toBeGreaterThanOrEqual(atLeast);
+    console.log(`${module}: ${passed.length} Go tests and subtests passed`);
 }, 16 * 60 * 1000);
