@@ -14,7 +14,7 @@ import { tmpdir } from "os";
 import * as path from "path";
 
 import { makeEtcdPem } from "../support/etcdCerts";
-import type { Kubectl, KubectlResult } from "./gitopsApply";
+import { KubectlBase, KubectlResult } from "./gitopsApply";
 import { adminKubeconfig, apiServerArgs, ApiServerFiles, controllerManagerArgs, makeKubePki } from "./kubePki";
 
 /** The folder of the toolchain's binaries (ZT_TOOLCHAIN_BIN, set by `npm run test:k8s`). */
@@ -38,7 +38,7 @@ async function freePort(): Promise<number> {
     });
 }
 
-export class TestCluster implements Kubectl {
+export class TestCluster extends KubectlBase {
     readonly dir = mkdtempSync(path.join(tmpdir(), "zt-k8s-"));
     readonly kubeconfig = path.join(this.dir, "admin.kubeconfig");
     private readonly processes: { name: string; child: ChildProcess; log: string }[] = [];
@@ -99,15 +99,6 @@ export class TestCluster implements Kubectl {
             maxBuffer: 64 * 1024 * 1024,
         });
         return { code: r.status ?? 124, stdout: r.stdout ?? "", stderr: r.stderr ?? String(r.error ?? "") };
-    }
-
-    /** kubectl that must succeed: returns stdout, throws with stderr otherwise. */
-    must(args: readonly string[], input?: string, timeoutSec = 120): string {
-        const r = this.kubectl(args, input, timeoutSec);
-        if (r.code !== 0) {
-            throw new Error(`kubectl ${args.join(" ")}: exit ${r.code}: ${r.stderr}`);
-        }
-        return r.stdout;
     }
 
     /** The last lines of a process's log. */

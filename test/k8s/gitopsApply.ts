@@ -36,6 +36,20 @@ export interface Kubectl {
     must(args: readonly string[], input?: string, timeoutSec?: number): string;
 }
 
+/** `must` on top of a cluster's own `kubectl`. */
+export abstract class KubectlBase implements Kubectl {
+    abstract kubectl(args: readonly string[], input?: string, timeoutSec?: number): KubectlResult;
+
+    /** kubectl that must succeed: returns stdout, throws with stderr otherwise. */
+    must(args: readonly string[], input?: string, timeoutSec = 120): string {
+        const r = this.kubectl(args, input, timeoutSec);
+        if (r.code !== 0) {
+            throw new Error(`kubectl ${args.join(" ")}: exit ${r.code}: ${r.stderr}`);
+        }
+        return r.stdout;
+    }
+}
+
 export interface GitopsObjects {
     /** Traefik's CRDs (from the shared reference) and the chart's. */
     readonly crds: K8sObject[];

@@ -19,7 +19,7 @@ import * as path from "path";
 
 import { K3S_FILES } from "../../components/k8s/k3s";
 import { parseStackFile } from "../../infra/config";
-import type { Kubectl, KubectlResult } from "../k8s/gitopsApply";
+import { KubectlBase, KubectlResult } from "../k8s/gitopsApply";
 import { adminKubeconfig, apiServerArgs, ApiServerFiles, controllerManagerArgs, makeKubePki } from "../k8s/kubePki";
 import { copyToNode, Lab, LabNode, labStatePath, sshRun } from "./harness";
 
@@ -81,7 +81,7 @@ function unitFile(description: string, argv: readonly string[]): string {
     ].join("\n");
 }
 
-export class LabKubeApi implements Kubectl {
+export class LabKubeApi extends KubectlBase {
     readonly kubeconfig = labKubeconfigPath();
     readonly server: string;
 
@@ -92,6 +92,7 @@ export class LabKubeApi implements Kubectl {
         private readonly etcd: LabEtcdClient,
         private readonly pkiDir: string,
     ) {
+        super();
         if (servers.length === 0) {
             throw new Error("LabKubeApi: no server node");
         }
@@ -157,14 +158,6 @@ export class LabKubeApi implements Kubectl {
             { input, encoding: "utf8", timeout: (timeoutSec + 10) * 1000, maxBuffer: 64 * 1024 * 1024 },
         );
         return { code: r.status ?? 124, stdout: r.stdout ?? "", stderr: r.stderr ?? String(r.error ?? "") };
-    }
-
-    must(args: readonly string[], input?: string, timeoutSec = 120): string {
-        const r = this.kubectl(args, input, timeoutSec);
-        if (r.code !== 0) {
-            throw new Error(`kubectl ${args.join(" ")}: exit ${r.code}: ${r.stderr}`);
-        }
-        return r.stdout;
     }
 
     /** The last lines of a unit's journal on a node. */
