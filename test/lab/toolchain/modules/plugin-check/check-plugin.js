@@ -8,10 +8,11 @@
 // Check, Create, and at the end Delete, newest first), without a cloud or a state file.
 //
 // Usage: node check-plugin.js BINARY [--version V] [--sdk DIR] [--schema-out FILE]
-//                             [--create TOKEN=JSON]... [TOKEN...]
+//                             [--config JSON] [--create TOKEN=JSON]... [TOKEN...]
 //   --version V     fail unless GetPluginInfo reports V (and the schema's version, if any, is V)
 //   --sdk DIR       the npm SDK folder, e.g. node_modules/@pulumi/tls
 //   --schema-out F  also write the schema to F
+//   --config JSON   provider configuration for Configure, e.g. {"kubeconfig": "..."}
 //   --create T=J    create a T from the inputs J (JSON); a string "${N.prop}" in J stands for
 //                   output prop of the Nth --create (from 0). Prints output names, which are
 //                   secret, and the length of each string (never a value)
@@ -30,6 +31,8 @@ const nodeModules =
 const grpc = require(path.join(nodeModules, "@grpc/grpc-js"));
 const providerGrpc = require(path.join(nodeModules, "@pulumi/pulumi/proto/provider_grpc_pb.js"));
 const providerPb = require(path.join(nodeModules, "@pulumi/pulumi/proto/provider_pb.js"));
+const engineGrpc = require(path.join(nodeModules, "@pulumi/pulumi/proto/engine_grpc_pb.js"));
+const enginePb = require(path.join(nodeModules, "@pulumi/pulumi/proto/engine_pb.js"));
 const emptyPb = require(path.join(nodeModules, "google-protobuf/google/protobuf/empty_pb.js"));
 const structPb = require(path.join(nodeModules, "google-protobuf/google/protobuf/struct_pb.js"));
 
@@ -45,6 +48,7 @@ function parseArgs(argv) {
         if (a === "--version") opts.version = argv[++i];
         else if (a === "--sdk") opts.sdk = argv[++i];
         else if (a === "--schema-out") opts.schemaOut = argv[++i];
+        else if (a === "--config") opts.config = JSON.parse(argv[++i]);
         else if (a === "--create") {
             const spec = argv[++i];
             const eq = spec.indexOf("=");
@@ -60,25 +64,44 @@ function parseArgs(argv) {
     return opts;
 }
 
-// Starts the plugin and resolves with its gRPC port (the first line it prints).
-function startPlugin(binary) {
-    const child = childProcess.spawn(binary, [], { stdio: ["ignore", "pipe", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
+// A minimal engine for the plugin to log to (as the CLI gives every plugin): keeps the messages.
+async function startEngine() {
+    const logs = [];
+    const server = new grpc.Server();
+    server.addService(engineGrpc.EngineService, {
+        log: (call, cb) => {
+            logs.push(`${call.request.getSeverity()} ${call.request.getMessage()}`);
+            cb(null, new emptyPb.Empty());
+        },
+        getRootResource: (_call, cb) => cb(null, new enginePb.GetRootResourceResponse()),
+        setRootResource: (_call, cb) => cb(null, new enginePb.SetRootResourceResponse()),
+    });
+    const port = await new Promise((resolve, reject) =>
+        server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    return { server, address: `127.0.0.1:${port}`, logs };
+}
+
+// Starts the plugin with the engine's address and resolves with its gRPC port (the first line
+// it prints).
+function startPlugin(binary, engineAddress) {
+    const child = childProcess.spawn(binary, [engineAddress], { stdio: ["ignore", "pipe", "pipe"] });
+    const out = { stderr: "" };
+    child.stderr.on("data", (d) => (out.stderr += d));
     const port = new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no port from ${binary} in 60s; stderr: ${stderr}`)), 60000);
+        const timer = setTimeout(() => reject(new Error(`no port from ${binary} in 60s; stderr: ${out.stderr}`)), 60000);
         readline.createInterface({ input: child.stdout }).once("line", (line) => {
             clearTimeout(timer);
             resolve(line.trim());
         });
-        child.once("exit", (code) => reject(new Error(`${binary} exited with ${code}; stderr: ${stderr}`)));
+        child.once("exit", (code) => reject(new Error(`${binary} exited with ${code}; stderr: ${out.stderr}`)));
     });
-    return { child, port };
+    return { child, port, out };
 }
 
 function call(client, method, req) {
     return new Promise((resolve, reject) =>
-        client[method](req, { deadline: Date.now() + 120000 }, (err, res) => (err ? reject(err) : resolve(res))),
+        client[method](req, { deadline: Date.now() + 300000 }, (err, res) => (err ? reject(err) : resolve(res))),
     );
 }
 
@@ -153,9 +176,13 @@ function describe(outputs) {
         .join(", ");
 }
 
-async function createAll(client, creates) {
+async function createAll(client, creates, pkg, config) {
     const configure = new providerPb.ConfigureRequest();
-    configure.setArgs(structPb.Struct.fromJavaScript({}));
+    configure.setArgs(structPb.Struct.fromJavaScript(config || {}));
+    // Also as the engine's flat config variables (<pkg>:config:<key>), which some providers read.
+    for (const [k, v] of Object.entries(config || {})) {
+        configure.getVariablesMap().set(`${pkg}:config:${k}`, typeof v === "string" ? v : JSON.stringify(v));
+    }
     configure.setAcceptsecrets(true);
     configure.setAcceptresources(true);
     await call(client, "configure", configure);
@@ -190,21 +217,29 @@ async function createAll(client, creates) {
         console.log(`  create: FAILED: ${err.message}`);
         ok = false;
     }
+    let deleted = 0;
     for (const r of created.reverse()) {
         const del = new providerPb.DeleteRequest();
         del.setUrn(r.urn);
         del.setId(r.id);
         del.setProperties(r.properties);
-        await call(client, "delete", del);
+        try {
+            await call(client, "delete", del);
+            deleted++;
+        } catch (err) {
+            console.log(`  delete ${r.urn}: FAILED: ${err.message}`);
+            ok = false;
+        }
     }
-    if (created.length > 0) console.log(`  deleted ${created.length} resources`);
+    if (created.length > 0) console.log(`  deleted ${deleted} of ${created.length} resources`);
     return ok;
 }
 
 async function main() {
     const opts = parseArgs(process.argv.slice(2));
     const started = Date.now();
-    const { child, port } = startPlugin(opts.binary);
+    const engine = await startEngine();
+    const { child, port, out } = startPlugin(opts.binary, engine.address);
     let failed = false;
     try {
         const address = `127.0.0.1:${await port}`;
@@ -254,10 +289,17 @@ async function main() {
                 }
             }
         }
-        if (opts.creates.length > 0) failed = !(await createAll(client, opts.creates)) || failed;
+        if (opts.creates.length > 0) failed = !(await createAll(client, opts.creates, schema.name, opts.config)) || failed;
         client.close();
     } finally {
         child.kill();
+        engine.server.forceShutdown();
+    }
+    if (failed && engine.logs.length > 0) {
+        console.log(`engine log (last lines):\n${engine.logs.slice(-20).join("\n")}`);
+    }
+    if (failed && out.stderr !== "") {
+        console.log(`plugin stderr (last lines):\n${out.stderr.trimEnd().split("\n").slice(-60).join("\n")}`);
     }
     console.log(failed ? "check: FAILED" : "check: ok");
     process.exit(failed ? 1 : 0);
