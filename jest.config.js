@@ -1,10 +1,10 @@
-/** Unit and component tests (mocks). The lab tests have their own config: test/lab/jest.config.js. */
+/** Unit and component tests (mocks). Lab, API-server and engine tests have their own configs (test/lab, test/k8s, test/engine). */
 module.exports = {
   preset: "ts-jest",
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
   testMatch: ["**/*.test.ts"],
-  testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/lab/", "<rootDir>/test/k8s/"],
+  testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/lab/", "<rootDir>/test/k8s/", "<rootDir>/test/engine/"],
   transform: { "^.+\\.ts$": "ts-jest" },
   testTimeout: 30000,
   // The Debian tools the tests run for real: installed here (as root on Debian) or the run stops.
