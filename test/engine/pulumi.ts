@@ -9,6 +9,8 @@ import { spawnSync } from "child_process";
 import { mkdirSync } from "fs";
 import * as path from "path";
 
+import { toolchainDir } from "../support/toolchain";
+
 export const REPO_ROOT = path.resolve(__dirname, "..", "..");
 
 export interface PulumiRun {
@@ -18,14 +20,6 @@ export interface PulumiRun {
     seconds: number;
 }
 
-/** The toolchain's bin folder; throws saying how to get one. */
-export function toolchainDir(): string {
-    const dir = process.env.ZT_TOOLCHAIN_BIN;
-    if (dir === undefined || dir === "") {
-        throw new Error("ZT_TOOLCHAIN_BIN is not set: run these tests with `npm run test:engine`, which builds the Pulumi toolchain");
-    }
-    return dir;
-}
 
 export class PulumiCli {
     readonly home: string;
@@ -34,7 +28,7 @@ export class PulumiCli {
         /** Where the file backend keeps its state (`file://<stateDir>`). */
         readonly stateDir: string,
         readonly passphrase = "zerotouch-lab",
-        readonly bin = toolchainDir(),
+        readonly bin = toolchainDir("npm run test:engine"),
     ) {
         this.home = path.join(stateDir, ".pulumi-home");
         mkdirSync(this.home, { recursive: true });

@@ -14,16 +14,13 @@ import { tmpdir } from "os";
 import * as path from "path";
 
 import { makeEtcdPem } from "../support/etcdCerts";
+import { toolchainBin as toolchainAt } from "../support/toolchain";
 import { KubectlBase, KubectlResult } from "./gitopsApply";
 import { adminKubeconfig, apiServerArgs, ApiServerFiles, controllerManagerArgs, makeKubePki } from "./kubePki";
 
-/** The folder of the toolchain's binaries (ZT_TOOLCHAIN_BIN, set by `npm run test:k8s`). */
+/** A binary of the toolchain that `npm run test:k8s` builds. */
 export function toolchainBin(name: string): string {
-    const dir = process.env.ZT_TOOLCHAIN_BIN;
-    if (dir === undefined || dir === "") {
-        throw new Error("ZT_TOOLCHAIN_BIN is not set: run these tests with `npm run test:k8s`, which builds kube-apiserver, kube-controller-manager and kubectl");
-    }
-    return path.join(dir, name);
+    return toolchainAt(name, "npm run test:k8s");
 }
 
 /** A free TCP port on loopback. */

@@ -20,6 +20,7 @@ import * as path from "path";
 import { K3S_FILES } from "../../components/k8s/k3s";
 import { parseStackFile } from "../../infra/config";
 import { KubectlBase, KubectlResult } from "../k8s/gitopsApply";
+import { toolchainBin as toolchainAt } from "../support/toolchain";
 import { adminKubeconfig, apiServerArgs, ApiServerFiles, controllerManagerArgs, makeKubePki } from "../k8s/kubePki";
 import { copyToNode, Lab, LabNode, labStatePath, sshRun } from "./harness";
 
@@ -45,13 +46,9 @@ export function labKubeconfigPath(): string {
     return path.join(path.dirname(labStatePath()), "kubeconfig");
 }
 
-/** The folder of the toolchain's binaries (ZT_TOOLCHAIN_BIN, set by `npm run test:lab`). */
+/** A binary of the toolchain that `npm run test:lab` builds. */
 export function toolchainBin(name: string): string {
-    const dir = process.env.ZT_TOOLCHAIN_BIN;
-    if (dir === undefined || dir === "") {
-        throw new Error("ZT_TOOLCHAIN_BIN is not set: run with `npm run test:lab`, which builds kube-apiserver, kube-controller-manager and kubectl");
-    }
-    return path.join(dir, name);
+    return toolchainAt(name, "npm run test:lab");
 }
 
 export interface LabEtcdClient {
