@@ -16,18 +16,20 @@ const zerotouch = buildPlatform(cfg, {
     ...(cfg.gitops !== undefined && cfg.gitops.gitlab === undefined ? { manifestsPassword: config.requireSecret("manifestsPassword") } : {}),
 });
 
-/** The stack's typed outputs object; its contract is `stacks/outputs.ts` (OUTPUT_NAME). */
-export const platform = zerotouch.outputs;
-
 /**
- * The admin kubeconfig, a secret (KUBECONFIG_OUTPUT_NAME). Its own output, so that `platform`
- * stays readable without --show-secrets; absent with `kubernetes.mode: none`.
+ * The stack's outputs. Only those that exist for this config are exported: an undefined export
+ * makes the engine warn on every `up`.
+ * - `platform`: the typed outputs object; its contract is `stacks/outputs.ts` (OUTPUT_NAME).
+ * - `kubeconfig`: the admin kubeconfig, a secret (KUBECONFIG_OUTPUT_NAME). Its own output, so that
+ *   `platform` stays readable without --show-secrets; absent with `kubernetes.mode: none`.
+ * - `gitopsWebhookSecret`: the secret GitLab's push webhook must send, a secret: without
+ *   `gitops.gitlab` the webhook is wired by hand (`pulumi stack output --show-secrets
+ *   gitopsWebhookSecret`); absent otherwise.
  */
-export const kubeconfig = zerotouch.kubeconfig === undefined ? undefined : pulumi.secret(zerotouch.kubeconfig);
-
-/**
- * The secret GitLab's push webhook must send, a secret: without `gitops.gitlab` the webhook is
- * wired by hand (`pulumi stack output --show-secrets gitopsWebhookSecret`); absent otherwise.
- */
-export const gitopsWebhookSecret =
-    zerotouch.gitops !== undefined && zerotouch.gitops.gitlab === undefined ? pulumi.secret(zerotouch.gitops.webhookSecret) : undefined;
+export = {
+    platform: zerotouch.outputs,
+    ...(zerotouch.kubeconfig === undefined ? {} : { kubeconfig: pulumi.secret(zerotouch.kubeconfig) }),
+    ...(zerotouch.gitops !== undefined && zerotouch.gitops.gitlab === undefined
+        ? { gitopsWebhookSecret: pulumi.secret(zerotouch.gitops.webhookSecret) }
+        : {}),
+};

@@ -8,8 +8,11 @@
  * Checks: the first `up` creates everything and its gate figures are measured ones; a second `up`
  * changes nothing and opens no SSH connection to any node (sshd's journal); no private key is in
  * clear in the state file; a second stack reads the outputs through a StackReference; `destroy`
- * removes what the program installed and keeps etcd's data.
+ * removes what the program installed and keeps etcd's data; with one etcd disk throttled, `up`
+ * fails with the fsync gate's refusal, and what the engine did with the other nodes' steps (with
+ * and without `--continue-on-error`) is what the README says.
  */
+import { spawnSync } from "child_process";
 import { readFileSync, rmSync, writeFileSync } from "fs";
 import * as path from "path";
 
@@ -22,6 +25,18 @@ const STATE = path.join(REPO_ROOT, ".lab", "engine");
 const LAB_STACK_FILE = path.join(REPO_ROOT, "Pulumi.lab.yaml");
 const STACK_FILE = path.join(REPO_ROOT, `Pulumi.${STACK}.yaml`);
 const READER = path.join(__dirname, "reader");
+
+/** Names (the last URN part) of the stack's resources of one type, from `pulumi stack export`. */
+function resourceNames(cli: PulumiCli, type: string): string[] {
+    const exported = JSON.parse(cli.must(["stack", "export", "--stack", STACK]).stdout) as { deployment: { resources?: { urn: string; type: string }[] } };
+    return (exported.deployment.resources ?? []).filter((r) => r.type === type).map((r) => r.urn.split("::").pop()!).sort();
+}
+
+/** Limits a running lab node's etcd disk to `iops` writes per second (0 lifts it). */
+function throttle(node: string, iops: number): void {
+    const r = spawnSync("bash", [path.join(REPO_ROOT, "test", "lab", "lab.sh"), "throttle", node, String(iops)], { encoding: "utf8", timeout: 330_000 });
+    expect({ node, iops, code: r.status, stderr: r.stderr }).toMatchObject({ code: 0 });
+}
 
 /** sshd's accepted logins on a node so far (this count's own login included). */
 function logins(lab: Lab, node: string): number {
@@ -180,5 +195,51 @@ describe("pulumi up on the lab with the real engine", () => {
             expect({ node: node.name, table: sshRun(lab, node, "nft list table inet zerotouch").code }).not.toEqual({ node: node.name, table: 0 });
         }
         console.log(`pulumi destroy: ${/(\d+) deleted/.exec(down.stdout)![1]} deleted in ${down.seconds.toFixed(1)} s; etcd's data kept on every member`);
+    });
+
+    /**
+     * After the destroy, the same (empty) stack again with lab-cp-3's etcd disk throttled to 40
+     * write IOPS, as lab.sh does for a slow node. The gate refuses it; the stack's 50 ms threshold
+     * stands for the 10 ms default (see beforeAll).
+     */
+    describe("a slow etcd disk stops pulumi up at the fsync gate", () => {
+        const slow = "lab-cp-3";
+        const remote = "command:remote:Command";
+        const refusal = new RegExp(
+            `fsync gate failed on node ${slow}: fio measured an fdatasync p99 of ([0-9.]+) ms \\(worst of \\d+ runs?\\) on \\S+,\\s+above the threshold of 50 ms`,
+        );
+
+        beforeAll(() => throttle(slow, 40));
+        afterAll(() => throttle(slow, 0));
+
+        const expectRefused = (args: string[]): { commands: string[]; p99: string; seconds: number } => {
+            const up = cli.run(["up", "--stack", STACK, "--yes", "--skip-preview", ...args]);
+            expect({ code: up.code, out: up.stdout.slice(-3000) }).not.toMatchObject({ code: 0 });
+            const out = `${up.stdout}\n${up.stderr}`;
+            const figure = refusal.exec(out);
+            expect({ refusal: figure !== null, out: out.slice(-3000) }).toMatchObject({ refusal: true });
+            expect(out).toContain(`pulumi config set --path 'zerotouch:nodes.${slow}.fsyncThresholdMs' <ms>`);
+            const commands = resourceNames(cli, remote);
+            // Every other node's node layer finished: its gate passed and is in the state.
+            for (const node of lab.nodes.filter((n) => n.name !== slow)) {
+                expect({ node: node.name, gate: commands.includes(`${node.name}-fsync-fio`) }).toEqual({ node: node.name, gate: true });
+            }
+            // The refused gate is not; nothing was installed for etcd on any node.
+            expect(commands).not.toContain(`${slow}-fsync-fio`);
+            expect(commands.filter((c) => c.startsWith("etcd-"))).toEqual([]);
+            return { commands, p99: figure![1], seconds: up.seconds };
+        };
+
+        test("up fails with the gate's message; the other nodes' steps finish; etcd is not started", () => {
+            const r = expectRefused([]);
+            console.log(`pulumi up with ${slow} throttled: failed after ${r.seconds.toFixed(1)} s, fio p99 ${r.p99} ms > 50 ms; ` +
+                `${r.commands.length} remote commands in the state (every other node's layer up to its gate), no etcd step`);
+        });
+
+        test("with --continue-on-error the outcome is the same: nothing else depends on fewer than every gate", () => {
+            const r = expectRefused(["--continue-on-error"]);
+            console.log(`pulumi up --continue-on-error with ${slow} throttled: failed after ${r.seconds.toFixed(1)} s, fio p99 ${r.p99} ms; ` +
+                `${r.commands.length} remote commands in the state, no etcd step`);
+        });
     });
 });

@@ -12,8 +12,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# shellcheck source-path=SCRIPTDIR source=engine.sh
+source test/engine/engine.sh
 started=$SECONDS
-bin=$(bash test/lab/toolchain/ensure.sh pulumi pulumi-language-nodejs pulumi-language-nodejs-v3.68.0 pulumi-analyzer-policy pulumi-resource-command pulumi-resource-tls pulumi-resource-random)
+bin=$(bash test/lab/toolchain/ensure.sh "${ENGINE_TOOLS[@]}")
 export ZT_TOOLCHAIN_BIN="$bin"
 echo "test:engine: toolchain ready after $((SECONDS - started))s ($bin)" >&2
 

@@ -5,6 +5,9 @@
 # Usage: lab.sh up       start the lab (or keep a healthy one that matches the settings)
 #        lab.sh down     remove everything the lab put on the host
 #        lab.sh status   show the nodes; exits 0 only when the lab is up and healthy
+#        lab.sh throttle NODE IOPS   limit a running node's etcd disk to IOPS writes per
+#                        second (0 lifts the limit); the lab's state keeps the disk as it was
+#                        started (LAB_SLOW_NODES)
 #
 # Environment:
 #   LAB_CONTROL_PLANES  control-plane nodes, lab-cp-1..N. Defaults to 3.
@@ -146,8 +149,13 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  throttle)
+    [ "$#" -eq 3 ] || die "usage: $0 throttle NODE IOPS"
+    lock
+    throttle_disk "$2" "$3"
+    ;;
   *)
-    printf 'usage: %s up|down|status\n' "$0" >&2
+    printf 'usage: %s up|down|status|throttle NODE IOPS\n' "$0" >&2
     exit 2
     ;;
 esac

@@ -247,10 +247,22 @@ prepare_etcd_disk() {
   chown "$owner" "$mnt"
   chmod "$mode" "$mnt"
   if is_slow "$node"; then
-    local majmin
-    majmin="$(cat "/sys/block/$(basename "$dev")/dev")"
-    printf '%s %s\n' "$majmin" "${LAB_SLOW_WRITE_IOPS:-40}" >"$(node_cgroup blkio "$node")/blkio.throttle.write_iops_device"
-    log "$node: etcd disk $dev ($majmin) throttled to ${LAB_SLOW_WRITE_IOPS:-40} write IOPS"
+    throttle_disk "$node" "${LAB_SLOW_WRITE_IOPS:-40}"
+  fi
+}
+
+# throttle_disk NODE IOPS: limits the write IOPS of the node's etcd disk (cgroup v1 blkio);
+# 0 lifts the limit.
+throttle_disk() {
+  local node="$1" iops="$2" dev majmin
+  [[ "$iops" =~ ^[0-9]+$ ]] || die "throttle: IOPS must be a whole number, got '$iops'"
+  dev="$(cat "$(node_dir "$node")/loop" 2>/dev/null)" || die "throttle: $node has no etcd disk"
+  majmin="$(cat "/sys/block/$(basename "$dev")/dev")"
+  printf '%s %s\n' "$majmin" "$iops" >"$(node_cgroup blkio "$node")/blkio.throttle.write_iops_device"
+  if [ "$iops" = 0 ]; then
+    log "$node: etcd disk $dev ($majmin) no longer throttled"
+  else
+    log "$node: etcd disk $dev ($majmin) throttled to $iops write IOPS"
   fi
 }
 

@@ -38,7 +38,9 @@ export async function runProgram(
     let exports!: Record<string, any>;
     await jest.isolateModulesAsync(async () => {
         recorder = await freshMocks(raw, secretKeys);
-        exports = (await import("../../infra/index")) as Record<string, any>;
+        // What the engine reads: the program's module.exports (the module uses `export =`).
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        exports = require("../../infra/index") as Record<string, any>;
         const { resolve, settle } = await import("./mocks");
         await resolve(exports.platform);
         if (exports.kubeconfig !== undefined) {

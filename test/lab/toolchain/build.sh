@@ -7,6 +7,8 @@
 # Usage: test/lab/toolchain/build.sh [binary...]   (default: every line of versions.env)
 # Env:   ZEROTOUCH_TOOLCHAIN_CACHE  cache root (default /var/cache/zerotouch-toolchain)
 #        TOOLCHAIN_BUILD_TIMEOUT    seconds allowed for one binary (default 2400)
+#        TOOLCHAIN_CHECK_ONLY=1     build nothing: exit 3 unless every named binary is already
+#                                   built and current (what `npm run lab` asks before using it)
 # Prints the bin folder on its last line as "toolchain bin: <path>".
 # Exits non-zero when a binary marked "required" in versions.env is missing.
 set -euo pipefail
@@ -41,6 +43,16 @@ build_one() {
         *) ldflags="$ldflags -X $entry=$version" ;;
       esac
     done
+  fi
+  # A wrapper module whose go.mod has a toolchain line (argocd: go1.27.3, newer than the local
+  # go) is built, and its pin checked, with that toolchain: go fetches it from the module proxy
+  # once. The other entries run the go on PATH, as its own GOTOOLCHAIN setting says.
+  if [[ "$wrapper" != - && "$wrapper" != script:* && "$wrapper" != local:* ]]; then
+    local toolchain
+    toolchain="$(sed -n 's/^toolchain[[:space:]]\{1,\}\(go[^[:space:]]*\).*/\1/p' "$here/modules/$wrapper/go.mod")"
+    if [ -n "$toolchain" ]; then
+      local -x GOTOOLCHAIN="$toolchain"
+    fi
   fi
   local tmp
   tmp="$(mktemp -d "$out/tmp.XXXXXX")"
@@ -116,6 +128,18 @@ source_stamp() {
     sort -z | xargs -0 sha256sum | sed "s#$here/##" | sha256sum | cut -c1-64
 }
 
+# install_links NAME LINKS: LINKS is "-" (or empty) or a comma-separated list of names, each made a
+# symlink to NAME in bin/ (a multi-call binary, e.g. argocd, picks its command by the name it is
+# run as). Done whenever NAME is there, so a binary built before its links were listed gets them.
+install_links() {
+  local name="$1" links="${2:--}" link link_names
+  [ "$links" != "-" ] || return 0
+  IFS=, read -r -a link_names <<<"$links"
+  for link in "${link_names[@]}"; do
+    [ "$(readlink "$bin/$link" 2>/dev/null || true)" = "$name" ] || ln -sfn "$name" "$bin/$link"
+  done
+}
+
 wanted=("$@")
 is_wanted() {
   local n
@@ -129,13 +153,19 @@ results="$out/results.tsv"
 touch "$results"
 log "versions.env sha256 prefix $key, output $bin"
 
-while read -r name module version package version_var wrapper required; do
+while read -r name module version package version_var wrapper required links; do
   case "$name" in ''|'#'*) continue ;; esac
   is_wanted "$name" || continue
   stamp="$(source_stamp "$name" "$wrapper")"
   if [ -x "$bin/$name" ] && [ "$(cat "$bin/.$name.source" 2>/dev/null || true)" = "$stamp" ]; then
     log "$name: already built ($module@$version), skipped"
+    install_links "$name" "$links"
     skipped=$((skipped + 1))
+    continue
+  fi
+  if [ "${TOOLCHAIN_CHECK_ONLY:-0}" = 1 ]; then
+    log "$name: not built, or built from older sources"
+    failed=$((failed + 1))
     continue
   fi
   logfile="$logs/$name.log"
@@ -144,6 +174,7 @@ while read -r name module version package version_var wrapper required; do
   if build_one "$name" "$module" "$version" "$package" "$version_var" "$wrapper" "$logfile"; then
     secs=$(($(date +%s) - start))
     if [ -n "$stamp" ]; then echo "$stamp" >"$bin/.$name.source"; else rm -f "$bin/.$name.source"; fi
+    install_links "$name" "$links"
     log "$name: built in ${secs}s"
     printf '%s\t%s@%s\tbuilt\t%ss\n' "$name" "$module" "$version" "$secs" >>"$results"
     built=$((built + 1))
@@ -170,6 +201,9 @@ else
   log "built $built, skipped $skipped, failed $failed"
 fi
 echo "toolchain bin: $bin"
+if [ "${TOOLCHAIN_CHECK_ONLY:-0}" = 1 ] && [ "$failed" -gt 0 ]; then
+  exit 3
+fi
 if [ "${#missing_required[@]}" -gt 0 ]; then
   echo "toolchain: required binaries missing: ${missing_required[*]}" >&2
   exit 1

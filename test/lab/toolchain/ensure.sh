@@ -4,14 +4,22 @@
 # and exits non-zero.
 #
 # Usage: bin=$(bash test/lab/toolchain/ensure.sh helm kubectl ...)
+#        bin=$(bash test/lab/toolchain/ensure.sh --built helm ...)   builds nothing: exits 3, quietly,
+#                                                                   unless all are built and current
 set -euo pipefail
+check_only=0
+if [ "${1:-}" = --built ]; then
+  check_only=1
+  shift
+fi
 [ "$#" -gt 0 ] || {
-  echo "usage: $0 binary..." >&2
+  echo "usage: $0 [--built] binary..." >&2
   exit 2
 }
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-if ! bash "$(dirname "${BASH_SOURCE[0]}")/build.sh" "$@" >"$log" 2>&1; then
+if ! TOOLCHAIN_CHECK_ONLY=$check_only bash "$(dirname "${BASH_SOURCE[0]}")/build.sh" "$@" >"$log" 2>&1; then
+  [ "$check_only" = 0 ] || exit 3
   cat "$log" >&2
   echo "toolchain: building $* failed" >&2
   exit 1
