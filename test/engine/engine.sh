@@ -7,7 +7,9 @@
 # stand-in), tls and random plugins.
 ENGINE_TOOLS=(pulumi pulumi-language-nodejs pulumi-language-nodejs-v3.68.0 pulumi-analyzer-policy
   pulumi-resource-command pulumi-resource-tls pulumi-resource-random)
-export ENGINE_TOOLS
+# The GitOps layer's engine test adds the kubernetes plugin and a test API server (test/k8s).
+ENGINE_K8S_TOOLS=(pulumi-resource-kubernetes kube-apiserver kube-controller-manager kubectl)
+export ENGINE_TOOLS ENGINE_K8S_TOOLS
 
 # engine_env BIN STATE_DIR: the toolchain first on PATH (its plugins are used as ambient plugins),
 # a file backend and a PULUMI_HOME under STATE_DIR (nothing of the user's is read or written),

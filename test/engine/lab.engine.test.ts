@@ -13,17 +13,15 @@
  * and without `--continue-on-error`) is what the README says.
  */
 import { spawnSync } from "child_process";
-import { readFileSync, rmSync, writeFileSync } from "fs";
+import { readFileSync, rmSync } from "fs";
 import * as path from "path";
 
 import { Lab, loadLab, nodesByRole, sshRun } from "../lab/harness";
-import { PulumiCli, REPO_ROOT } from "./pulumi";
+import { labPolicyConfig, PulumiCli, REPO_ROOT, raiseFsyncThreshold, writeLabStackFile } from "./pulumi";
 
 /** A stack of its own, configured as the lab stack is (`Pulumi.lab.yaml`, which it leaves alone). */
 const STACK = "lab-engine";
 const STATE = path.join(REPO_ROOT, ".lab", "engine");
-const LAB_STACK_FILE = path.join(REPO_ROOT, "Pulumi.lab.yaml");
-const STACK_FILE = path.join(REPO_ROOT, `Pulumi.${STACK}.yaml`);
 const READER = path.join(__dirname, "reader");
 
 /** Names (the last URN part) of the stack's resources of one type, from `pulumi stack export`. */
@@ -53,16 +51,8 @@ describe("pulumi up on the lab with the real engine", () => {
         lab = loadLab();
         rmSync(STATE, { recursive: true, force: true });
         cli = new PulumiCli(STATE);
-        // The lab stack's config, without its secrets provider's salt or any secret value. The
-        // lab's disks are files on the build machine's shared disk: under the load of a full CI
-        // run fio's p99 reaches 8 ms there, so the fsync threshold is 50 ms, as the lab's WAL
-        // threshold is (a throttled disk measures about 100 ms and is still refused).
-        const text = readFileSync(LAB_STACK_FILE, "utf8")
-            .replace(/^(secretsprovider|encryptedkey|encryptionsalt):.*\n/gm, "")
-            .replace(/^ {2}zerotouch:sshPrivateKey:\n( {4}.*\n)+/m, "");
-        const fsyncGate = /^ {2}zerotouch:fsyncGate: \{thresholdMs: 10,/m;
-        expect(text).toMatch(fsyncGate);
-        writeFileSync(STACK_FILE, text.replace(fsyncGate, "  zerotouch:fsyncGate: {thresholdMs: 50,"));
+        rmSync(path.join(REPO_ROOT, `Pulumi.${STACK}.yaml`), { force: true });
+        writeLabStackFile(STACK, { edit: raiseFsyncThreshold });
         cli.must(["stack", "init", STACK, "--secrets-provider", "passphrase"]);
         cli.must(["config", "set", "--secret", "--stack", STACK, "zerotouch:sshPrivateKey"], { input: readFileSync(lab.keyPath, "utf8") });
     });
@@ -134,23 +124,18 @@ describe("pulumi up on the lab with the real engine", () => {
         let policyConfig: string;
         const preview = (): ReturnType<PulumiCli["run"]> =>
             cli.run(["preview", "--stack", STACK, "--policy-pack", "policy", "--policy-pack-config", policyConfig, "--diff"]);
-        const withStackFile = <T>(change: (text: string) => string, run: () => T): T => {
-            const text = readFileSync(STACK_FILE, "utf8");
-            const changed = change(text);
-            expect(changed).not.toBe(text);
-            writeFileSync(STACK_FILE, changed);
+        /** Runs `run` with the stack's config changed by `edit`, then writes the stack file back. */
+        const withConfig = <T>(edit: (config: Record<string, any>) => void, run: () => T): T => {
+            writeLabStackFile(STACK, { edit: (config) => (raiseFsyncThreshold(config), edit(config)) });
             try {
                 return run();
             } finally {
-                writeFileSync(STACK_FILE, text);
+                writeLabStackFile(STACK, { edit: raiseFsyncThreshold });
             }
         };
 
         beforeAll(() => {
-            const eea = JSON.parse(readFileSync(path.join(REPO_ROOT, "policy", "config.eea.json"), "utf8")) as Record<string, Record<string, unknown>>;
-            eea["firewall-management-ports"].allowedSourceCidrs = [lab.vpnCidr, "10.42.0.0/16"];
-            policyConfig = path.join(STATE, "policy.lab.json");
-            writeFileSync(policyConfig, JSON.stringify(eea, null, 2));
+            policyConfig = labPolicyConfig(lab.vpnCidr, STATE);
         });
 
         test("the lab stack passes every policy", () => {
@@ -162,11 +147,7 @@ describe("pulumi up on the lab with the real engine", () => {
 
         test("a node located in the US fails the preview, naming the policy and the node", () => {
             const node = lab.nodes[0].name;
-            const r = withStackFile(
-                // The first node's location (the stack file lists the nodes in the lab's order).
-                (text) => text.replace('location: {country: "NO"', 'location: {country: "US"'),
-                preview,
-            );
+            const r = withConfig((config) => (config["zerotouch:nodes"][node].location.country = "US"), preview);
             expect(r.code).not.toBe(0);
             expect(r.stdout).toMatch(/node-location-allowed/);
             expect(r.stdout).toContain(node);
@@ -174,7 +155,7 @@ describe("pulumi up on the lab with the real engine", () => {
         });
 
         test("6443 opened outside the VPN fails the preview, naming the policy and the firewall", () => {
-            const r = withStackFile((text) => text.replace(/^config:\n/m, "config:\n  zerotouch:firewall: {extraRules: [{name: api-public, protocol: tcp, ports: 6443, from: any}]}\n"), preview);
+            const r = withConfig((config) => (config["zerotouch:firewall"] = { extraRules: [{ name: "api-public", protocol: "tcp", ports: 6443, from: "any" }] }), preview);
             expect({ code: r.code, stderr: r.stderr.slice(-2000) }).not.toMatchObject({ code: 0 });
             expect(r.stdout).toMatch(/firewall-management-ports/);
             expect(r.stdout).toMatch(/lab-cp-1-firewall-apply/);

@@ -6,8 +6,9 @@
  * written). Every run is bounded and never throws for a non-zero exit.
  */
 import { spawnSync } from "child_process";
-import { mkdirSync } from "fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
+import { parse, stringify } from "yaml";
 
 import { toolchainDir } from "../support/toolchain";
 
@@ -78,4 +79,59 @@ export class PulumiCli {
         const r = this.must(["stack", "output", "--stack", stack, "--json", ...(showSecrets ? ["--show-secrets"] : [])], { cwd });
         return JSON.parse(r.stdout) as Record<string, unknown>;
     }
+}
+
+/** The lab stack's config file, written by `lab.sh up` for the running lab. */
+export const LAB_STACK_FILE = path.join(REPO_ROOT, "Pulumi.lab.yaml");
+
+/**
+ * Writes `Pulumi.<stack>.yaml` from the lab stack's config (Pulumi.lab.yaml, which is left alone):
+ * its config without its secret values, keeping only `nodes` when given, with `edit` applied.
+ * What the stack itself has already set in that file (its secrets provider's salt, its secret
+ * values) is kept. Returns the file's path.
+ */
+export function writeLabStackFile(stack: string, opts: { nodes?: readonly string[]; edit?: (config: Record<string, any>) => void } = {}): string {
+    const isSecret = (v: unknown): boolean => typeof v === "object" && v !== null && "secure" in v;
+    const { config } = parse(readFileSync(LAB_STACK_FILE, "utf8")) as { config: Record<string, any> };
+    for (const key of Object.keys(config).filter((k) => isSecret(config[k]))) {
+        delete config[key];
+    }
+    if (opts.nodes !== undefined) {
+        const unknown = opts.nodes.filter((n) => !(n in config["zerotouch:nodes"]));
+        if (unknown.length > 0) {
+            throw new Error(`${LAB_STACK_FILE} has no node ${unknown.join(", ")}`);
+        }
+        config["zerotouch:nodes"] = Object.fromEntries(opts.nodes.map((n) => [n, config["zerotouch:nodes"][n]]));
+    }
+    opts.edit?.(config);
+    const target = path.join(REPO_ROOT, `Pulumi.${stack}.yaml`);
+    const own = (existsSync(target) ? parse(readFileSync(target, "utf8")) ?? {} : {}) as { config?: Record<string, unknown> } & Record<string, unknown>;
+    const ownSecrets = Object.fromEntries(Object.entries(own.config ?? {}).filter(([, v]) => isSecret(v)));
+    const file = { ...own, config: { ...config, ...ownSecrets } };
+    writeFileSync(target, `# Written from Pulumi.lab.yaml for the engine's lab runs; rewritten on every run.\n${stringify(file, { lineWidth: 0 })}`);
+    return target;
+}
+
+/**
+ * The engine runs' fsync threshold: the lab's disks are files on the build machine's shared disk,
+ * where fio's p99 reaches 8 ms under the load of a full CI run; 50 ms, as the lab's WAL threshold
+ * (a throttled disk measures about 100 ms and is still refused).
+ */
+export function raiseFsyncThreshold(config: Record<string, any>): void {
+    config["zerotouch:fsyncGate"] = { ...config["zerotouch:fsyncGate"], thresholdMs: 50 };
+}
+
+/**
+ * The EEA policy config for the lab (policy/config.eea.json with the lab's VPN range and the pod
+ * range as the allowed sources of management ports), changed by `edit`, written into `dir`.
+ * Returns its path.
+ */
+export function labPolicyConfig(vpnCidr: string, dir: string, edit: (config: Record<string, Record<string, any>>) => void = () => undefined): string {
+    const eea = JSON.parse(readFileSync(path.join(REPO_ROOT, "policy", "config.eea.json"), "utf8")) as Record<string, Record<string, any>>;
+    eea["firewall-management-ports"].allowedSourceCidrs = [vpnCidr, "10.42.0.0/16"];
+    edit(eea);
+    mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, `policy.${Math.random().toString(36).slice(2, 8)}.json`);
+    writeFileSync(file, JSON.stringify(eea, null, 2));
+    return file;
 }

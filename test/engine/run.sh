@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm run test:engine`: the real Pulumi engine on the lab. Builds the Pulumi toolchain from its
 # Go modules into the toolchain cache (the CLI, the nodejs language host, the tls and random
-# plugins, and the lab's command plugin; a warm cache builds nothing), brings up a lab whose
+# plugins, the lab's command plugin, the kubernetes plugin and a test API server's binaries; a warm
+# cache builds nothing), brings up a lab whose
 # etcd disks are all fast (three control-plane nodes, one worker), runs the engine tests
 # (test/engine/*.engine.test.ts), and always brings the lab down at the end. LAB_KEEP=1 keeps it.
 set -euo pipefail
@@ -15,7 +16,7 @@ fi
 # shellcheck source-path=SCRIPTDIR source=engine.sh
 source test/engine/engine.sh
 started=$SECONDS
-bin=$(bash test/lab/toolchain/ensure.sh "${ENGINE_TOOLS[@]}")
+bin=$(bash test/lab/toolchain/ensure.sh "${ENGINE_TOOLS[@]}" "${ENGINE_K8S_TOOLS[@]}")
 export ZT_TOOLCHAIN_BIN="$bin"
 echo "test:engine: toolchain ready after $((SECONDS - started))s ($bin)" >&2
 

@@ -216,6 +216,19 @@ export class LabKubeApi extends KubectlBase {
 export const LAB_GITOPS_SECRETS = { manifestsPassword: "lab-reader-0123456789" } as const;
 
 /**
+ * The lab's GitOps layer config (`zerotouch:gitops`), without GitLab wiring: Argo CD from the chart
+ * at `chartPath`, the manifests repository served by the host (the management address), and one
+ * application laid out as app teams do.
+ */
+export function labGitopsConfig(lab: Lab, chartPath: string): Record<string, unknown> {
+    return {
+        argocd: { hostname: "argocd.vpn.lab.zerotouch.test", webhookHostname: "argocd-hooks.lab.zerotouch.test", chart: { path: chartPath }, reconciliationSeconds: 60 },
+        manifests: { url: `https://${lab.managementCidr.split("/")[0]}/git/platform/manifests.git`, username: "argocd-reader" },
+        applications: { "backend-service-lab": { environment: "prod", path: "deployments/prod", namespace: "backend", valueFiles: ["values-prod.yaml"] } },
+    };
+}
+
+/**
  * The lab stack (`Pulumi.lab.yaml`, as `lab.sh up` writes it) with the Kubernetes layer on the
  * lab's API server (`kubernetes.mode: existing`, this kubeconfig as the secret
  * `zerotouch:kubeconfig`) and the GitOps layer without GitLab wiring: Argo CD from the shared
@@ -226,12 +239,7 @@ export function labStackWithKubernetes(lab: Lab, stackFile: string, kubeconfig: 
     raw.sshPrivateKey = readFileSync(lab.keyPath, "utf8");
     raw.kubernetes = { mode: "existing" };
     raw.kubeconfig = kubeconfig;
-    raw.gitops = {
-        argocd: { hostname: "argocd.vpn.lab.zerotouch.test", webhookHostname: "argocd-hooks.lab.zerotouch.test", chart: { path: chartPath }, reconciliationSeconds: 60 },
-        // The host (the management address) serves the lab's manifests repository.
-        manifests: { url: `https://${lab.managementCidr.split("/")[0]}/git/platform/manifests.git`, username: "argocd-reader" },
-        applications: { "backend-service-lab": { environment: "prod", path: "deployments/prod", namespace: "backend", valueFiles: ["values-prod.yaml"] } },
-    };
+    raw.gitops = labGitopsConfig(lab, chartPath);
     raw.manifestsPassword = LAB_GITOPS_SECRETS.manifestsPassword;
     for (const k of ["sshPrivateKey", "kubeconfig", "manifestsPassword"]) {
         secretKeys.add(k);

@@ -114,15 +114,16 @@ build_one() {
 }
 
 # source_stamp NAME WRAPPER: for what is built from this repository's own files (local:<dir>,
-# or script:<file> with its wrapper module modules/<NAME>), the sha256 of those files: the cache
-# key covers versions.env only, so a binary built from older files is built again. Empty for
-# anything else.
+# script:<file> with its wrapper module modules/<NAME>, or a wrapper module modules/<WRAPPER>),
+# the sha256 of those files: the cache key covers versions.env only, so a binary built from older
+# files is built again. Empty for `go install` entries.
 source_stamp() {
   local dirs=()
   case "$2" in
     local:*) dirs=("$here/${2#local:}") ;;
     script:*) dirs=("$here/${2#script:}" "$here/modules/$1") ;;
-    *) echo "" && return 0 ;;
+    -) echo "" && return 0 ;;
+    *) dirs=("$here/modules/$2") ;;
   esac
   find "${dirs[@]}" -type f \( -name '*.go' -o -name go.mod -o -name go.sum -o -name '*.sh' \) ! -name '*_test.go' -print0 |
     sort -z | xargs -0 sha256sum | sed "s#$here/##" | sha256sum | cut -c1-64
@@ -138,6 +139,29 @@ install_links() {
   for link in "${link_names[@]}"; do
     [ "$(readlink "$bin/$link" 2>/dev/null || true)" = "$name" ] || ln -sfn "$name" "$bin/$link"
   done
+}
+
+# entry_line FILE NAME: NAME's line of a versions.env, blanks squeezed.
+entry_line() { awk -v n="$2" '$1 == n { $1 = $1; print; exit }' "$1"; }
+
+# reuse NAME STAMP: a binary that an earlier versions.env built from the same line and the same
+# sources (another folder of the cache) is linked in, not built again: editing one line of
+# versions.env rebuilds that binary only. Prints the folder it came from.
+reuse() {
+  local name="$1" stamp="$2" line dir
+  line="$(entry_line "$versions_file" "$name")"
+  for dir in "$cache_root"/*; do
+    if [ "$dir" = "$out" ] || [ ! -x "$dir/bin/$name" ] || [ ! -f "$dir/versions.env" ]; then
+      continue
+    fi
+    [ "$(entry_line "$dir/versions.env" "$name")" = "$line" ] || continue
+    [ "$(cat "$dir/bin/.$name.source" 2>/dev/null || true)" = "$stamp" ] || continue
+    ln -f "$dir/bin/$name" "$bin/$name" 2>/dev/null || cp -p "$dir/bin/$name" "$bin/$name"
+    if [ -n "$stamp" ]; then echo "$stamp" >"$bin/.$name.source"; else rm -f "$bin/.$name.source"; fi
+    echo "$dir"
+    return 0
+  done
+  return 1
 }
 
 wanted=("$@")
@@ -159,6 +183,12 @@ while read -r name module version package version_var wrapper required links; do
   stamp="$(source_stamp "$name" "$wrapper")"
   if [ -x "$bin/$name" ] && [ "$(cat "$bin/.$name.source" 2>/dev/null || true)" = "$stamp" ]; then
     log "$name: already built ($module@$version), skipped"
+    install_links "$name" "$links"
+    skipped=$((skipped + 1))
+    continue
+  fi
+  if [ "${TOOLCHAIN_CHECK_ONLY:-0}" != 1 ] && from="$(reuse "$name" "$stamp")"; then
+    log "$name: built earlier from the same line and sources, linked from $from"
     install_links "$name" "$links"
     skipped=$((skipped + 1))
     continue
