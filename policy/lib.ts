@@ -323,7 +323,13 @@ export function stackOfUrn(urn: string): string | undefined {
     return m ? m[1] : undefined;
 }
 
-/** The `triggers` entry holding `key` (zerotouch puts step facts there), UNKNOWN, or undefined. */
+/**
+ * The step fact `key` of a command (zerotouch's steps carry `triggers: [payload hash, facts]`),
+ * UNKNOWN, or undefined when the command declares no such fact. Only the entries after the first
+ * are facts: the first is the payload's hash, which is unknown during the preview of a step whose
+ * payload holds secrets or values not yet created (an etcd member's certificates), and hides no
+ * fact. An unknown list, or an unknown entry where facts may be, is UNKNOWN (fail closed).
+ */
 export function triggerFact(props: unknown, key: string): unknown {
     const triggers = get(props, ["triggers"]);
     if (triggers === UNKNOWN) {
@@ -332,7 +338,7 @@ export function triggerFact(props: unknown, key: string): unknown {
     if (!Array.isArray(triggers)) {
         return undefined;
     }
-    for (const t of triggers) {
+    for (const t of triggers.slice(1)) {
         if (isUnknown(t)) {
             return UNKNOWN;
         }

@@ -165,6 +165,14 @@ describe("node-location-allowed", () => {
     ])("fails closed: %s unknown", async (keys, marker, expected) => {
         expect((await messages(nodeLocationAllowed, changed("connect", keys, marker))).join("\n")).toContain(expected);
     });
+    test("a step whose payload hash alone is unknown (a secret step in a new stack's preview) declares no node", async () => {
+        const step = changed("firewall", "props.triggers", [UNKNOWN_STRING]);
+        expect(await messages(nodeLocationAllowed, { ...step, name: "etcd-fra-cp-1-member", urn: step.urn.replace(/::[^:]+$/, "::etcd-fra-cp-1-member") })).toEqual([]);
+        expect(await messages(firewallManagementPorts, [FIXTURES.connect, step])).toEqual([]);
+    });
+    test("a connect command whose payload hash is unknown still shows its node", async () => {
+        expect(await messages(nodeLocationAllowed, changed("connect", "props.triggers.0", UNKNOWN_STRING))).toEqual([]);
+    });
     test("without fail-closed handling CrossGuard would only advise: reading an unknown through the proxy", async () => {
         const naive: ResourceValidationPolicy = {
             name: "naive",

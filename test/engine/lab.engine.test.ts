@@ -135,7 +135,7 @@ describe("pulumi up on the lab with the real engine", () => {
         };
 
         beforeAll(() => {
-            policyConfig = labPolicyConfig(lab.vpnCidr, STATE);
+            policyConfig = labPolicyConfig(lab, STATE);
         });
 
         test("the lab stack passes every policy", () => {
@@ -221,6 +221,20 @@ describe("pulumi up on the lab with the real engine", () => {
             const r = expectRefused(["--continue-on-error"]);
             console.log(`pulumi up --continue-on-error with ${slow} throttled: failed after ${r.seconds.toFixed(1)} s, fio p99 ${r.p99} ms; ` +
                 `${r.commands.length} remote commands in the state, no etcd step`);
+        });
+
+        test("after the fix, the next up would run the refused gate and what follows it, nothing else", () => {
+            throttle(slow, 0);
+            const r = cli.must(["preview", "--stack", STACK, "--json"]);
+            const steps = (JSON.parse(r.stdout) as { steps: { op: string; urn: string; type?: string }[] }).steps.filter((s) => s.urn.includes(`::${remote}::`));
+            const ops = (op: string): string[] => steps.filter((s) => s.op === op).map((s) => s.urn.split("::").pop()!).sort();
+            const unchanged = ops("same");
+            const created = ops("create");
+            expect(unchanged).toEqual(resourceNames(cli, remote));
+            expect(created).toContain(`${slow}-fsync-fio`);
+            expect(created.filter((c) => c !== `${slow}-fsync-fio` && !c.startsWith("etcd-"))).toEqual([]);
+            expect(steps.length).toBe(unchanged.length + created.length);
+            console.log(`preview after the fix: ${unchanged.length} remote commands unchanged, ${created.length} to create (${slow}-fsync-fio and etcd's ${created.length - 1})`);
         });
     });
 });

@@ -123,12 +123,18 @@ export function raiseFsyncThreshold(config: Record<string, any>): void {
 
 /**
  * The EEA policy config for the lab (policy/config.eea.json with the lab's VPN range and the pod
- * range as the allowed sources of management ports), changed by `edit`, written into `dir`.
- * Returns its path.
+ * range as the allowed sources of management ports, and the host serving the lab's manifests
+ * repository, the management address, as an allowed endpoint), changed by `edit`, written into
+ * `dir`. Returns its path.
  */
-export function labPolicyConfig(vpnCidr: string, dir: string, edit: (config: Record<string, Record<string, any>>) => void = () => undefined): string {
+export function labPolicyConfig(
+    lab: { vpnCidr: string; managementCidr: string },
+    dir: string,
+    edit: (config: Record<string, Record<string, any>>) => void = () => undefined,
+): string {
     const eea = JSON.parse(readFileSync(path.join(REPO_ROOT, "policy", "config.eea.json"), "utf8")) as Record<string, Record<string, any>>;
-    eea["firewall-management-ports"].allowedSourceCidrs = [vpnCidr, "10.42.0.0/16"];
+    eea["firewall-management-ports"].allowedSourceCidrs = [lab.vpnCidr, "10.42.0.0/16"];
+    eea["endpoint-hosts-allowed"].allowedHosts = [...(eea["endpoint-hosts-allowed"].allowedHosts as string[]), lab.managementCidr.split("/")[0]];
     edit(eea);
     mkdirSync(dir, { recursive: true });
     const file = path.join(dir, `policy.${Math.random().toString(36).slice(2, 8)}.json`);
