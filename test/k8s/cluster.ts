@@ -7,13 +7,13 @@
  *
  * Every process is bounded (`timeout`) and stopped by `stop()`; traffic stays on loopback.
  */
-import { ChildProcess, spawn, spawnSync } from "child_process";
-import { mkdtempSync, openSync, rmSync, writeFileSync } from "fs";
-import { createServer } from "net";
+import { spawnSync } from "child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 
 import { makeEtcdPem } from "../support/etcdCerts";
+import { freePort, Processes, waitFor } from "../support/processes";
 import { toolchainBin as toolchainAt } from "../support/toolchain";
 import { KubectlBase, KubectlResult } from "./gitopsApply";
 import { adminKubeconfig, apiServerArgs, ApiServerFiles, controllerManagerArgs, makeKubePki } from "./kubePki";
@@ -23,22 +23,10 @@ export function toolchainBin(name: string): string {
     return toolchainAt(name, "npm run test:k8s");
 }
 
-/** A free TCP port on loopback. */
-async function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = createServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const port = (srv.address() as { port: number }).port;
-            srv.close(() => resolve(port));
-        });
-    });
-}
-
 export class TestCluster extends KubectlBase {
     readonly dir = mkdtempSync(path.join(tmpdir(), "zt-k8s-"));
     readonly kubeconfig = path.join(this.dir, "admin.kubeconfig");
-    private readonly processes: { name: string; child: ChildProcess; log: string }[] = [];
+    private readonly processes = new Processes(this.dir);
     apiServerUrl = "";
 
     /** Starts etcd, the API server and the controller manager; resolves once /readyz is ok. */
@@ -100,68 +88,29 @@ export class TestCluster extends KubectlBase {
 
     /** The last lines of a process's log. */
     logTail(name: string, lines = 30): string {
-        const p = this.processes.find((x) => x.name === name);
-        if (p === undefined) {
-            return "";
-        }
-        const r = spawnSync("tail", ["-n", String(lines), p.log], { encoding: "utf8" });
-        return r.stdout ?? "";
+        return this.processes.logTail(name, lines);
     }
 
-    /**
-     * Stops the processes, newest first (the API server before its etcd), each with its whole
-     * process group (the `timeout` wrapper and the server under it): SIGTERM, then SIGKILL after
-     * a bounded wait, so nothing outlives the tests.
-     */
+    /** Stops the processes, newest first (the API server before its etcd), and removes the files. */
     stop(): void {
-        for (const p of [...this.processes].reverse()) {
-            this.signal(p.child, "SIGTERM");
-            const deadline = Date.now() + 15_000;
-            while (this.groupAlive(p.child) && Date.now() < deadline) {
-                spawnSync("sleep", ["0.2"]);
-            }
-            this.signal(p.child, "SIGKILL");
-        }
+        this.processes.stop();
         rmSync(this.dir, { recursive: true, force: true });
     }
 
-    private signal(child: ChildProcess, signal: NodeJS.Signals): void {
-        if (child.pid === undefined) {
-            return;
-        }
-        try {
-            process.kill(-child.pid, signal);
-        } catch {
-            // the group is gone already
-        }
-    }
-
-    private groupAlive(child: ChildProcess): boolean {
-        return child.pid !== undefined && spawnSync("pgrep", ["-g", String(child.pid)], { stdio: "ignore" }).status === 0;
-    }
-
     private run(name: string, bin: string, args: string[]): void {
-        const log = path.join(this.dir, `${name}.log`);
-        const fd = openSync(log, "a");
-        // Bounded even if the test process dies without stop().
-        // Its own process group, so that stop() reaches the server under the wrapper too.
-        const child = spawn("timeout", ["1800", bin, ...args], { stdio: ["ignore", fd, fd], detached: true });
-        this.processes.push({ name, child, log });
+        this.processes.start(name, bin, args);
     }
 
     private async waitReady(timeoutSec: number): Promise<void> {
-        const deadline = Date.now() + timeoutSec * 1000;
-        while (Date.now() < deadline) {
-            const r = this.kubectl(["get", "--raw", "/readyz"], undefined, 10);
-            if (r.code === 0 && r.stdout.trim() === "ok") {
-                return;
-            }
-            const dead = this.processes.find((p) => p.child.exitCode !== null);
-            if (dead !== undefined) {
-                throw new Error(`${dead.name} exited (${dead.child.exitCode}):\n${this.logTail(dead.name)}`);
-            }
-            await new Promise((r) => setTimeout(r, 500));
-        }
-        throw new Error(`the API server was not ready within ${timeoutSec}s:\n${this.logTail("kube-apiserver")}`);
+        await waitFor(
+            "the API server's /readyz",
+            () => {
+                const r = this.kubectl(["get", "--raw", "/readyz"], undefined, 10);
+                return r.code === 0 && r.stdout.trim() === "ok";
+            },
+            timeoutSec,
+            () => this.processes.assertRunning(),
+            () => this.logTail("kube-apiserver"),
+        );
     }
 }
