@@ -8,7 +8,8 @@
 #                                        at once with the exact apt-get line to run
 set -euo pipefail
 
-# command:package. A command is looked up on PATH (and in /usr/sbin and /sbin).
+# command:package. A command is looked up on PATH (and in /usr/sbin and /sbin); an absolute path
+# (a plugin, not a command) must exist.
 readonly TOOLS=(
   bash:bash
   curl:curl
@@ -20,9 +21,12 @@ readonly TOOLS=(
   git:git
   ip:iproute2
   jq:jq
+  lighttpd:lighttpd
+  /usr/lib/lighttpd/mod_openssl.so:lighttpd-mod-openssl
   nft:nftables
   openssl:openssl
   python3:python3-minimal
+  redis-server:redis-server
   setsid:util-linux
   shellcheck:shellcheck
   systemd-analyze:systemd
@@ -34,7 +38,12 @@ readonly TOOLS=(
 
 log() { printf 'host-tools: %s\n' "$*" >&2; }
 
-has() { PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }
+has() {
+  case "$1" in
+    /*) [ -e "$1" ] ;;
+    *) PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
 
 # missing [command]: the packages of missing commands, sorted, one a line.
 missing() {
