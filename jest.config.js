@@ -4,7 +4,7 @@ module.exports = {
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
   testMatch: ["**/*.test.ts"],
-  testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/lab/", "<rootDir>/test/k8s/", "<rootDir>/test/engine/"],
+  testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/lab/", "<rootDir>/test/k8s/", "<rootDir>/test/engine/", "<rootDir>/test/gitops/"],
   transform: { "^.+\\.ts$": "ts-jest" },
   testTimeout: 30000,
   // The Debian tools the tests run for real: installed here (as root on Debian) or the run stops.

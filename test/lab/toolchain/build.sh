@@ -108,6 +108,21 @@ build_one() {
       rm -rf "$tmp"
       return 1
     fi
+    # Files of the module that its binary runs beside it, as its release image ships them
+    # (modules/<wrapper>/runtime-files: one "<module> <path in the module>" per line).
+    if [ -f "$dir/runtime-files" ]; then
+      local mod file src
+      while read -r mod file; do
+        case "$mod" in '' | '#'*) continue ;; esac
+        src="$(cd "$dir" && go list -mod=readonly -m -f '{{.Dir}}' "$mod")/$file"
+        if ! install -m 0755 "$src" "$bin/$(basename "$file")"; then
+          echo "runtime file $mod $file: not found at $src" >>"$logfile"
+          rm -rf "$tmp"
+          return 1
+        fi
+        echo "runtime file: $(basename "$file") from $mod" >>"$logfile"
+      done <"$dir/runtime-files"
+    fi
   fi
   mv "$tmp/$name" "$bin/$name"
   rm -rf "$tmp"
@@ -125,7 +140,7 @@ source_stamp() {
     -) echo "" && return 0 ;;
     *) dirs=("$here/modules/$2") ;;
   esac
-  find "${dirs[@]}" -type f \( -name '*.go' -o -name go.mod -o -name go.sum -o -name '*.sh' \) ! -name '*_test.go' -print0 |
+  find "${dirs[@]}" -type f \( -name '*.go' -o -name go.mod -o -name go.sum -o -name '*.sh' -o -name runtime-files \) ! -name '*_test.go' -print0 |
     sort -z | xargs -0 sha256sum | sed "s#$here/##" | sha256sum | cut -c1-64
 }
 
