@@ -36,7 +36,10 @@ export async function runProgram(
 ): Promise<{ recorder: Recorder; exports: Record<string, any> }> {
     let recorder!: Recorder;
     let exports!: Record<string, any>;
-    await jest.isolateModulesAsync(async () => {
+    // Under jest each run gets fresh modules (a new program, new mocks); a one-shot process (the
+    // benchmarks) runs it once as it is.
+    const isolated = typeof jest === "undefined" ? async (run: () => Promise<void>) => run() : (run: () => Promise<void>) => jest.isolateModulesAsync(run);
+    await isolated(async () => {
         recorder = await freshMocks(raw, secretKeys);
         // What the engine reads: the program's module.exports (the module uses `export =`).
         // eslint-disable-next-line @typescript-eslint/no-require-imports
