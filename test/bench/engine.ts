@@ -3,7 +3,8 @@
  * timed. For a stack of one node (lab-cp-1, a one-member etcd) and then of all four (three
  * control-plane nodes and a worker): the first `pulumi up`, a second `up` with nothing changed,
  * and `destroy`. `destroy` keeps etcd's data on the nodes, as the product must; between the two
- * stacks the bench moves it off the disk so that the second one forms a new cluster.
+ * stacks the bench removes it (and the program's member record) so that the second one forms a
+ * new cluster.
  */
 import { readFileSync, rmSync } from "fs";
 import * as path from "path";
@@ -44,10 +45,14 @@ function runStack(cli: PulumiCli, lab: Lab, stack: string, nodes: string[]): Row
     return row;
 }
 
-/** Moves etcd's data (kept by destroy) aside on every control-plane node, as a new disk would be. */
+/**
+ * Removes etcd's data (kept by destroy) and the member record the program keeps beside it on every
+ * control-plane node, as on a new machine: with the record and no data the member step refuses
+ * to start ("its disk was lost or wiped"), as it must.
+ */
 function clearEtcdData(lab: Lab): void {
     for (const node of nodesByRole(lab, "control-plane")) {
-        const r = sshRun(lab, node, `systemctl stop etcd 2>/dev/null; rm -rf ${node.etcdDataPath}/member ${node.etcdDataPath}/member.removed-*`);
+        const r = sshRun(lab, node, `systemctl stop etcd 2>/dev/null; rm -rf ${node.etcdDataPath}/member ${node.etcdDataPath}/member.removed-* /var/lib/zerotouch/etcd`);
         if (r.code !== 0) {
             throw new Error(`clearing etcd's data on ${node.name}: exit ${r.code}: ${r.stderr}`);
         }
