@@ -8,10 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # shellcheck source-path=SCRIPTDIR source=../engine/engine.sh
 source test/engine/engine.sh
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "bench:engine: run as root (the lab uses network namespaces, loop devices and systemd-nspawn)" >&2
-  exit 1
-fi
+lab_root_only bench:engine
 
 ZT_TOOLCHAIN_BIN=$(bash test/lab/toolchain/ensure.sh "${ENGINE_TOOLS[@]}")
 export ZT_TOOLCHAIN_BIN

@@ -25,3 +25,11 @@ engine_env() {
   export PULUMI_SKIP_CONFIRMATIONS=true
   export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 }
+
+# lab_root_only NAME: stops with a message unless run as root (the lab uses network namespaces,
+# loop devices and systemd-nspawn).
+lab_root_only() {
+  [ "$(id -u)" -eq 0 ] && return 0
+  echo "$1: run as root (the lab uses network namespaces, loop devices and systemd-nspawn)" >&2
+  exit 1
+}

@@ -2,19 +2,15 @@
 # `npm run test:engine`: the real Pulumi engine on the lab. Builds the Pulumi toolchain from its
 # Go modules into the toolchain cache (the CLI, the nodejs language host, the tls and random
 # plugins, the lab's command plugin, the kubernetes plugin and a test API server's binaries; a warm
-# cache builds nothing), brings up a lab whose
-# etcd disks are all fast (three control-plane nodes, one worker), runs the engine tests
+# cache builds nothing), brings up a lab whose etcd disks are all fast (three control-plane nodes,
+# one worker), runs the engine tests
 # (test/engine/*.engine.test.ts), and always brings the lab down at the end. LAB_KEEP=1 keeps it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "test:engine: run as root (the lab uses network namespaces, loop devices and systemd-nspawn)" >&2
-  exit 1
-fi
-
 # shellcheck source-path=SCRIPTDIR source=engine.sh
 source test/engine/engine.sh
+lab_root_only test:engine
 started=$SECONDS
 bin=$(bash test/lab/toolchain/ensure.sh "${ENGINE_TOOLS[@]}" "${ENGINE_K8S_TOOLS[@]}")
 export ZT_TOOLCHAIN_BIN="$bin"

@@ -13,10 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # shellcheck source-path=SCRIPTDIR source=../engine/engine.sh
 source test/engine/engine.sh
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "lab: run as root (the lab uses network namespaces, loop devices and systemd-nspawn)" >&2
-  exit 1
-fi
+lab_root_only lab
 
 export LAB_SLOW_NODES="${LAB_SLOW_NODES-}"
 if [ "${LAB_KEEP:-0}" != "1" ]; then
