@@ -56,18 +56,10 @@ log_prefix=etcd-install:
 action="${ZT_ACTION:-}"
 node="${ZT_NODE:-}"
 
-case "$action" in
-  create | delete) ;;
-  *) invalid "ZT_ACTION must be create or delete, got '${action}'" ;;
-esac
-[[ "$node" =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] ||
-  invalid "ZT_NODE must be a DNS label (lowercase letters, digits, '-'), got '${node}'"
-
-if [ "$action" = delete ]; then
-  log "node ${node}: etcd's binaries and user stay in place (they read the member's data, which is kept)"
-  printf '{"action":"delete","node":%s,"changed":false}\n' "$(json_string "$node")"
-  exit 0
-fi
+check_action "$action" create delete
+check_node "$node"
+[ "$action" != delete ] ||
+  delete_unchanged "$node" "etcd's binaries and user stay in place (they read the member's data, which is kept)"
 
 source_kind="${ZT_SOURCE:-}"
 version="${ZT_VERSION:-}"
@@ -214,9 +206,7 @@ cleanup() {
   [ "${#staged[@]}" -eq 0 ] || rm -f -- "${staged[@]}"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+exit_on_signals
 
 sha_of() {
   local sum

@@ -68,10 +68,7 @@ log_prefix="[etcd-member ${ZT_NODE:-?}]"
 
 action="${ZT_ACTION:-}"
 node="${ZT_NODE:-}"
-case "$action" in
-  create | delete) ;;
-  *) invalid "ZT_ACTION must be create or delete, got '${action}'" ;;
-esac
+check_action "$action" create delete
 [[ "$node" =~ $name_re ]] || invalid "ZT_NODE must be a DNS label, got '${node}'"
 
 need_path() {

@@ -54,14 +54,7 @@ data_dir="${ZT_DATA_DIR:-}"
 user="${ZT_USER-etcd}"
 
 # --- parameters -----------------------------------------------------------------------------
-case "$action" in
-  verify | restore) ;;
-  *) invalid "ZT_ACTION must be verify or restore, got '${action}'" ;;
-esac
-# An absolute path of safe characters, without . or .. components.
-safe_path() {
-  [[ "$1" =~ ^(/[A-Za-z0-9._@+-]+)+$ ]] && [[ "$1/" != */./* ]] && [[ "$1/" != */../* ]]
-}
+check_action "$action" verify restore
 safe_path "$etcdctl" ||
   invalid "ZT_ETCDCTL must be the absolute path of etcdctl (/usr/local/bin/etcdctl or /usr/bin/etcdctl), got '${etcdctl}'"
 if [ -z "$snapshot" ] || [[ "$snapshot" == *$'\n'* ]]; then

@@ -70,17 +70,9 @@ schedule="${ZT_SCHEDULE:-hourly}"
 root="${ZT_ROOT:-}"
 
 # --- parameters -----------------------------------------------------------------------------
-case "$action" in
-  create | save | delete) ;;
-  *) invalid "ZT_ACTION must be create, save or delete, got '${action}'" ;;
-esac
-[[ "$node" =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] ||
-  invalid "ZT_NODE must be a DNS label (lowercase letters, digits, '-'), got '${node}'"
-
-# An absolute path of safe characters, without . or .. components.
-safe_path() {
-  [[ "$1" =~ ^(/[A-Za-z0-9._@+-]+)+$ ]] && [[ "$1/" != */./* ]] && [[ "$1/" != */../* ]]
-}
+check_action "$action" create save delete
+check_node "$node"
+# check_path <name> <value>: exits 2 unless the parameter's value is a safe_path.
 check_path() {
   safe_path "$2" ||
     invalid "$1 must be an absolute path of letters, digits and . _ @ + - (no . or .. components), got '${2}' (node ${node})"

@@ -62,18 +62,9 @@ log_prefix=wal-fsync-gate:
 action="${ZT_ACTION:-}"
 node="${ZT_NODE:-}"
 
-case "$action" in
-  create | delete | evaluate) ;;
-  *) invalid "ZT_ACTION must be create, delete or evaluate, got '${action}'" ;;
-esac
-[[ "$node" =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] ||
-  invalid "ZT_NODE must be a DNS label (lowercase letters, digits, '-'), got '${node}'"
-
-if [ "$action" = delete ]; then
-  log "node ${node}: the etcd disk gate only measures; nothing to undo"
-  printf '{"action":"delete","node":%s,"changed":false}\n' "$(json_string "$node")"
-  exit 0
-fi
+check_action "$action" create delete evaluate
+check_node "$node"
+[ "$action" != delete ] || delete_unchanged "$node" "the etcd disk gate only measures; nothing to undo"
 
 host="${ZT_HOST:-}"
 endpoint="${ZT_ETCD_ENDPOINT:-}"
@@ -331,9 +322,7 @@ cleanup() {
   [ -z "$work" ] || rm -rf -- "$work"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+exit_on_signals
 work="$(mktemp -d -t zerotouch-wal-gate.XXXXXXXX)"
 
 b64() { printf '%s' "$1" | base64 -w0; }

@@ -37,18 +37,9 @@ log_prefix=fsync-gate:
 action="${ZT_ACTION:-}"
 node="${ZT_NODE:-}"
 
-case "$action" in
-  create | delete) ;;
-  *) invalid "ZT_ACTION must be create or delete, got '${action}'" ;;
-esac
-[[ "$node" =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] ||
-  invalid "ZT_NODE must be a DNS label (lowercase letters, digits, '-'), got '${node}'"
-
-if [ "$action" = delete ]; then
-  log "node ${node}: the fsync gate only measures; nothing to undo"
-  printf '{"action":"delete","node":"%s","changed":false}\n' "$node"
-  exit 0
-fi
+check_action "$action" create delete
+check_node "$node"
+[ "$action" != delete ] || delete_unchanged "$node" "the fsync gate only measures; nothing to undo"
 
 host="${ZT_HOST:-}"
 data_path="${ZT_DATA_PATH:-}"
@@ -124,9 +115,7 @@ done
 
 scratch=""
 trap '[ -z "$scratch" ] || rm -rf -- "$scratch"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+exit_on_signals
 scratch="$(mktemp -d -- "$data_path/${scratch_prefix}XXXXXXXX")"
 
 # --- device facts ---------------------------------------------------------------------------

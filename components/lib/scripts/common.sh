@@ -20,6 +20,33 @@ refuse() {
   exit 3
 }
 
+# check_action <action> <allowed...>: exits 2 unless the action (ZT_ACTION) is one of the allowed.
+check_action() {
+  local action="$1" allowed
+  shift
+  for allowed in "$@"; do [ "$action" != "$allowed" ] || return 0; done
+  allowed="${*:1:$#-1}"
+  invalid "ZT_ACTION must be ${allowed// /, } or ${!#}, got '${action}'"
+}
+
+# check_node <node>: exits 2 unless the node name (ZT_NODE) is a DNS label.
+check_node() {
+  [[ "$1" =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] ||
+    invalid "ZT_NODE must be a DNS label (lowercase letters, digits, '-'), got '${1}'"
+}
+
+# delete_unchanged <node> <why>: a delete with nothing to undo logs why, prints its result, exits 0.
+delete_unchanged() {
+  log "node ${1}: ${2}"
+  printf '{"action":"delete","node":%s,"changed":false}\n' "$(json_string "$1")"
+  exit 0
+}
+
+# safe_path <path>: succeeds for an absolute path of safe characters, without . or .. components.
+safe_path() {
+  [[ "$1" =~ ^(/[A-Za-z0-9._@+-]+)+$ ]] && [[ "$1/" != */./* ]] && [[ "$1/" != */../* ]]
+}
+
 # INT, TERM and HUP end the script with 128+n, so that its EXIT trap (its cleanup) runs.
 exit_on_signals() {
   trap 'exit 130' INT
