@@ -53,11 +53,7 @@ readonly max_tarball_bytes=268435456
 
 log_prefix=etcd-install:
 
-action="${ZT_ACTION:-}"
-node="${ZT_NODE:-}"
-
-check_action "$action" create delete
-check_node "$node"
+read_action_node create delete
 [ "$action" != delete ] ||
   delete_unchanged "$node" "etcd's binaries and user stay in place (they read the member's data, which is kept)"
 

@@ -57,8 +57,7 @@ export ETCDCTL_API=3
 
 log_prefix=etcd-snapshot:
 
-action="${ZT_ACTION:-}"
-node="${ZT_NODE:-}"
+read_action_node create save delete
 etcdctl="${ZT_ETCDCTL:-}"
 endpoint="${ZT_ENDPOINT:-https://127.0.0.1:2379}"
 cacert="${ZT_CACERT:-/etc/etcd/pki/ca.crt}"
@@ -70,8 +69,6 @@ schedule="${ZT_SCHEDULE:-hourly}"
 root="${ZT_ROOT:-}"
 
 # --- parameters -----------------------------------------------------------------------------
-check_action "$action" create save delete
-check_node "$node"
 # check_path <name> <value>: exits 2 unless the parameter's value is a safe_path.
 check_path() {
   safe_path "$2" ||

@@ -59,11 +59,7 @@ readonly apt_timeout_s=600
 
 log_prefix=wal-fsync-gate:
 
-action="${ZT_ACTION:-}"
-node="${ZT_NODE:-}"
-
-check_action "$action" create delete evaluate
-check_node "$node"
+read_action_node create delete evaluate
 [ "$action" != delete ] || delete_unchanged "$node" "the etcd disk gate only measures; nothing to undo"
 
 host="${ZT_HOST:-}"

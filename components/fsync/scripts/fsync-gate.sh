@@ -34,11 +34,7 @@ if ! declare -F log >/dev/null; then
 fi
 log_prefix=fsync-gate:
 
-action="${ZT_ACTION:-}"
-node="${ZT_NODE:-}"
-
-check_action "$action" create delete
-check_node "$node"
+read_action_node create delete
 [ "$action" != delete ] || delete_unchanged "$node" "the fsync gate only measures; nothing to undo"
 
 host="${ZT_HOST:-}"

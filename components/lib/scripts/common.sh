@@ -35,6 +35,15 @@ check_node() {
     invalid "ZT_NODE must be a DNS label (lowercase letters, digits, '-'), got '${1}'"
 }
 
+# read_action_node <allowed actions...>: sets action and node from ZT_ACTION and ZT_NODE, checked.
+# shellcheck disable=SC2034  # action and node are the script's
+read_action_node() {
+  action="${ZT_ACTION:-}"
+  node="${ZT_NODE:-}"
+  check_action "$action" "$@"
+  check_node "$node"
+}
+
 # delete_unchanged <node> <why>: a delete with nothing to undo logs why, prints its result, exits 0.
 delete_unchanged() {
   log "node ${1}: ${2}"
