@@ -28,26 +28,17 @@
 # Exit codes: 0 ok, 1 failure, 2 invalid parameter, 3 verification failed.
 set -euo pipefail
 
+# k3s.sh and common.sh: in the payload ahead of this script, or from the checkout.
 if ! declare -F k3s_self_id >/dev/null; then
   # shellcheck source=components/k8s/scripts/lib/k3s.sh
   . "$(dirname "${BASH_SOURCE[0]}")/lib/k3s.sh"
-fi
-if ! declare -F json_string >/dev/null; then
-  # shellcheck source=components/lib/scripts/common.sh
-  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
 fi
 K3S_STEP=k3s-install
 
 readonly download_timeout_s=900
 readonly apt_timeout_s=600
 
-action="${ZT_ACTION:-}"
-case "$action" in
-  create | delete) ;;
-  *) invalid "ZT_ACTION must be create or delete, got '${action}'" ;;
-esac
-k3s_check_node
-node="$ZT_NODE"
+read_action_node create delete
 source="${ZT_K3S_SOURCE:-}"
 version="${ZT_K3S_VERSION:-}"
 case "$source" in

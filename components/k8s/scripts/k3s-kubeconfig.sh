@@ -16,24 +16,15 @@
 # Exit codes: 0 ok, 1 failure (no kubeconfig), 2 invalid parameter.
 set -euo pipefail
 
+# k3s.sh and common.sh: in the payload ahead of this script, or from the checkout.
 if ! declare -F k3s_self_id >/dev/null; then
   # shellcheck source=components/k8s/scripts/lib/k3s.sh
   . "$(dirname "${BASH_SOURCE[0]}")/lib/k3s.sh"
 fi
-if ! declare -F json_string >/dev/null; then
-  # shellcheck source=components/lib/scripts/common.sh
-  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
-fi
 K3S_STEP=k3s-kubeconfig
 readonly wait_s=120
 
-action="${ZT_ACTION:-}"
-case "$action" in
-  create | delete) ;;
-  *) invalid "ZT_ACTION must be create or delete, got '${action}'" ;;
-esac
-k3s_check_node
-node="$ZT_NODE"
+read_action_node create delete
 if [ "$action" = delete ]; then
   printf '{"node":%s,"action":"delete","changed":false}\n' "$(json_string "$node")"
   exit 0

@@ -29,60 +29,25 @@
 # Exit codes: 0 ok, 1 failure, 2 invalid parameter, 3 not ready in time / wrong binary.
 set -euo pipefail
 
+# k3s.sh and common.sh: in the payload ahead of this script, or from the checkout.
 if ! declare -F k3s_self_id >/dev/null; then
   # shellcheck source=components/k8s/scripts/lib/k3s.sh
   . "$(dirname "${BASH_SOURCE[0]}")/lib/k3s.sh"
 fi
-if ! declare -F json_string >/dev/null; then
-  # shellcheck source=components/lib/scripts/common.sh
-  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
-fi
 K3S_STEP=k3s-server
 
-action="${ZT_ACTION:-}"
-case "$action" in
-  create | delete) ;;
-  *) invalid "ZT_ACTION must be create or delete, got '${action}'" ;;
-esac
-k3s_check_node
-node="$ZT_NODE"
-[ "$(id -u)" -eq 0 ] || die "node ${node}: must run as root"
-self_id="$(k3s_self_id)"
-
-if [ "$action" = delete ]; then
-  if k3s_superseded service "$self_id"; then
-    log "a newer step owns the k3s service on this node (this one was replaced); leaving it"
-    printf '{"node":%s,"action":"delete","role":"server","changed":false,"superseded":true}\n' "$(json_string "$node")"
-    exit 0
-  fi
-  k3s_teardown
-  rm -f "$K3S_STATE/service.owner"
-  printf '{"node":%s,"action":"delete","role":"server","changed":%s}\n' "$(json_string "$node")" "$k3s_teardown_changed"
-  exit 0
-fi
-
-version="${ZT_K3S_VERSION:-}"
-args="${ZT_K3S_ARGS:-}"
-timeout_s="${ZT_READY_TIMEOUT_SECONDS:-}"
-[[ "$version" =~ ^v1\.[0-9]{1,3}\.[0-9]{1,3}\+k3s[0-9]{1,2}$ ]] ||
-  invalid "ZT_K3S_VERSION must be a k3s release such as v1.36.4+k3s1, got '${version}' (node ${node})"
-if ! [[ "$timeout_s" =~ ^[0-9]{2,4}$ ]] || [ "$timeout_s" -lt 10 ] || [ "$timeout_s" -gt 3600 ]; then
-  invalid "ZT_READY_TIMEOUT_SECONDS must be a whole number of seconds from 10 to 3600, got '${timeout_s}' (node ${node})"
-fi
-k3s_check_args "$args" server
+k3s_service_begin server
+k3s_service_params server
 k3s_check_secret ZT_ETCD_CA_PEM pem
 k3s_check_secret ZT_ETCD_CERT_PEM pem
 k3s_check_secret ZT_ETCD_KEY_PEM pem
 k3s_check_secret ZT_K3S_TOKEN token
 k3s_check_secret ZT_K3S_AGENT_TOKEN token
-command -v systemctl >/dev/null 2>&1 || die "node ${node}: systemd is required to run k3s"
 k3s_check_binary "$version"
 deadline=$((SECONDS + timeout_s))
 
 # --- secrets: root-only files, never printed ---------------------------------------------
-(umask 077 && mkdir -p "$K3S_SECRETS")
-chmod 700 "$K3S_SECRETS"
-k3s_secret_changed=false
+k3s_secrets_dir
 k3s_write_secret "$K3S_SECRETS/etcd-ca.crt" "$ZT_ETCD_CA_PEM"
 k3s_write_secret "$K3S_SECRETS/etcd-client.crt" "$ZT_ETCD_CERT_PEM"
 k3s_write_secret "$K3S_SECRETS/etcd-client.key" "$ZT_ETCD_KEY_PEM"
@@ -92,10 +57,7 @@ unset ZT_ETCD_CA_PEM ZT_ETCD_CERT_PEM ZT_ETCD_KEY_PEM ZT_K3S_TOKEN ZT_K3S_AGENT_
 log "datastore TLS files and tokens in ${K3S_SECRETS} (mode 0600)$([ "$k3s_secret_changed" = true ] && echo ', changed')"
 
 # --- unit ------------------------------------------------------------------------------------
-if [ -f "$K3S_SYSTEMD/$K3S_AGENT_UNIT" ]; then
-  log "this node ran as an agent before; removing ${K3S_AGENT_UNIT}"
-  k3s_remove_unit "$K3S_AGENT_UNIT"
-fi
+k3s_drop_role "$K3S_AGENT_UNIT" "an agent"
 unit="$(k3s_render_unit "Lightweight Kubernetes server (k3s ${version})" "$args")"
 k3s_apply_unit "$K3S_SERVER_UNIT" "$unit" "$self_id" "$timeout_s"
 
@@ -109,21 +71,11 @@ server_ready() {
   fi
   k3s_node_ready "$K3S_KUBECONFIG"
 }
-ready=false
-if [ "$k3s_start_timed_out" = true ]; then
-  k3s_last_status="k3s did not report started to systemd"
-elif k3s_wait_until "$deadline" server_ready; then
-  ready=true
-fi
-waited=$((timeout_s - (deadline - SECONDS)))
-[ "$waited" -ge 0 ] || waited=0
-if [ "$ready" != true ]; then
-  printf '{"node":%s,"action":"create","role":"server","version":%s,"restarted":%s,"ready":false,"status":%s,"readyTimeoutSeconds":%s}\n' \
-    "$(json_string "$node")" "$(json_string "$version")" "$k3s_restarted" "$(json_string "$k3s_last_status")" "$timeout_s"
+if ! k3s_wait_ready server_ready "$deadline" "$timeout_s" k3s; then
+  k3s_create_result server "$version" false "\"status\":$(json_string "$k3s_last_status"),\"readyTimeoutSeconds\":${timeout_s}"
   refuse "k3s server on node ${node} is not ready after ${timeout_s}s: ${k3s_last_status:-no status}. See journalctl -u ${K3S_SERVER_UNIT} on the node (the external etcd must be reachable with the client certificate). To wait longer, raise readyTimeoutSeconds of the control plane's k3s settings."
 fi
 
 k3s_claim service "$self_id"
-log "ready after ${waited}s: /readyz ok, ${k3s_last_status}"
-printf '{"node":%s,"action":"create","role":"server","version":%s,"restarted":%s,"ready":true,"waitedSeconds":%s}\n' \
-  "$(json_string "$node")" "$(json_string "$version")" "$k3s_restarted" "$waited"
+log "ready after ${k3s_waited}s: /readyz ok, ${k3s_last_status}"
+k3s_create_result server "$version" true "\"waitedSeconds\":${k3s_waited}"

@@ -6,6 +6,12 @@
 # Only this node's k3s is ever touched here. The external etcd cluster is never contacted by a
 # delete, and nothing here removes or changes etcd data.
 
+# common.sh (checks, exits, JSON): in the payload ahead of this library, or from the checkout.
+if ! declare -F json_string >/dev/null; then
+  # shellcheck source=components/lib/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../../lib/scripts/common.sh"
+fi
+
 # Where the binary goes and where the scripts keep their state. Overridable (ZT_K3S_BIN_DIR,
 # ZT_K3S_STATE_DIR) so the install script can be run in a scratch directory by the tests.
 K3S_BIN_DIR="${ZT_K3S_BIN_DIR:-/usr/local/bin}"
@@ -25,10 +31,10 @@ refuse() {
   exit 3
 }
 
-# Node names are DNS labels; checked first, since every message names the node.
-k3s_check_node() {
-  [[ "${ZT_NODE:-}" =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] ||
-    invalid "ZT_NODE must be a DNS label (lowercase letters, digits, '-'), got '${ZT_NODE:-}'"
+# Exits 2 unless <version> is a k3s release such as v1.36.4+k3s1: k3s_check_version version.
+k3s_check_version() {
+  [[ "$1" =~ ^v1\.[0-9]{1,3}\.[0-9]{1,3}\+k3s[0-9]{1,2}$ ]] ||
+    invalid "ZT_K3S_VERSION must be a k3s release such as v1.36.4+k3s1, got '${1}' (node ${ZT_NODE})"
 }
 
 # This run's identity: the sha256 of the payload file (parameters, libraries and script). A
@@ -73,12 +79,14 @@ k3s_write_secret() {
   tmp="$(umask 077 && mktemp "$file.XXXXXX")"
   printf '%s\n' "$value" >"$tmp"
   chmod 600 "$tmp"
-  if [ -f "$file" ] && cmp -s "$tmp" "$file"; then
-    rm -f "$tmp"
-  else
-    mv -f "$tmp" "$file"
-    k3s_secret_changed=true
-  fi
+  if k3s_replace "$tmp" "$file"; then k3s_secret_changed=true; fi
+}
+
+# Creates the root-only directory of the secret files; sets k3s_secret_changed=false.
+k3s_secrets_dir() {
+  (umask 077 && mkdir -p "$K3S_SECRETS")
+  chmod 700 "$K3S_SECRETS"
+  k3s_secret_changed=false
 }
 
 # Writes a file (mode 0644) from stdin. Sets k3s_file_changed=true when it changed.
@@ -87,12 +95,16 @@ k3s_write_file() {
   tmp="$(mktemp "$file.XXXXXX")"
   cat >"$tmp"
   chmod 644 "$tmp"
-  if [ -f "$file" ] && cmp -s "$tmp" "$file"; then
-    rm -f "$tmp"
-  else
-    mv -f "$tmp" "$file"
-    k3s_file_changed=true
+  if k3s_replace "$tmp" "$file"; then k3s_file_changed=true; fi
+}
+
+# Moves <tmp> over <file>, or removes it when the file has that content: fails when unchanged.
+k3s_replace() {
+  if [ -f "$2" ] && cmp -s "$1" "$2"; then
+    rm -f "$1"
+    return 1
   fi
+  mv -f "$1" "$2"
 }
 
 # The systemd unit of a k3s service; args (one per line) are checked by the caller.
@@ -236,9 +248,11 @@ k3s_teardown() {
   done
 }
 
-# Fails (exit 3) unless the installed binary reports the pinned version.
+# Fails unless systemd is there to run k3s (exit 1) and the installed binary reports the pinned
+# version (exit 3).
 k3s_check_binary() {
   local version=$1 installed
+  command -v systemctl >/dev/null 2>&1 || die "node ${ZT_NODE}: systemd is required to run k3s"
   installed="$(k3s_installed_version)"
   [ "$installed" = "$version" ] ||
     refuse "node ${ZT_NODE}: ${K3S_BIN} reports version '${installed:-none}', the pinned version is ${version}; the install step must run first"
@@ -310,4 +324,75 @@ k3s_node_ready() {
     -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" || status="unreachable"
   printf 'node Ready=%s' "${status:-unknown}"
   [ "$status" = True ]
+}
+
+# Exits 2 unless <seconds> (ZT_READY_TIMEOUT_SECONDS) is a whole number from 10 to 3600.
+k3s_check_ready_timeout() {
+  if ! [[ "$1" =~ ^[0-9]{2,4}$ ]] || [ "$1" -lt 10 ] || [ "$1" -gt 3600 ]; then
+    invalid "ZT_READY_TIMEOUT_SECONDS must be a whole number of seconds from 10 to 3600, got '${1}' (node ${ZT_NODE})"
+  fi
+}
+
+# The start of a server or agent: reads the action and node (read_action_node), needs root, sets
+# self_id; a delete tears the service down and exits: k3s_service_begin role.
+k3s_service_begin() {
+  read_action_node create delete
+  [ "$(id -u)" -eq 0 ] || die "node ${node}: must run as root"
+  self_id="$(k3s_self_id)"
+  [ "$action" != delete ] || k3s_delete_service "$1" "$self_id"
+}
+
+# Sets version, args and timeout_s from ZT_K3S_VERSION, ZT_K3S_ARGS (first `role`) and
+# ZT_READY_TIMEOUT_SECONDS, checked: k3s_service_params role.
+k3s_service_params() {
+  version="${ZT_K3S_VERSION:-}"
+  args="${ZT_K3S_ARGS:-}"
+  timeout_s="${ZT_READY_TIMEOUT_SECONDS:-}"
+  k3s_check_version "$version"
+  k3s_check_ready_timeout "$timeout_s"
+  k3s_check_args "$args" "$1"
+}
+
+# The delete of a server or agent: tears k3s down unless a newer step owns the service, prints
+# the result and exits: k3s_delete_service role id.
+k3s_delete_service() {
+  local role=$1 self=$2 node
+  node="$(json_string "$ZT_NODE")"
+  if k3s_superseded service "$self"; then
+    log "a newer step owns the k3s service on this node (this one was replaced); leaving it"
+    printf '{"node":%s,"action":"delete","role":"%s","changed":false,"superseded":true}\n' "$node" "$role"
+    exit 0
+  fi
+  k3s_teardown
+  rm -f "$K3S_STATE/service.owner"
+  printf '{"node":%s,"action":"delete","role":"%s","changed":%s}\n' "$node" "$role" "$k3s_teardown_changed"
+  exit 0
+}
+
+# Removes the unit of the role this node had before, if any: k3s_drop_role unit "a server".
+k3s_drop_role() {
+  [ -f "$K3S_SYSTEMD/$1" ] || return 0
+  log "this node ran as ${2} before; removing ${1}"
+  k3s_remove_unit "$1"
+}
+
+# Waits for <check> once the unit started: k3s_wait_ready check deadline timeout label. Sets
+# k3s_waited (seconds) and k3s_last_status; fails when not ready in time.
+k3s_wait_ready() {
+  local check=$1 deadline=$2 timeout_s=$3 label=$4 rc=0
+  if [ "$k3s_start_timed_out" = true ]; then
+    k3s_last_status="${label} did not report started to systemd"
+    rc=1
+  else
+    k3s_wait_until "$deadline" "$check" || rc=1
+  fi
+  k3s_waited=$((timeout_s - (deadline - SECONDS)))
+  [ "$k3s_waited" -ge 0 ] || k3s_waited=0
+  return "$rc"
+}
+
+# Prints a server's or agent's create result: k3s_create_result role version ready fields.
+k3s_create_result() {
+  printf '{"node":%s,"action":"create","role":"%s","version":%s,"restarted":%s,"ready":%s,%s}\n' \
+    "$(json_string "$ZT_NODE")" "$1" "$(json_string "$2")" "$k3s_restarted" "$3" "$4"
 }
