@@ -147,24 +147,9 @@ fi
 work="$(mktemp -d -t zerotouch-etcd-restore.XXXXXXXX)"
 
 # --- verify ---------------------------------------------------------------------------------
-snap_size="$(stat -c %s -- "$snapshot")"
-if [ "$snap_size" -le 32 ] || [ $(((snap_size - 32) % 512)) -ne 0 ]; then
-  die "${snapshot}: ${snap_size} bytes is not the size of an etcd snapshot (a database of whole pages and a 32-byte sha256): truncated? Nothing was written"
-fi
-expected="$(tail -c 32 -- "$snapshot" | od -An -v -tx1 | tr -d ' \n')"
-actual="$(head -c -32 -- "$snapshot" | sha256sum | cut -d' ' -f1)"
-[ "$expected" = "$actual" ] ||
-  die "${snapshot}: the sha256 of the database (${actual}) is not the one etcd appended (${expected}): the file is damaged. Nothing was written"
-if ! bounded "$status_timeout_s" "$work/status.err" "$tool" snapshot status -w json -- "$snapshot" >"$work/status.json"; then
-  die "${snapshot}: '${tool##*/} snapshot status' failed: $(grep -m 3 -iE 'error|fault|panic' "$work/status.err" | tr '\n' ' ' | cut -c1-300). Nothing was written"
-fi
-status="$(tail -n 1 "$work/status.json")"
-snap_hash="$(sed -n 's/.*"hash":\([0-9]*\).*/\1/p' <<<"$status")"
-snap_revision="$(sed -n 's/.*"revision":\([0-9]*\).*/\1/p' <<<"$status")"
-snap_keys="$(sed -n 's/.*"totalKey":\([0-9]*\).*/\1/p' <<<"$status")"
-if [ -z "$snap_hash" ] || [ -z "$snap_revision" ] || [ -z "$snap_keys" ]; then
-  die "${snapshot}: unexpected 'snapshot status' output: $(cut -c1-300 <<<"$status"). Nothing was written"
-fi
+# A problem ends in "." before "Nothing was written", unless it ends in a question already.
+etcd_snapshot_check "$snapshot" "$work" "$tool" "$status_timeout_s" ||
+  die "${snap_problem}$([[ "$snap_problem" == *\? ]] || printf .) Nothing was written"
 log "${snapshot}: verified: ${snap_size} bytes, revision ${snap_revision}, ${snap_keys} keys, hash ${snap_hash}"
 summary="$(printf '"snapshot":%s,"size":%d,"hash":%d,"revision":%d,"totalKeys":%d' \
   "$(json_string "$snapshot")" "$snap_size" "$snap_hash" "$snap_revision" "$snap_keys")"

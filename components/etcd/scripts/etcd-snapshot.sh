@@ -119,35 +119,13 @@ snapshot_tool() {
   fi
 }
 
-# Verifies a snapshot file: the sha256 etcd appends to the database it sends, then the database
-# itself (`snapshot status`). Sets snap_size, snap_hash, snap_revision, snap_keys, or prints
-# why not on stderr and returns 1.
+# Verifies a snapshot file (etcd_snapshot_check): sets snap_size, snap_hash, snap_revision,
+# snap_keys, or prints why not on stderr and returns 1.
 verify_snapshot() {
-  local file="$1" work="$2" tool expected actual status
-  snap_size="$(stat -c %s -- "$file")" || { log "${file}: cannot be read"; return 1; }
-  if [ "$snap_size" -le 32 ] || [ $(((snap_size - 32) % 512)) -ne 0 ]; then
-    log "${file}: ${snap_size} bytes is not the size of an etcd snapshot (a database of whole pages and a 32-byte sha256): truncated?"
+  etcd_snapshot_check "$1" "$2" "$(snapshot_tool)" "$status_timeout_s" || {
+    log "$snap_problem"
     return 1
-  fi
-  expected="$(tail -c 32 -- "$file" | od -An -v -tx1 | tr -d ' \n')"
-  actual="$(head -c -32 -- "$file" | sha256sum | cut -d' ' -f1)"
-  if [ "$expected" != "$actual" ]; then
-    log "${file}: the sha256 of the database (${actual}) is not the one etcd appended (${expected}): the file is damaged"
-    return 1
-  fi
-  tool="$(snapshot_tool)"
-  if ! bounded "$status_timeout_s" "$work/status.err" "$tool" snapshot status -w json -- "$file" >"$work/status.json"; then
-    log "${file}: '${tool##*/} snapshot status' failed: $(grep -m 3 -iE 'error|fault|panic' "$work/status.err" | tr '\n' ' ' | cut -c1-300)"
-    return 1
-  fi
-  status="$(tail -n 1 "$work/status.json")"
-  snap_hash="$(sed -n 's/.*"hash":\([0-9]*\).*/\1/p' <<<"$status")"
-  snap_revision="$(sed -n 's/.*"revision":\([0-9]*\).*/\1/p' <<<"$status")"
-  snap_keys="$(sed -n 's/.*"totalKey":\([0-9]*\).*/\1/p' <<<"$status")"
-  if [ -z "$snap_hash" ] || [ -z "$snap_revision" ] || [ -z "$snap_keys" ]; then
-    log "${file}: unexpected 'snapshot status' output: $(cut -c1-300 <<<"$status")"
-    return 1
-  fi
+  }
 }
 
 # A scratch directory, and the temporary snapshot of a save until it is renamed: removed on exit,

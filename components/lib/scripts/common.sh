@@ -82,6 +82,48 @@ stop_bounded() {
   [ -z "$bounded_child" ] || kill -TERM "$bounded_child" 2>/dev/null || true
 }
 
+# etcd_snapshot_check <file> <work dir> <tool> <seconds>: verifies an etcd snapshot file (the sha256
+# etcd appends, then `<tool> snapshot status`); sets snap_size, snap_hash, snap_revision and
+# snap_keys, or snap_problem (why not) and fails.
+etcd_snapshot_check() {
+  etcd_snapshot_sum "$1" && etcd_snapshot_status "$@"
+}
+
+# etcd_snapshot_sum <file>: a database of whole pages and the 32-byte sha256 of it; sets snap_size.
+# shellcheck disable=SC2034  # snap_* are the caller's
+etcd_snapshot_sum() {
+  local expected actual
+  snap_size="$(stat -c %s -- "$1")" || { snap_problem="${1}: cannot be read"; return 1; }
+  if [ "$snap_size" -le 32 ] || [ $(((snap_size - 32) % 512)) -ne 0 ]; then
+    snap_problem="${1}: ${snap_size} bytes is not the size of an etcd snapshot (a database of whole pages and a 32-byte sha256): truncated?"
+    return 1
+  fi
+  expected="$(tail -c 32 -- "$1" | od -An -v -tx1 | tr -d ' \n')"
+  actual="$(head -c -32 -- "$1" | sha256sum | cut -d' ' -f1)"
+  [ "$expected" = "$actual" ] || {
+    snap_problem="${1}: the sha256 of the database (${actual}) is not the one etcd appended (${expected}): the file is damaged"
+    return 1
+  }
+}
+
+# etcd_snapshot_status <file> <work dir> <tool> <seconds>: sets snap_hash, snap_revision, snap_keys.
+# shellcheck disable=SC2034  # snap_* are the caller's
+etcd_snapshot_status() {
+  local file=$1 work=$2 tool=$3 status
+  if ! bounded "$4" "$work/status.err" "$tool" snapshot status -w json -- "$file" >"$work/status.json"; then
+    snap_problem="${file}: '${tool##*/} snapshot status' failed: $(grep -m 3 -iE 'error|fault|panic' "$work/status.err" | tr '\n' ' ' | cut -c1-300)"
+    return 1
+  fi
+  status="$(tail -n 1 "$work/status.json")"
+  snap_hash="$(sed -n 's/.*"hash":\([0-9]*\).*/\1/p' <<<"$status")"
+  snap_revision="$(sed -n 's/.*"revision":\([0-9]*\).*/\1/p' <<<"$status")"
+  snap_keys="$(sed -n 's/.*"totalKey":\([0-9]*\).*/\1/p' <<<"$status")"
+  if [ -z "$snap_hash" ] || [ -z "$snap_revision" ] || [ -z "$snap_keys" ]; then
+    snap_problem="${file}: unexpected 'snapshot status' output: $(cut -c1-300 <<<"$status")"
+    return 1
+  fi
+}
+
 # Prints a string as a JSON string literal.
 json_string() {
   local s=$1
