@@ -4,7 +4,9 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 
 import { hostCidr, ipv4Mapped, parseCidr } from "../components/lib/cidr";
-import { isReconciliationSeconds, isThresholdMs, RECONCILIATION_SECONDS } from "../components/lib/ranges";
+import { DEFAULT_ETCD_VERSION } from "../components/etcd/release";
+import { DEFAULT_K3S_VERSION } from "../components/k8s/k3s";
+import { isReconciliationSeconds, isThresholdMs, RECONCILIATION_SECONDS, THRESHOLD_MS } from "../components/lib/ranges";
 
 /**
  * The stack configuration of zerotouch: one zod schema, validated before any resource exists.
@@ -62,6 +64,37 @@ const SSH_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const HOST_KEY = /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}$/;
 const ABSOLUTE_PATH = /^\/[A-Za-z0-9._/-]*$/;
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/**
+ * What the schema says about a key for readers, attached with `.meta()` as the last step of the
+ * key's schema. README.md's configuration table and Pulumi.yaml's `config:` block are generated
+ * from it (test/support/configDocs.ts, `npm run docs:config`); the type, range and default
+ * columns come from the schema itself wherever it can say them.
+ */
+export type KeyDoc = {
+    /** What the key means: the README table's last column, and Pulumi.yaml's description. */
+    description: string;
+    /** The type column, where the schema cannot say it (a pattern or a refinement). */
+    docType?: string;
+    /** The default column, where the schema has no default of its own (or a clearer text). */
+    docDefault?: string;
+    /** Sibling keys documented in the same README row. */
+    docAlso?: string[];
+    /** The placeholder for a map's keys in key paths, e.g. `<n>`. Defaults to `<name>`. */
+    docEach?: string;
+    /** false: described in Pulumi.yaml only, since its keys have README rows of their own. */
+    docRow?: false;
+    /** The key must be set as a secret. */
+    secret?: true;
+};
+
+/** A key's documentation, type-checked, for `.meta()`. */
+export const doc = (d: KeyDoc): KeyDoc => d;
+
+const THRESHOLD_TYPE = `number, 0 < ms ≤ ${THRESHOLD_MS.max}`;
+const ABSOLUTE_PATH_TYPE = "absolute path";
+const RELEASE_URL_TYPE = "`https://` or `file://` URL";
+const DNS_NAME_TYPE = "DNS name";
 
 /** What each key allows, by key path (`*` stands for a node name). Used in every message. */
 export const ALLOWED: Readonly<Record<string, string>> = {
@@ -192,18 +225,43 @@ const locationSchema = z.strictObject({
 });
 
 const nodeSchema = z.strictObject({
-    host: z.string().refine((h) => isIP(h) !== 0),
-    sshPort: z.number().int().min(1).max(65535).default(22),
-    sshUser: z.string().regex(SSH_USER).default("root"),
-    sshHostKey: z.string().trim().regex(HOST_KEY).optional(),
-    role: z.enum(ROLES),
-    location: locationSchema,
+    host: z
+        .string()
+        .refine((h) => isIP(h) !== 0)
+        .meta(
+            doc({
+                docType: "IPv4/IPv6 address",
+                description:
+                    "Public address; unique (compared in canonical form). Firewall rules and etcd peer URLs are built from it. An IPv4-mapped IPv6 address (`::ffff:203.0.113.21`) is refused: the node is reached over IPv4, so write the IPv4 address.",
+            }),
+        ),
+    sshPort: z.number().int().min(1).max(65535).default(22).meta(doc({ description: "" })),
+    sshUser: z
+        .string()
+        .regex(SSH_USER)
+        .default("root")
+        .meta(doc({ docType: "Unix user", description: "root or a user with passwordless sudo (`sudo -n`)." })),
+    sshHostKey: z
+        .string()
+        .trim()
+        .regex(HOST_KEY)
+        .optional()
+        .meta(doc({ docType: "`ssh-ed25519 AAAA…`", docDefault: "(recorded on first connect)", description: "Pinned host key." })),
+    role: z.enum(ROLES).meta(doc({ description: "" })),
+    location: locationSchema.meta(
+        doc({
+            description: '`country` is ISO 3166-1 alpha-2 in capitals; quote `"NO"` in YAML. The others are lower-case labels.',
+        }),
+    ),
     etcdDataPath: z
         .string()
         .regex(ABSOLUTE_PATH)
         .refine((p) => p !== "/" && !p.split("/").includes(".."))
-        .default("/var/lib/etcd"),
-    fsyncThresholdMs: thresholdMs.optional(),
+        .default("/var/lib/etcd")
+        .meta(doc({ docType: ABSOLUTE_PATH_TYPE, description: "Measured by the fsync gate; etcd's data directory." })),
+    fsyncThresholdMs: thresholdMs
+        .optional()
+        .meta(doc({ docType: THRESHOLD_TYPE, docDefault: "`fsyncGate.thresholdMs`", description: "Per-node override of the gate." })),
 });
 
 const HTTPS_OR_FILE_URL = /^(https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?|file:\/\/)\/?[A-Za-z0-9._~%/+-]*$/;
@@ -227,55 +285,179 @@ const firewallSchema = z
                     from: z.union([z.literal("any"), z.array(cidrSchema()).min(1)]),
                 }),
             )
-            .default([]),
+            .default([])
+            .meta(
+                doc({
+                    description:
+                        "Further ports every node opens; `ports` a port or `[first, last]`; `from` is `any` or a list of CIDRs.",
+                }),
+            ),
     })
-    .prefault({});
+    .prefault({})
+    .meta(doc({ docRow: false, description: "further ports every node opens." }));
 
 const etcdSchema = z
     .strictObject({
-        source: z.enum(["release", "preinstalled"]).default("release"),
-        version: z.string().regex(/^[0-9]+\.[0-9]+\.[0-9]+$/).optional(),
-        releaseBaseUrl: z.string().regex(HTTPS_OR_FILE_URL).optional(),
-        sha256: z.strictObject({ amd64: z.string().regex(SHA256).optional(), arm64: z.string().regex(SHA256).optional() }).optional(),
-        clusterToken: z.string().regex(CLUSTER_TOKEN).optional(),
-        bootstrapMember: z.string().regex(NODE_NAME).optional(),
-        walFsyncThresholdMs: thresholdMs.default(10),
-        backendCommitThresholdMs: thresholdMs.default(25),
-        walGateWrites: z.number().int().min(100).max(100000).default(1000),
-        walGateMaxSeconds: z.number().int().min(10).max(1800).default(120),
-        healthTimeoutSeconds: z.number().int().min(10).max(1800).default(180),
-        quotaBackendBytes: z.number().int().min(1024 ** 2).max(8 * 1024 ** 3).default(8 * 1024 ** 3),
+        source: z
+            .enum(["release", "preinstalled"])
+            .default("release")
+            .meta(
+                doc({
+                    description:
+                        "`release`: the official tarball of `etcd.version`, checked against its sha256 before anything is extracted (pins in `components/etcd/release.ts`). `preinstalled`: an etcd already on the node (golden image, air-gapped; e.g. Debian's `etcd-server`), whose `--version` must match `etcd.version`'s MAJOR.MINOR.",
+                }),
+            ),
+        version: z
+            .string()
+            .regex(/^[0-9]+\.[0-9]+\.[0-9]+$/)
+            .optional()
+            .meta(
+                doc({
+                    docType: "`MAJOR.MINOR.PATCH`",
+                    docDefault: `\`${DEFAULT_ETCD_VERSION}\``,
+                    description: "A version without a pinned checksum needs `etcd.sha256`.",
+                }),
+            ),
+        releaseBaseUrl: z
+            .string()
+            .regex(HTTPS_OR_FILE_URL)
+            .optional()
+            .meta(doc({ docType: RELEASE_URL_TYPE, docDefault: "GitHub releases", description: "A mirror with etcd's release layout." })),
+        sha256: z
+            .strictObject({ amd64: z.string().regex(SHA256).optional(), arm64: z.string().regex(SHA256).optional() })
+            .optional()
+            .meta(
+                doc({
+                    docType: "`{amd64, arm64}` (64 hex digits)",
+                    docDefault: "(the pinned table)",
+                    description: "Checksums of the release tarballs.",
+                }),
+            ),
+        clusterToken: z
+            .string()
+            .regex(CLUSTER_TOKEN)
+            .optional()
+            .meta(
+                doc({
+                    docType: "1–128 of `A-Za-z0-9._-`",
+                    docDefault: `\`${PROJECT}-<stack>\``,
+                    description: "Keeps members of different clusters apart.",
+                }),
+            ),
+        bootstrapMember: z
+            .string()
+            .regex(NODE_NAME)
+            .optional()
+            .meta(
+                doc({
+                    docType: "a control-plane node",
+                    docDefault: "first by name",
+                    description: "Forms the cluster; the others join through it. Keep it fixed once the cluster exists.",
+                }),
+            ),
+        walFsyncThresholdMs: thresholdMs.default(10).meta(
+            doc({
+                docType: THRESHOLD_TYPE,
+                description: "Largest accepted WAL fsync p99 from etcd's metrics under the gate's write load.",
+            }),
+        ),
+        backendCommitThresholdMs: thresholdMs
+            .default(25)
+            .meta(doc({ docType: THRESHOLD_TYPE, description: "Largest accepted backend commit p99 under the same load." })),
+        walGateWrites: z.number().int().min(100).max(100000).default(1000).meta(doc({ description: "Fewest puts of the write load." })),
+        walGateMaxSeconds: z.number().int().min(10).max(1800).default(120).meta(doc({ description: "Bound of the write load." })),
+        healthTimeoutSeconds: z
+            .number()
+            .int()
+            .min(10)
+            .max(1800)
+            .default(180)
+            .meta(
+                doc({
+                    description: "Longest wait for a member and the whole cluster to be healthy (and for etcd to accept `member add`).",
+                }),
+            ),
+        quotaBackendBytes: z
+            .number()
+            .int()
+            .min(1024 ** 2)
+            .max(8 * 1024 ** 3)
+            .default(8 * 1024 ** 3)
+            .meta(
+                doc({
+                    docType: "integer, 1 MiB–8 GiB",
+                    docDefault: "8 GiB",
+                    description: "etcd's backend quota (NOSPACE alarm above it).",
+                }),
+            ),
         snapshots: z
             .strictObject({
-                schedule: z.string().regex(ON_CALENDAR).default("hourly"),
-                retain: z.number().int().min(1).max(1000).default(24),
+                schedule: z
+                    .string()
+                    .regex(ON_CALENDAR)
+                    .default("hourly")
+                    .meta(doc({ docType: "systemd `OnCalendar`", description: "When each member saves a snapshot." })),
+                retain: z.number().int().min(1).max(1000).default(24).meta(doc({ description: "Snapshots kept per member." })),
                 dir: z
                     .string()
                     .regex(ABSOLUTE_PATH)
                     .refine((p) => p !== "/" && !p.split("/").includes(".."))
-                    .default("/var/backups/etcd"),
+                    .default("/var/backups/etcd")
+                    .meta(doc({ docType: ABSOLUTE_PATH_TYPE, description: "" })),
             })
             .prefault({}),
-        wipeDataOnDelete: z.boolean().default(false),
+        wipeDataOnDelete: z
+            .boolean()
+            .default(false)
+            .meta(doc({ description: "Whether deleting a member or the stack deletes its etcd data." })),
     })
-    .prefault({});
+    .prefault({})
+    .meta(doc({ docRow: false, description: "the etcd cluster on the control-plane nodes." }));
 
 const kubernetesSchema = z
     .strictObject({
-        mode: z.enum(["k3s", "existing", "none"]).default("k3s"),
+        mode: z
+            .enum(["k3s", "existing", "none"])
+            .default("k3s")
+            .meta(doc({ description: "`existing` uses the cluster of `kubeconfig` and installs nothing; `none` stops after etcd." })),
         apiEndpoint: z
             .string()
             .refine((h) => isIP(h) !== 0 || ENDPOINT_HOST.test(h))
-            .optional(),
+            .optional()
+            .meta(
+                doc({
+                    docType: "DNS name or IP",
+                    docDefault: "first control-plane host",
+                    description: "The API server's address for clients and agents: a `--tls-san` of every server and the kubeconfig's server.",
+                }),
+            ),
         k3s: z
             .strictObject({
-                source: z.enum(["release", "preinstalled"]).default("release"),
-                version: z.string().regex(/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/).optional(),
-                releaseBaseUrl: z.string().regex(HTTPS_OR_FILE_URL).optional(),
+                source: z
+                    .enum(["release", "preinstalled"])
+                    .default("release")
+                    .meta(doc({ description: "`release`: the k3s binary of `version`, checked against its sha256 before it is made executable." })),
+                version: z
+                    .string()
+                    .regex(/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/)
+                    .optional()
+                    .meta(
+                        doc({
+                            docType: "`vX.Y.Z+k3sN`",
+                            docDefault: `\`${DEFAULT_K3S_VERSION}\``,
+                            description: "Pinned in `components/k8s/k3s.ts` with the binaries' checksums.",
+                        }),
+                    ),
+                releaseBaseUrl: z
+                    .string()
+                    .regex(HTTPS_OR_FILE_URL)
+                    .optional()
+                    .meta(doc({ docType: RELEASE_URL_TYPE, docDefault: "GitHub releases", description: "A mirror with k3s' release layout." })),
             })
             .prefault({}),
     })
-    .prefault({});
+    .prefault({})
+    .meta(doc({ docRow: false, description: "the Kubernetes layer." }));
 
 const K8S_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const GITLAB_PATH = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*(\/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$/;
@@ -283,14 +465,16 @@ const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,6
 const RELATIVE_PATH = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 const noDotDot = (p: string) => !p.split("/").includes("..");
 
-const applicationSchema = z.strictObject({
-    environment: z.string().regex(LABEL),
-    path: z.string().regex(RELATIVE_PATH).refine(noDotDot),
-    targetRevision: z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/).default("main"),
-    namespace: z.string().regex(K8S_NAME),
-    valueFiles: z.array(z.string().regex(RELATIVE_PATH).refine(noDotDot)).default([]),
-    values: z.record(z.string(), z.unknown()).optional(),
-});
+const applicationSchema = z
+    .strictObject({
+        environment: z.string().regex(LABEL),
+        path: z.string().regex(RELATIVE_PATH).refine(noDotDot),
+        targetRevision: z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/).default("main"),
+        namespace: z.string().regex(K8S_NAME),
+        valueFiles: z.array(z.string().regex(RELATIVE_PATH).refine(noDotDot)).default([]),
+        values: z.record(z.string(), z.unknown()).optional(),
+    })
+    .meta(doc({ docDefault: "`{}`", description: "One Argo CD Application each; `environment` names its AppProject." }));
 
 const HTTPS_BASE_URL = /^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?\/?$/;
 const HTTPS_URL = /^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._~%+-]+)*\/?$/;
@@ -298,13 +482,51 @@ const CHART_REPO = /^(https|oci):\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._
 
 const gitopsSchema = z
     .strictObject({
-        gitlab: z.strictObject({ baseUrl: z.string().regex(HTTPS_BASE_URL) }).optional(),
+        gitlab: z
+            .strictObject({
+                baseUrl: z
+                    .string()
+                    .regex(HTTPS_BASE_URL)
+                    .meta(
+                        doc({
+                            docType: "`https://` URL",
+                            docDefault: "(none: GitLab wired by hand)",
+                            description: "The GitLab instance; with it the program wires the manifests project, tokens and webhook.",
+                        }),
+                    ),
+            })
+            .optional(),
         argocd: z.strictObject({
-            hostname: z.string().regex(DNS_NAME),
-            webhookHostname: z.string().regex(DNS_NAME),
-            namespace: z.string().regex(K8S_NAME).default("argocd"),
-            reconciliationSeconds: z.number().refine(isReconciliationSeconds).default(RECONCILIATION_SECONDS.default),
-            breakGlassGroup: z.string().regex(/^[A-Za-z0-9:._@/-]{1,128}$/).optional(),
+            hostname: z
+                .string()
+                .regex(DNS_NAME)
+                .meta(doc({ docType: DNS_NAME_TYPE, description: "Argo CD's UI and API; reachable from `vpnCidr` only." })),
+            webhookHostname: z
+                .string()
+                .regex(DNS_NAME)
+                .meta(doc({ docType: DNS_NAME_TYPE, description: "Public; serves only `/api/webhook`. Must differ from `hostname`." })),
+            namespace: z.string().regex(K8S_NAME).default("argocd").meta(doc({ docType: "namespace", description: "" })),
+            reconciliationSeconds: z
+                .number()
+                .refine(isReconciliationSeconds)
+                .default(RECONCILIATION_SECONDS.default)
+                .meta(
+                    doc({
+                        docType: `integer ${RECONCILIATION_SECONDS.min}–${RECONCILIATION_SECONDS.max}`,
+                        description: "Polling interval (`timeout.reconciliation`); the webhook makes syncs start at once.",
+                    }),
+                ),
+            breakGlassGroup: z
+                .string()
+                .regex(/^[A-Za-z0-9:._@/-]{1,128}$/)
+                .optional()
+                .meta(
+                    doc({
+                        docType: "SSO group",
+                        docDefault: "(none)",
+                        description: "Gets Argo CD's `role:admin`; everyone else is read-only and the local `admin` user is off. Refused without `sso`.",
+                    }),
+                ),
             sso: z
                 .strictObject({
                     provider: z.enum(["gitlab", "oidc"]),
@@ -312,7 +534,14 @@ const gitopsSchema = z
                     clientId: z.string().regex(/^[A-Za-z0-9._:-]{1,200}$/),
                     groupsClaim: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/).default("groups"),
                 })
-                .optional(),
+                .optional()
+                .meta(
+                    doc({
+                        docDefault: "(none: no one logs in)",
+                        description:
+                            "`provider` `gitlab` (Dex with GitLab) or `oidc`; `issuer` https (default for gitlab: `gitops.gitlab.baseUrl`); `groupsClaim` default `groups`. Needs `argocdSsoClientSecret`.",
+                    }),
+                ),
             chart: z
                 .strictObject({
                     repo: z.string().regex(CHART_REPO).optional(),
@@ -322,22 +551,91 @@ const gitopsSchema = z
                         .refine((p) => p.endsWith(".tgz") && !p.split("/").includes(".."))
                         .optional(),
                 })
-                .optional(),
-            values: z.record(z.string(), z.unknown()).default({}),
+                .optional()
+                .meta(
+                    doc({
+                        docType: "`{repo}` or `{path}`",
+                        docDefault: "the public argo-helm repository",
+                        description: "A mirror of the pinned chart: an https:// Helm repository or `oci://` registry path, or a local `.tgz`.",
+                    }),
+                ),
+            values: z
+                .record(z.string(), z.unknown())
+                .default({})
+                .meta(
+                    doc({
+                        description:
+                            "argo-cd chart values merged over zerotouch's; security settings (admin, RBAC, secrets, repositories, exposure) are refused.",
+                    }),
+                ),
         }),
         manifests: z.strictObject({
-            project: z.string().regex(GITLAB_PATH).optional(),
-            mode: z.enum(["create", "adopt"]).default("create"),
-            namespaceId: z.number().int().positive().optional(),
-            url: z.string().regex(HTTPS_URL).optional(),
-            username: z.string().regex(/^[^\s:]{1,200}$/).optional(),
+            project: z
+                .string()
+                .regex(GITLAB_PATH)
+                .optional()
+                .meta(doc({ docType: "`group/name`", docDefault: "(required with `gitops.gitlab`)", description: "The manifests repository." })),
+            mode: z
+                .enum(["create", "adopt"])
+                .default("create")
+                .meta(
+                    doc({
+                        description:
+                            "`create` makes the project (private, `main` protected) in group `namespaceId`; `adopt` uses an existing one and never manages (or deletes) it.",
+                    }),
+                ),
+            namespaceId: z
+                .number()
+                .int()
+                .positive()
+                .optional()
+                .meta(doc({ docDefault: "(required with `create`)", description: "The GitLab group's id." })),
+            url: z
+                .string()
+                .regex(HTTPS_URL)
+                .optional()
+                .meta(
+                    doc({
+                        docAlso: ["username"],
+                        docType: "https URL, user name",
+                        docDefault: "(required without `gitops.gitlab`)",
+                        description: "The repository Argo CD reads and its credential's user; the credential is `manifestsPassword`.",
+                    }),
+                ),
+            username: z
+                .string()
+                .regex(/^[^\s:]{1,200}$/)
+                .optional(),
         }),
-        appProjects: z.array(z.string().regex(GITLAB_PATH)).default([]),
+        appProjects: z
+            .array(z.string().regex(GITLAB_PATH))
+            .default([])
+            .meta(doc({ docType: "list of `group/name`", description: "Projects whose pipelines get `GITOPS_TOKEN` (masked, protected)." })),
         applications: z.record(z.string().regex(K8S_NAME), applicationSchema).default({}),
-        accessTokenExpiryDays: z.number().int().min(1).max(365).default(180),
-        rotateBeforeDays: z.number().int().min(1).max(180).default(30),
+        accessTokenExpiryDays: z
+            .number()
+            .int()
+            .min(1)
+            .max(365)
+            .default(180)
+            .meta(doc({ description: "Lifetime of the `GITOPS_TOKEN` project access token (GitLab's limit is 365)." })),
+        rotateBeforeDays: z
+            .number()
+            .int()
+            .min(1)
+            .max(180)
+            .default(30)
+            .meta(doc({ description: "The token is replaced on the first `pulumi up` this long before it expires." })),
     })
-    .optional();
+    .optional()
+    .meta(
+        doc({
+            docType: "object",
+            docDefault: "(none: no GitOps layer)",
+            description:
+                "Needs `kubernetes.mode` `k3s` or `existing`; with `gitops.gitlab` also `gitlabToken`, without it `manifests.url`, `manifests.username` and `manifestsPassword`.",
+        }),
+    );
 
 const PRIVATE_KEY = /^-----BEGIN ((OPENSSH|RSA|EC|DSA) )?PRIVATE KEY-----\r?\n[\s\S]+\r?\n-----END ((OPENSSH|RSA|EC|DSA) )?PRIVATE KEY-----\s*$/;
 
@@ -467,31 +765,107 @@ function checkArgoCdAccess(gitops: NonNullable<GitopsCheckInput["gitops"]>, cfg:
 
 export const configSchema = z
     .strictObject({
-        nodes: z.record(z.string().regex(NODE_NAME), nodeSchema),
-        sshPrivateKey: z.string().regex(PRIVATE_KEY),
-        vpnCidr: cidrSchema(),
-        managementCidrs: z.array(cidrSchema()).min(1),
+        nodes: z
+            .record(z.string().regex(NODE_NAME), nodeSchema)
+            .meta(
+                doc({
+                    docEach: "<n>",
+                    docType: "map: node name → node",
+                    description: "Node names are lower-case DNS labels. 1, 3 or 5 `control-plane` nodes.",
+                }),
+            ),
+        sshPrivateKey: z
+            .string()
+            .regex(PRIVATE_KEY)
+            .meta(doc({ secret: true, description: "OpenSSH or PEM private key; must be set with `--secret`. Never printed." })),
+        vpnCidr: cidrSchema().meta(
+            doc({
+                docType: "CIDR",
+                description: "The VPN's client range: may reach the API server (6443) and SSH. Not `0.0.0.0/0` or `::/0`; host bits must be zero.",
+            }),
+        ),
+        managementCidrs: z
+            .array(cidrSchema())
+            .min(1)
+            .meta(doc({ docType: "list of CIDRs", docDefault: "(required, ≥ 1)", description: "May reach SSH (22). Same rules as `vpnCidr`." })),
         fsyncGate: z
             .strictObject({
-                thresholdMs: thresholdMs.default(10),
-                runs: z.number().int().min(1).max(10).default(2),
-                maxSecondsPerRun: z.number().int().min(10).max(1800).default(120),
+                thresholdMs: thresholdMs
+                    .default(10)
+                    .meta(doc({ docType: `${THRESHOLD_TYPE}, ≤ ${THRESHOLD_MS.decimals} decimals`, description: "Largest accepted fio fdatasync p99." })),
+                runs: z.number().int().min(1).max(10).default(2).meta(doc({ description: "fio runs per node; the worst p99 counts." })),
+                maxSecondsPerRun: z
+                    .number()
+                    .int()
+                    .min(10)
+                    .max(1800)
+                    .default(120)
+                    .meta(
+                        doc({
+                            description:
+                                "A fio run stops writing after this long (`--runtime`), which bounds the wait on a slow disk; by then it has thousands of samples.",
+                        }),
+                    ),
             })
-            .prefault({}),
+            .prefault({})
+            .meta(doc({ docRow: false, description: "fio fdatasync p99 gate on each node's etcd data path; the worst run counts." })),
         preflight: z
             .strictObject({
-                allowedVirtualization: z.array(z.enum(VIRTUALIZATION_TYPES)).min(1).default(["kvm"]),
-                requireNvme: z.boolean().default(true),
+                allowedVirtualization: z
+                    .array(z.enum(VIRTUALIZATION_TYPES))
+                    .min(1)
+                    .default(["kvm"])
+                    .meta(doc({ docType: "list of `systemd-detect-virt` names", description: "" })),
+                requireNvme: z
+                    .boolean()
+                    .default(true)
+                    .meta(
+                        doc({ description: "A control-plane node's etcd disk must be NVMe (a rotational disk is always refused there)." }),
+                    ),
             })
-            .prefault({}),
+            .prefault({})
+            .meta(doc({ docRow: false, description: "what a node must be before anything is installed on it." })),
         firewall: firewallSchema,
         etcd: etcdSchema,
         kubernetes: kubernetesSchema,
-        kubeconfig: z.string().min(1).optional(),
+        kubeconfig: z
+            .string()
+            .min(1)
+            .optional()
+            .meta(
+                doc({
+                    secret: true,
+                    description: "Required with `kubernetes.mode: existing`, refused otherwise; must be set with `--secret`.",
+                }),
+            ),
         gitops: gitopsSchema,
-        gitlabToken: z.string().min(1).optional(),
-        argocdSsoClientSecret: z.string().min(1).optional(),
-        manifestsPassword: z.string().min(1).optional(),
+        gitlabToken: z
+            .string()
+            .min(1)
+            .optional()
+            .meta(
+                doc({
+                    secret: true,
+                    description:
+                        "GitLab token (api scope, Maintainer on the projects) for the GitLab provider; required with `gitops.gitlab`, set with `--secret`.",
+                }),
+            ),
+        argocdSsoClientSecret: z
+            .string()
+            .min(1)
+            .optional()
+            .meta(doc({ secret: true, description: "The SSO client's secret; required with `gitops.argocd.sso`, set with `--secret`." })),
+        manifestsPassword: z
+            .string()
+            .min(1)
+            .optional()
+            .meta(
+                doc({
+                    secret: true,
+                    description:
+                        "The manifests repository's read credential; required with `gitops` without `gitops.gitlab`, set with `--secret`.",
+                }),
+            ),
     })
     .superRefine((cfg, ctx) => {
         const names = Object.keys(cfg.nodes);
@@ -590,8 +964,12 @@ export class ConfigError extends pulumi.RunError {
     }
 }
 
-/** Keys whose values must never appear in a message. */
-const SECRET_KEYS = new Set(["sshPrivateKey", "kubeconfig", "gitlabToken", "argocdSsoClientSecret", "manifestsPassword"]);
+/** Keys whose values must never appear in a message: those the schema documents as secret. */
+const SECRET_KEYS: ReadonlySet<string> = new Set(
+    Object.entries(configSchema.shape)
+        .filter(([, schema]) => (z.globalRegistry.get(schema) as KeyDoc | undefined)?.secret === true)
+        .map(([key]) => key),
+);
 /** What a secret key must hold, for messages that never show the value. */
 const SECRET_WHAT: Readonly<Record<string, string>> = {
     sshPrivateKey: "a private key",
