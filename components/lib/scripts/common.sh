@@ -35,6 +35,12 @@ check_node() {
     invalid "ZT_NODE must be a DNS label (lowercase letters, digits, '-'), got '${1}'"
 }
 
+# read_only_delete <node>: the delete of a step that changes nothing prints its result and exits 0.
+read_only_delete() {
+  printf '{"node":%s,"action":"delete"}\n' "$(json_string "$1")"
+  exit 0
+}
+
 # read_action_node <allowed actions...>: sets action and node from ZT_ACTION and ZT_NODE, checked.
 # shellcheck disable=SC2034  # action and node are the script's
 read_action_node() {

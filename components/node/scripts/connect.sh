@@ -4,21 +4,16 @@
 # Parameters: ZT_NODE, ZT_BOOT_TIMEOUT_SECONDS (default 120). Read-only on the node.
 set -euo pipefail
 
-# json_string, json_array: in the payload ahead of this script, or from the checkout.
-if ! declare -F json_string >/dev/null; then
-  # shellcheck source=components/lib/scripts/common.sh
-  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
-fi
-
 node="${ZT_NODE:?ZT_NODE is required}"
 boot_timeout="${ZT_BOOT_TIMEOUT_SECONDS:-120}"
 action="${ZT_ACTION:-create}"
 
-
-if [ "$action" = "delete" ]; then
-  printf '{"node":%s,"action":"delete"}\n' "$(json_string "$node")"
-  exit 0
+# json_string, read_only_delete: in the payload ahead of this script, or from the checkout.
+if ! declare -F json_string >/dev/null; then
+  # shellcheck source=components/lib/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
 fi
+[ "$action" != delete ] || read_only_delete "$node"
 
 boot_state="unknown"
 if command -v systemctl >/dev/null 2>&1; then

@@ -15,7 +15,7 @@
 # fails, with one line per problem on stderr.
 set -euo pipefail
 
-# json_string, json_array: in the payload ahead of this script, or from the checkout.
+# json_string, json_array, read_only_delete: in the payload ahead of this script, or from the checkout.
 if ! declare -F json_string >/dev/null; then
   # shellcheck source=components/lib/scripts/common.sh
   . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
@@ -29,18 +29,22 @@ require_nvme="${ZT_REQUIRE_NVME:-true}"
 supported_os="${ZT_SUPPORTED_OS:?ZT_SUPPORTED_OS is required}"
 required_tools="${ZT_REQUIRED_TOOLS:-}"
 action="${ZT_ACTION:-create}"
-
-
-
-if [ "$action" = "delete" ]; then
-  printf '{"node":%s,"action":"delete"}\n' "$(json_string "$node")"
-  exit 0
-fi
+[ "$action" != delete ] || read_only_delete "$node"
 
 problems=()
 problem() {
   problems+=("$1")
 }
+# in_lines <value> <lines>: succeeds when the value is one of the lines.
+in_lines() {
+  local line
+  while IFS= read -r line; do
+    if [ -n "$line" ] && [ "$line" = "$1" ]; then return 0; fi
+  done <<< "$2"
+  return 1
+}
+# comma_list <lines>: the lines joined with ", ".
+comma_list() { tr '\n' ',' <<< "$1" | sed 's/,$//; s/,/, /g'; }
 
 # --- Operating system -------------------------------------------------------------------
 os_id="unknown"
@@ -54,15 +58,8 @@ if [ -r /etc/os-release ]; then
   # shellcheck disable=SC1091
   os_pretty=$(. /etc/os-release && printf '%s' "${PRETTY_NAME:-unknown}")
 fi
-os_ok=false
-while IFS= read -r pair; do
-  [ -n "$pair" ] || continue
-  if [ "$pair" = "$os_id $os_version" ]; then
-    os_ok=true
-  fi
-done <<< "$supported_os"
-if [ "$os_ok" != true ]; then
-  problem "operating system: found $os_pretty ($os_id $os_version); supported: $(tr '\n' ',' <<< "$supported_os" | sed 's/,$//; s/,/, /g')"
+if ! in_lines "$os_id $os_version" "$supported_os"; then
+  problem "operating system: found $os_pretty ($os_id $os_version); supported: $(comma_list "$supported_os")"
 fi
 
 # --- Virtualization -----------------------------------------------------------------------
@@ -71,16 +68,8 @@ if command -v systemd-detect-virt >/dev/null 2>&1; then
   virt=$(systemd-detect-virt 2>/dev/null || true)
   virt=${virt:-none}
 fi
-virt_ok=false
-while IFS= read -r v; do
-  [ -n "$v" ] || continue
-  if [ "$v" = "$virt" ]; then
-    virt_ok=true
-  fi
-done <<< "$allowed_virt"
-if [ "$virt_ok" != true ]; then
-  allowed_list=$(tr '\n' ',' <<< "$allowed_virt" | sed 's/,$//; s/,/, /g')
-  problem "virtualization: systemd-detect-virt reports '$virt'; allowed: $allowed_list (set zerotouch:preflight.allowedVirtualization to allow it)"
+if ! in_lines "$virt" "$allowed_virt"; then
+  problem "virtualization: systemd-detect-virt reports '$virt'; allowed: $(comma_list "$allowed_virt") (set zerotouch:preflight.allowedVirtualization to allow it)"
 fi
 
 # --- The disk under the etcd data path -------------------------------------------------------
