@@ -22,8 +22,8 @@ async function main(): Promise<void> {
     const loop = new GitopsLoop();
     try {
         await loop.start(RECONCILIATION_SECONDS);
-        const jitter = loop.argocd.controllerEnv.ARGOCD_RECONCILIATION_JITTER ?? "60 (Argo CD's default)";
-        console.log(`${loop.argocd.version}; reconciliation ${loop.argocd.reconciliation} (gitops.argocd.reconciliationSeconds ${RECONCILIATION_SECONDS}), jitter ${jitter} s`);
+        const jitter = loop.argocd.controllerEnv.ARGOCD_RECONCILIATION_JITTER ?? "60s (Argo CD's default)";
+        console.log(`${loop.argocd.version}; reconciliation ${loop.argocd.reconciliation} (gitops.argocd.reconciliationSeconds ${RECONCILIATION_SECONDS}), jitter ${jitter}`);
         const head = loop.head();
         await loop.waitUntil("the first sync", () => loop.synced(head), 300);
         let tag = 0;
@@ -55,7 +55,7 @@ async function main(): Promise<void> {
         await loop.waitUntil("prune", () => loop.object("configmap", "backend-service-extra") === undefined, 300);
         const prune = secondsSince(pruneStarted);
 
-        console.log(`\n${loop.argocd.version} on kube-apiserver ${loop.cluster.apiServerUrl}, reconciliation ${RECONCILIATION_SECONDS} s + jitter ${jitter} s\n`);
+        console.log(`\n${loop.argocd.version} on kube-apiserver ${loop.cluster.apiServerUrl}, reconciliation ${RECONCILIATION_SECONDS} s + jitter ${jitter}\n`);
         console.log("| path | runs | median (s) | worst (s) |");
         console.log("|---|---:|---:|---:|");
         console.log(`| push → Synced, with GitLab's webhook | ${withHook.length} | ${median(withHook).toFixed(1)} | ${Math.max(...withHook).toFixed(1)} |`);
