@@ -45,11 +45,9 @@ readonly record_name=.zerotouch-etcd-install
 readonly lock_timeout_s=600
 readonly version_timeout_s=30
 # Download bounds: per attempt, retries, and for the whole download.
-readonly curl_connect_timeout_s=20
-readonly curl_max_time_s=300
+readonly curl_connect_timeout_s=20 curl_max_time_s=300
 readonly curl_retries=3
-readonly download_timeout_s=1300
-readonly max_tarball_bytes=268435456
+readonly download_timeout_s=1300 max_tarball_bytes=268435456
 
 log_prefix=etcd-install:
 

@@ -34,9 +34,6 @@ if ! declare -F log >/dev/null; then
 fi
 log_prefix=fsync-gate:
 
-read_action_node create delete
-[ "$action" != delete ] || delete_unchanged "$node" "the fsync gate only measures; nothing to undo"
-
 host="${ZT_HOST:-}"
 data_path="${ZT_DATA_PATH:-}"
 threshold_in="${ZT_THRESHOLD_MS:-}"
@@ -44,6 +41,9 @@ runs="${ZT_RUNS:-}"
 fio_size="${ZT_FIO_SIZE:-22m}"
 fio_bs="${ZT_FIO_BS:-2300}"
 fio_max_s="${ZT_FIO_MAX_SECONDS:-120}"
+
+read_action_node create delete
+[ "$action" != delete ] || delete_unchanged "$node" "the fsync gate only measures; nothing to undo"
 
 [ -n "$host" ] || invalid "ZT_HOST must be set (node ${node})"
 case "$data_path" in
