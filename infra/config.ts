@@ -72,8 +72,10 @@ const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
  * columns come from the schema itself wherever it can say them.
  */
 export type KeyDoc = {
-    /** What the key means: the README table's last column, and Pulumi.yaml's description. */
-    description: string;
+    /** What the key allows, as validation messages say it ("allowed: ..."). An object without one allows its keys. */
+    allowed?: string;
+    /** What the key means: the README table's last column, and Pulumi.yaml's description. Without it, no README row. */
+    description?: string;
     /** The type column, where the schema cannot say it (a pattern or a refinement). */
     docType?: string;
     /** The default column, where the schema has no default of its own (or a clearer text). */
@@ -96,113 +98,6 @@ const ABSOLUTE_PATH_TYPE = "absolute path";
 const RELEASE_URL_TYPE = "`https://` or `file://` URL";
 const DNS_NAME_TYPE = "DNS name";
 
-/** What each key allows, by key path (`*` stands for a node name). Used in every message. */
-export const ALLOWED: Readonly<Record<string, string>> = {
-    "": "the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, firewall, etcd, kubernetes, kubeconfig, gitops, gitlabToken, argocdSsoClientSecret, manifestsPassword",
-    nodes: "a map of node name to node settings, with 1, 3 or 5 control-plane nodes",
-    "nodes.*": "a lower-case DNS label (a-z, 0-9, '-', at most 63 characters) as node name, mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs",
-    "nodes.*.host": "the node's public IPv4 or IPv6 address (firewall rules and etcd peer URLs are built from it), unique across nodes, not an IPv4-mapped IPv6 address (::ffff:a.b.c.d)",
-    "nodes.*.sshPort": "an integer from 1 to 65535 (default 22)",
-    "nodes.*.sshUser": "a Unix user name, root or with passwordless sudo (default root)",
-    "nodes.*.sshHostKey": "a public host key as `ssh-ed25519 AAAA…` (the key type and base64, no host name or comment)",
-    "nodes.*.role": "control-plane or worker",
-    "nodes.*.location": "the keys country, region, datacenter, provider",
-    "nodes.*.location.country": "an ISO 3166-1 alpha-2 country code in capitals, quoted in YAML (e.g. \"NO\")",
-    "nodes.*.location.region": "a lower-case label (a-z, 0-9, '-'), e.g. oslo",
-    "nodes.*.location.datacenter": "a lower-case label (a-z, 0-9, '-'), e.g. osl1",
-    "nodes.*.location.provider": "a lower-case label (a-z, 0-9, '-'), e.g. the VPS provider's name",
-    "nodes.*.etcdDataPath": "an absolute path such as /var/lib/etcd (default /var/lib/etcd)",
-    "nodes.*.fsyncThresholdMs": "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals, overriding fsyncGate.thresholdMs for this node",
-    sshPrivateKey: "an OpenSSH or PEM private key, set as a secret: pulumi config set --secret zerotouch:sshPrivateKey < ~/.ssh/zerotouch_ed25519",
-    vpnCidr: "one CIDR block of the VPN's client range (e.g. 10.8.0.0/24), host bits zero, not 0.0.0.0/0 or ::/0",
-    managementCidrs: "a non-empty list of CIDR blocks (e.g. 198.51.100.0/28), host bits zero, none of them 0.0.0.0/0 or ::/0",
-    "managementCidrs.*": "a CIDR block (e.g. 198.51.100.0/28), host bits zero, not 0.0.0.0/0 or ::/0",
-    fsyncGate: "the keys thresholdMs, runs, maxSecondsPerRun",
-    "fsyncGate.thresholdMs": "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals (default 10)",
-    "fsyncGate.runs": "an integer from 1 to 10 (default 2); the gate uses the worst run",
-    "fsyncGate.maxSecondsPerRun": "a whole number of seconds from 10 to 1800 (default 120): a fio run stops writing after this long, which bounds the wait on a slow disk",
-    preflight: "the keys allowedVirtualization, requireNvme",
-    "preflight.allowedVirtualization": `a non-empty list of systemd-detect-virt names (default [kvm]); known: ${VIRTUALIZATION_TYPES.join(", ")}`,
-    "preflight.allowedVirtualization.*": `a systemd-detect-virt name: ${VIRTUALIZATION_TYPES.join(", ")}`,
-    "preflight.requireNvme": "true or false (default true): whether a control-plane node's etcd data path must be on an NVMe disk",
-    firewall: "the key extraRules",
-    "firewall.extraRules": "a list of {name, protocol, ports, from}: further ports every node opens (e.g. a NodePort range), each name once",
-    "firewall.extraRules.*": "the keys name, protocol, ports, from",
-    "firewall.extraRules.*.name": "a lower-case name ([a-z][a-z0-9-]*), unique among the rules; it becomes the rule's comment",
-    "firewall.extraRules.*.protocol": "tcp or udp",
-    "firewall.extraRules.*.ports": "a port (1-65535) or a range [first, last]",
-    "firewall.extraRules.*.from": "any, or a non-empty list of CIDR blocks (host bits zero; 0.0.0.0/0 and ::/0 are written as any)",
-    "firewall.extraRules.*.from.*": "a CIDR block, host bits zero, not 0.0.0.0/0 or ::/0",
-    etcd: "the keys source, version, releaseBaseUrl, sha256, clusterToken, bootstrapMember, walFsyncThresholdMs, backendCommitThresholdMs, walGateWrites, walGateMaxSeconds, healthTimeoutSeconds, quotaBackendBytes, snapshots, wipeDataOnDelete",
-    "etcd.source": "release (the pinned etcd release, checked against its sha256) or preinstalled (an etcd already on the node, e.g. Debian's etcd-server; its version is checked)",
-    "etcd.version": "an etcd version as MAJOR.MINOR.PATCH (e.g. 3.5.21); with source release it must be pinned in components/etcd/release.ts or come with etcd.sha256; with preinstalled its MAJOR.MINOR must match the installed etcd",
-    "etcd.releaseBaseUrl": "an https:// or file:// URL of a mirror of etcd's release downloads (default https://github.com/etcd-io/etcd/releases/download)",
-    "etcd.sha256": "the keys amd64 and arm64, each the 64 hex digit sha256 of that release tarball",
-    "etcd.sha256.amd64": "a sha256 as 64 hex digits",
-    "etcd.sha256.arm64": "a sha256 as 64 hex digits",
-    "etcd.clusterToken": "1 to 128 characters: letters, digits, '.', '_', '-' (default zerotouch-<stack>)",
-    "etcd.bootstrapMember": "the name of a control-plane node (default: the first control-plane node by name); it forms the cluster and the others join through it, so keep it fixed once the cluster exists",
-    "etcd.walFsyncThresholdMs": "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals (default 10): highest WAL fsync p99 etcd may show under load",
-    "etcd.backendCommitThresholdMs": "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals (default 25): highest backend commit p99 etcd may show under load",
-    "etcd.walGateWrites": "an integer from 100 to 100000 (default 1000): fewest puts of the WAL gate's write load",
-    "etcd.walGateMaxSeconds": "a whole number of seconds from 10 to 1800 (default 120): longest the WAL gate's write load runs",
-    "etcd.healthTimeoutSeconds": "a whole number of seconds from 10 to 1800 (default 180): longest wait for a member and the cluster to report healthy",
-    "etcd.quotaBackendBytes": "an integer number of bytes from 1048576 to 8589934592 (default 8589934592)",
-    "etcd.snapshots": "the keys schedule, retain, dir",
-    "etcd.snapshots.schedule": "a systemd OnCalendar expression such as hourly or *-*-* 00/6:00:00 (default hourly)",
-    "etcd.snapshots.retain": "an integer from 1 to 1000 (default 24): snapshots kept per node",
-    "etcd.snapshots.dir": "an absolute path (default /var/backups/etcd)",
-    "etcd.wipeDataOnDelete": "true or false (default false): whether deleting a member or the stack also deletes its etcd data directory",
-    kubernetes: "the keys mode, apiEndpoint, k3s",
-    "kubernetes.mode": "k3s (zerotouch installs k3s servers on the control-plane nodes and agents on the workers), existing (use the cluster of zerotouch:kubeconfig, install nothing) or none (no Kubernetes layer)",
-    "kubernetes.apiEndpoint": "the DNS name or IP address clients reach the API server at (a VPN address or load balancer); default: the first control-plane node's host",
-    "kubernetes.k3s": "the keys source, version, releaseBaseUrl",
-    "kubernetes.k3s.source": "release (the pinned k3s binary, checked against its sha256) or preinstalled",
-    "kubernetes.k3s.version": "a k3s version such as v1.31.4+k3s1 (default: the pinned one)",
-    "kubernetes.k3s.releaseBaseUrl": "an https:// or file:// URL of a mirror of k3s' release downloads",
-    kubeconfig: "a kubeconfig (YAML) set as a secret, required with kubernetes.mode existing: pulumi config set --secret zerotouch:kubeconfig < kubeconfig.yaml",
-    gitops: "the keys gitlab, argocd, manifests, appProjects, applications, accessTokenExpiryDays, rotateBeforeDays (leave gitops out for no GitOps layer)",
-    "gitops.gitlab": "the key baseUrl (leave gitlab out to wire GitLab by hand: then manifests.url and manifests.username, and the secret manifestsPassword)",
-    "gitops.gitlab.baseUrl": "the https:// URL of the GitLab instance, without a path (e.g. https://gitlab.example.com)",
-    "gitops.argocd": "the keys hostname, webhookHostname, breakGlassGroup, sso, namespace, reconciliationSeconds, chart, values",
-    "gitops.argocd.sso": "the keys provider, issuer, clientId, groupsClaim: Argo CD's single sign-on (its client secret is the secret argocdSsoClientSecret)",
-    "gitops.argocd.sso.provider": "gitlab (Dex in front of GitLab, which is the identity source here) or oidc (any OpenID Connect issuer)",
-    "gitops.argocd.sso.issuer": "the https:// URL of the identity provider: for oidc the issuer, for gitlab the GitLab instance (default gitops.gitlab.baseUrl)",
-    "gitops.argocd.sso.clientId": "the OAuth application's client id (letters, digits, '.', '_', ':', '-')",
-    "gitops.argocd.sso.groupsClaim": "the ID token claim that lists the user's groups (default groups)",
-    "gitops.argocd.chart": "the key repo (an https:// Helm repository or an oci:// registry path mirroring the argo-cd chart) or path (a local argo-cd chart .tgz), one of them; default: the public argo-helm repository",
-    "gitops.argocd.chart.repo": "an https:// Helm repository URL or an oci:// registry path (without the chart name) that serves the pinned argo-cd chart",
-    "gitops.argocd.chart.path": "an absolute path to the pinned argo-cd chart's .tgz",
-    "gitops.argocd.hostname": "a DNS name for Argo CD's UI and API, reached over the VPN only",
-    "gitops.argocd.webhookHostname": "a public DNS name that serves only Argo CD's /api/webhook (GitLab's push hooks), not the same as hostname",
-    "gitops.argocd.namespace": "a Kubernetes namespace name (default argocd)",
-    "gitops.argocd.reconciliationSeconds": "a whole number of seconds from 30 to 3600 (default 180): Argo CD's polling interval (webhooks make syncs start at once)",
-    "gitops.argocd.breakGlassGroup": "the name of the SSO group that gets Argo CD's admin role (break glass; the local admin user is off), e.g. platform/argocd-admins; needs sso",
-    "gitops.argocd.values": "an object of argo-cd chart values merged over zerotouch's (the security settings cannot be overridden)",
-    "gitops.manifests": "with gitops.gitlab the keys project, mode, namespaceId; without it the keys url and username",
-    "gitops.manifests.project": "the manifests project's path in GitLab, group/name (e.g. platform/manifests); with gitops.gitlab only",
-    "gitops.manifests.url": "the manifests repository's https:// clone URL (without gitops.gitlab only)",
-    "gitops.manifests.username": "the user name of the repository's read credential (without gitops.gitlab only), e.g. gitlab+deploy-token-12",
-    "gitops.manifests.mode": "create (zerotouch creates the project) or adopt (an existing project at that path)",
-    "gitops.manifests.namespaceId": "the numeric id of the GitLab group the project is created in (needed with mode create)",
-    "gitops.appProjects": "a list of GitLab project paths (group/name) whose pipelines get the GITOPS_TOKEN variable, each once, not the manifests project",
-    "gitops.appProjects.*": "a GitLab project path, group/name, listed once, not the manifests project",
-    "gitops.applications": "a map of Application name (a DNS label) to {environment, path, targetRevision, namespace, valueFiles}",
-    "gitops.applications.*": "the keys environment, path, targetRevision, namespace, valueFiles, values",
-    "gitops.applications.*.values": "an object of Helm values given inline (spec.source.helm.valuesObject); its workloads must set DATA_RESIDENCY_MODE=strict_eea (see the policy packs)",
-    "gitops.applications.*.environment": "a lower-case label (e.g. prod): the AppProject the Application belongs to",
-    "gitops.applications.*.path": "a relative path in the manifests repository, without '..' (e.g. apps/backend-service)",
-    "gitops.applications.*.targetRevision": "a branch, tag or commit (default main)",
-    "gitops.applications.*.namespace": "the Kubernetes namespace the Application deploys to (a DNS label)",
-    "gitops.applications.*.valueFiles": "a list of Helm value files relative to path (e.g. [values-prod.yaml])",
-    "gitops.applications.*.valueFiles.*": "a Helm value file relative to the Application's path, without '..'",
-    "gitops.accessTokenExpiryDays": "a whole number of days from 1 to 365 (default 180): lifetime of the GITOPS_TOKEN project access token (GitLab allows at most 365)",
-    "gitops.rotateBeforeDays": "a whole number of days from 1 to 180 (default 30), less than accessTokenExpiryDays: the token is replaced this long before it expires",
-    gitlabToken: "a GitLab token with api scope, set as a secret, required with gitops.gitlab: pulumi config set --secret zerotouch:gitlabToken",
-    argocdSsoClientSecret: "the SSO client's secret, set as a secret, required with gitops.argocd.sso: pulumi config set --secret zerotouch:argocdSsoClientSecret",
-    manifestsPassword: "the manifests repository's read credential (a deploy token or password), set as a secret, required with gitops but without gitops.gitlab: pulumi config set --secret zerotouch:manifestsPassword",
-};
-
 /** Milliseconds, whole nanoseconds at most (the gate compares in ns). */
 const thresholdMs = z.number().refine(isThresholdMs);
 
@@ -218,10 +113,10 @@ function cidrSchema() {
 }
 
 const locationSchema = z.strictObject({
-    country: z.string().regex(/^[A-Z]{2}$/),
-    region: z.string().regex(LABEL),
-    datacenter: z.string().regex(LABEL),
-    provider: z.string().regex(LABEL),
+    country: z.string().regex(/^[A-Z]{2}$/).meta(doc({ allowed: "an ISO 3166-1 alpha-2 country code in capitals, quoted in YAML (e.g. \"NO\")" })),
+    region: z.string().regex(LABEL).meta(doc({ allowed: "a lower-case label (a-z, 0-9, '-'), e.g. oslo" })),
+    datacenter: z.string().regex(LABEL).meta(doc({ allowed: "a lower-case label (a-z, 0-9, '-'), e.g. osl1" })),
+    provider: z.string().regex(LABEL).meta(doc({ allowed: "a lower-case label (a-z, 0-9, '-'), e.g. the VPS provider's name" })),
 });
 
 const nodeSchema = z.strictObject({
@@ -230,24 +125,38 @@ const nodeSchema = z.strictObject({
         .refine((h) => isIP(h) !== 0)
         .meta(
             doc({
+                allowed: "the node's public IPv4 or IPv6 address (firewall rules and etcd peer URLs are built from it), unique across nodes, not an IPv4-mapped IPv6 address (::ffff:a.b.c.d)",
                 docType: "IPv4/IPv6 address",
                 description:
                     "Public address; unique (compared in canonical form). Firewall rules and etcd peer URLs are built from it. An IPv4-mapped IPv6 address (`::ffff:203.0.113.21`) is refused: the node is reached over IPv4, so write the IPv4 address.",
             }),
         ),
-    sshPort: z.number().int().min(1).max(65535).default(22).meta(doc({ description: "" })),
+    sshPort: z.number().int().min(1).max(65535).default(22).meta(doc({ allowed: "an integer from 1 to 65535 (default 22)", description: "" })),
     sshUser: z
         .string()
         .regex(SSH_USER)
         .default("root")
-        .meta(doc({ docType: "Unix user", description: "root or a user with passwordless sudo (`sudo -n`)." })),
+        .meta(
+            doc({
+                allowed: "a Unix user name, root or with passwordless sudo (default root)",
+                docType: "Unix user",
+                description: "root or a user with passwordless sudo (`sudo -n`).",
+            }),
+        ),
     sshHostKey: z
         .string()
         .trim()
         .regex(HOST_KEY)
         .optional()
-        .meta(doc({ docType: "`ssh-ed25519 AAAA…`", docDefault: "(recorded on first connect)", description: "Pinned host key." })),
-    role: z.enum(ROLES).meta(doc({ description: "" })),
+        .meta(
+            doc({
+                allowed: "a public host key as `ssh-ed25519 AAAA…` (the key type and base64, no host name or comment)",
+                docType: "`ssh-ed25519 AAAA…`",
+                docDefault: "(recorded on first connect)",
+                description: "Pinned host key.",
+            }),
+        ),
+    role: z.enum(ROLES).meta(doc({ allowed: "control-plane or worker", description: "" })),
     location: locationSchema.meta(
         doc({
             description: '`country` is ISO 3166-1 alpha-2 in capitals; quote `"NO"` in YAML. The others are lower-case labels.',
@@ -258,11 +167,28 @@ const nodeSchema = z.strictObject({
         .regex(ABSOLUTE_PATH)
         .refine((p) => p !== "/" && !p.split("/").includes(".."))
         .default("/var/lib/etcd")
-        .meta(doc({ docType: ABSOLUTE_PATH_TYPE, description: "Measured by the fsync gate; etcd's data directory." })),
+        .meta(
+            doc({
+                allowed: "an absolute path such as /var/lib/etcd (default /var/lib/etcd)",
+                docType: ABSOLUTE_PATH_TYPE,
+                description: "Measured by the fsync gate; etcd's data directory.",
+            }),
+        ),
     fsyncThresholdMs: thresholdMs
         .optional()
-        .meta(doc({ docType: THRESHOLD_TYPE, docDefault: "`fsyncGate.thresholdMs`", description: "Per-node override of the gate." })),
-});
+        .meta(
+            doc({
+                allowed: "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals, overriding fsyncGate.thresholdMs for this node",
+                docType: THRESHOLD_TYPE,
+                docDefault: "`fsyncGate.thresholdMs`",
+                description: "Per-node override of the gate.",
+            }),
+        ),
+}).meta(
+    doc({
+        allowed: "a lower-case DNS label (a-z, 0-9, '-', at most 63 characters) as node name, mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs",
+    }),
+);
 
 const HTTPS_OR_FILE_URL = /^(https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?|file:\/\/)\/?[A-Za-z0-9._~%/+-]*$/;
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -279,15 +205,26 @@ const firewallSchema = z
         extraRules: z
             .array(
                 z.strictObject({
-                    name: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/),
-                    protocol: z.enum(["tcp", "udp"]),
-                    ports: z.union([portNumber, z.tuple([portNumber, portNumber]).refine(([a, b]) => a <= b)]),
-                    from: z.union([z.literal("any"), z.array(cidrSchema()).min(1)]),
+                    name: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/).meta(
+                        doc({
+                            allowed: "a lower-case name ([a-z][a-z0-9-]*), unique among the rules; it becomes the rule's comment",
+                        }),
+                    ),
+                    protocol: z.enum(["tcp", "udp"]).meta(doc({ allowed: "tcp or udp" })),
+                    ports: z.union([portNumber, z.tuple([portNumber, portNumber]).refine(([a, b]) => a <= b)]).meta(
+                        doc({
+                            allowed: "a port (1-65535) or a range [first, last]",
+                        }),
+                    ),
+                    from: z
+                        .union([z.literal("any"), z.array(cidrSchema().meta(doc({ allowed: "a CIDR block, host bits zero, not 0.0.0.0/0 or ::/0" }))).min(1)])
+                        .meta(doc({ allowed: "any, or a non-empty list of CIDR blocks (host bits zero; 0.0.0.0/0 and ::/0 are written as any)" })),
                 }),
             )
             .default([])
             .meta(
                 doc({
+                    allowed: "a list of {name, protocol, ports, from}: further ports every node opens (e.g. a NodePort range), each name once",
                     description:
                         "Further ports every node opens; `ports` a port or `[first, last]`; `from` is `any` or a list of CIDRs.",
                 }),
@@ -303,6 +240,7 @@ const etcdSchema = z
             .default("release")
             .meta(
                 doc({
+                    allowed: "release (the pinned etcd release, checked against its sha256) or preinstalled (an etcd already on the node, e.g. Debian's etcd-server; its version is checked)",
                     description:
                         "`release`: the official tarball of `etcd.version`, checked against its sha256 before anything is extracted (pins in `components/etcd/release.ts`). `preinstalled`: an etcd already on the node (golden image, air-gapped; e.g. Debian's `etcd-server`), whose `--version` must match `etcd.version`'s MAJOR.MINOR.",
                 }),
@@ -313,6 +251,7 @@ const etcdSchema = z
             .optional()
             .meta(
                 doc({
+                    allowed: "an etcd version as MAJOR.MINOR.PATCH (e.g. 3.5.21); with source release it must be pinned in components/etcd/release.ts or come with etcd.sha256; with preinstalled its MAJOR.MINOR must match the installed etcd",
                     docType: "`MAJOR.MINOR.PATCH`",
                     docDefault: `\`${DEFAULT_ETCD_VERSION}\``,
                     description: "A version without a pinned checksum needs `etcd.sha256`.",
@@ -322,12 +261,23 @@ const etcdSchema = z
             .string()
             .regex(HTTPS_OR_FILE_URL)
             .optional()
-            .meta(doc({ docType: RELEASE_URL_TYPE, docDefault: "GitHub releases", description: "A mirror with etcd's release layout." })),
+            .meta(
+                doc({
+                    allowed: "an https:// or file:// URL of a mirror of etcd's release downloads (default https://github.com/etcd-io/etcd/releases/download)",
+                    docType: RELEASE_URL_TYPE,
+                    docDefault: "GitHub releases",
+                    description: "A mirror with etcd's release layout.",
+                }),
+            ),
         sha256: z
-            .strictObject({ amd64: z.string().regex(SHA256).optional(), arm64: z.string().regex(SHA256).optional() })
+            .strictObject({
+                amd64: z.string().regex(SHA256).optional().meta(doc({ allowed: "a sha256 as 64 hex digits" })),
+                arm64: z.string().regex(SHA256).optional().meta(doc({ allowed: "a sha256 as 64 hex digits" })),
+            })
             .optional()
             .meta(
                 doc({
+                    allowed: "the keys amd64 and arm64, each the 64 hex digit sha256 of that release tarball",
                     docType: "`{amd64, arm64}` (64 hex digits)",
                     docDefault: "(the pinned table)",
                     description: "Checksums of the release tarballs.",
@@ -339,6 +289,7 @@ const etcdSchema = z
             .optional()
             .meta(
                 doc({
+                    allowed: "1 to 128 characters: letters, digits, '.', '_', '-' (default zerotouch-<stack>)",
                     docType: "1–128 of `A-Za-z0-9._-`",
                     docDefault: `\`${PROJECT}-<stack>\``,
                     description: "Keeps members of different clusters apart.",
@@ -350,6 +301,7 @@ const etcdSchema = z
             .optional()
             .meta(
                 doc({
+                    allowed: "the name of a control-plane node (default: the first control-plane node by name); it forms the cluster and the others join through it, so keep it fixed once the cluster exists",
                     docType: "a control-plane node",
                     docDefault: "first by name",
                     description: "Forms the cluster; the others join through it. Keep it fixed once the cluster exists.",
@@ -357,15 +309,32 @@ const etcdSchema = z
             ),
         walFsyncThresholdMs: thresholdMs.default(10).meta(
             doc({
+                allowed: "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals (default 10): highest WAL fsync p99 etcd may show under load",
                 docType: THRESHOLD_TYPE,
                 description: "Largest accepted WAL fsync p99 from etcd's metrics under the gate's write load.",
             }),
         ),
         backendCommitThresholdMs: thresholdMs
             .default(25)
-            .meta(doc({ docType: THRESHOLD_TYPE, description: "Largest accepted backend commit p99 under the same load." })),
-        walGateWrites: z.number().int().min(100).max(100000).default(1000).meta(doc({ description: "Fewest puts of the write load." })),
-        walGateMaxSeconds: z.number().int().min(10).max(1800).default(120).meta(doc({ description: "Bound of the write load." })),
+            .meta(
+                doc({
+                    allowed: "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals (default 25): highest backend commit p99 etcd may show under load",
+                    docType: THRESHOLD_TYPE,
+                    description: "Largest accepted backend commit p99 under the same load.",
+                }),
+            ),
+        walGateWrites: z.number().int().min(100).max(100000).default(1000).meta(
+            doc({
+                allowed: "an integer from 100 to 100000 (default 1000): fewest puts of the WAL gate's write load",
+                description: "Fewest puts of the write load.",
+            }),
+        ),
+        walGateMaxSeconds: z.number().int().min(10).max(1800).default(120).meta(
+            doc({
+                allowed: "a whole number of seconds from 10 to 1800 (default 120): longest the WAL gate's write load runs",
+                description: "Bound of the write load.",
+            }),
+        ),
         healthTimeoutSeconds: z
             .number()
             .int()
@@ -374,6 +343,7 @@ const etcdSchema = z
             .default(180)
             .meta(
                 doc({
+                    allowed: "a whole number of seconds from 10 to 1800 (default 180): longest wait for a member and the cluster to report healthy",
                     description: "Longest wait for a member and the whole cluster to be healthy (and for etcd to accept `member add`).",
                 }),
             ),
@@ -385,6 +355,7 @@ const etcdSchema = z
             .default(8 * 1024 ** 3)
             .meta(
                 doc({
+                    allowed: "an integer number of bytes from 1048576 to 8589934592 (default 8589934592)",
                     docType: "integer, 1 MiB–8 GiB",
                     docDefault: "8 GiB",
                     description: "etcd's backend quota (NOSPACE alarm above it).",
@@ -396,20 +367,36 @@ const etcdSchema = z
                     .string()
                     .regex(ON_CALENDAR)
                     .default("hourly")
-                    .meta(doc({ docType: "systemd `OnCalendar`", description: "When each member saves a snapshot." })),
-                retain: z.number().int().min(1).max(1000).default(24).meta(doc({ description: "Snapshots kept per member." })),
+                    .meta(
+                        doc({
+                            allowed: "a systemd OnCalendar expression such as hourly or *-*-* 00/6:00:00 (default hourly)",
+                            docType: "systemd `OnCalendar`",
+                            description: "When each member saves a snapshot.",
+                        }),
+                    ),
+                retain: z.number().int().min(1).max(1000).default(24).meta(
+                    doc({
+                        allowed: "an integer from 1 to 1000 (default 24): snapshots kept per node",
+                        description: "Snapshots kept per member.",
+                    }),
+                ),
                 dir: z
                     .string()
                     .regex(ABSOLUTE_PATH)
                     .refine((p) => p !== "/" && !p.split("/").includes(".."))
                     .default("/var/backups/etcd")
-                    .meta(doc({ docType: ABSOLUTE_PATH_TYPE, description: "" })),
+                    .meta(doc({ allowed: "an absolute path (default /var/backups/etcd)", docType: ABSOLUTE_PATH_TYPE, description: "" })),
             })
             .prefault({}),
         wipeDataOnDelete: z
             .boolean()
             .default(false)
-            .meta(doc({ description: "Whether deleting a member or the stack deletes its etcd data." })),
+            .meta(
+                doc({
+                    allowed: "true or false (default false): whether deleting a member or the stack also deletes its etcd data directory",
+                    description: "Whether deleting a member or the stack deletes its etcd data.",
+                }),
+            ),
     })
     .prefault({})
     .meta(doc({ docRow: false, description: "the etcd cluster on the control-plane nodes." }));
@@ -419,13 +406,19 @@ const kubernetesSchema = z
         mode: z
             .enum(["k3s", "existing", "none"])
             .default("k3s")
-            .meta(doc({ description: "`existing` uses the cluster of `kubeconfig` and installs nothing; `none` stops after etcd." })),
+            .meta(
+                doc({
+                    allowed: "k3s (zerotouch installs k3s servers on the control-plane nodes and agents on the workers), existing (use the cluster of zerotouch:kubeconfig, install nothing) or none (no Kubernetes layer)",
+                    description: "`existing` uses the cluster of `kubeconfig` and installs nothing; `none` stops after etcd.",
+                }),
+            ),
         apiEndpoint: z
             .string()
             .refine((h) => isIP(h) !== 0 || ENDPOINT_HOST.test(h))
             .optional()
             .meta(
                 doc({
+                    allowed: "the DNS name or IP address clients reach the API server at (a VPN address or load balancer); default: the first control-plane node's host",
                     docType: "DNS name or IP",
                     docDefault: "first control-plane host",
                     description: "The API server's address for clients and agents: a `--tls-san` of every server and the kubeconfig's server.",
@@ -436,13 +429,19 @@ const kubernetesSchema = z
                 source: z
                     .enum(["release", "preinstalled"])
                     .default("release")
-                    .meta(doc({ description: "`release`: the k3s binary of `version`, checked against its sha256 before it is made executable." })),
+                    .meta(
+                        doc({
+                            allowed: "release (the pinned k3s binary, checked against its sha256) or preinstalled",
+                            description: "`release`: the k3s binary of `version`, checked against its sha256 before it is made executable.",
+                        }),
+                    ),
                 version: z
                     .string()
                     .regex(/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/)
                     .optional()
                     .meta(
                         doc({
+                            allowed: "a k3s version such as v1.31.4+k3s1 (default: the pinned one)",
                             docType: "`vX.Y.Z+k3sN`",
                             docDefault: `\`${DEFAULT_K3S_VERSION}\``,
                             description: "Pinned in `components/k8s/k3s.ts` with the binaries' checksums.",
@@ -452,7 +451,14 @@ const kubernetesSchema = z
                     .string()
                     .regex(HTTPS_OR_FILE_URL)
                     .optional()
-                    .meta(doc({ docType: RELEASE_URL_TYPE, docDefault: "GitHub releases", description: "A mirror with k3s' release layout." })),
+                    .meta(
+                        doc({
+                            allowed: "an https:// or file:// URL of a mirror of k3s' release downloads",
+                            docType: RELEASE_URL_TYPE,
+                            docDefault: "GitHub releases",
+                            description: "A mirror with k3s' release layout.",
+                        }),
+                    ),
             })
             .prefault({}),
     })
@@ -467,12 +473,27 @@ const noDotDot = (p: string) => !p.split("/").includes("..");
 
 const applicationSchema = z
     .strictObject({
-        environment: z.string().regex(LABEL),
-        path: z.string().regex(RELATIVE_PATH).refine(noDotDot),
-        targetRevision: z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/).default("main"),
-        namespace: z.string().regex(K8S_NAME),
-        valueFiles: z.array(z.string().regex(RELATIVE_PATH).refine(noDotDot)).default([]),
-        values: z.record(z.string(), z.unknown()).optional(),
+        environment: z.string().regex(LABEL).meta(doc({ allowed: "a lower-case label (e.g. prod): the AppProject the Application belongs to" })),
+        path: z.string().regex(RELATIVE_PATH).refine(noDotDot).meta(
+            doc({
+                allowed: "a relative path in the manifests repository, without '..' (e.g. apps/backend-service)",
+            }),
+        ),
+        targetRevision: z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/).default("main").meta(doc({ allowed: "a branch, tag or commit (default main)" })),
+        namespace: z.string().regex(K8S_NAME).meta(doc({ allowed: "the Kubernetes namespace the Application deploys to (a DNS label)" })),
+        valueFiles: z
+            .array(z.string().regex(RELATIVE_PATH).refine(noDotDot).meta(
+                doc({
+                    allowed: "a Helm value file relative to the Application's path, without '..'",
+                }),
+            ))
+            .default([])
+            .meta(doc({ allowed: "a list of Helm value files relative to path (e.g. [values-prod.yaml])" })),
+        values: z.record(z.string(), z.unknown()).optional().meta(
+            doc({
+                allowed: "an object of Helm values given inline (spec.source.helm.valuesObject); its workloads must set DATA_RESIDENCY_MODE=strict_eea (see the policy packs)",
+            }),
+        ),
     })
     .meta(doc({ docDefault: "`{}`", description: "One Argo CD Application each; `environment` names its AppProject." }));
 
@@ -489,29 +510,54 @@ const gitopsSchema = z
                     .regex(HTTPS_BASE_URL)
                     .meta(
                         doc({
+                            allowed: "the https:// URL of the GitLab instance, without a path (e.g. https://gitlab.example.com)",
                             docType: "`https://` URL",
                             docDefault: "(none: GitLab wired by hand)",
                             description: "The GitLab instance; with it the program wires the manifests project, tokens and webhook.",
                         }),
                     ),
             })
-            .optional(),
+            .optional()
+            .meta(
+                doc({
+                    allowed: "the key baseUrl (leave gitlab out to wire GitLab by hand: then manifests.url and manifests.username, and the secret manifestsPassword)",
+                }),
+            ),
         argocd: z.strictObject({
             hostname: z
                 .string()
                 .regex(DNS_NAME)
-                .meta(doc({ docType: DNS_NAME_TYPE, description: "Argo CD's UI and API; reachable from `vpnCidr` only." })),
+                .meta(
+                    doc({
+                        allowed: "a DNS name for Argo CD's UI and API, reached over the VPN only",
+                        docType: DNS_NAME_TYPE,
+                        description: "Argo CD's UI and API; reachable from `vpnCidr` only.",
+                    }),
+                ),
             webhookHostname: z
                 .string()
                 .regex(DNS_NAME)
-                .meta(doc({ docType: DNS_NAME_TYPE, description: "Public; serves only `/api/webhook`. Must differ from `hostname`." })),
-            namespace: z.string().regex(K8S_NAME).default("argocd").meta(doc({ docType: "namespace", description: "" })),
+                .meta(
+                    doc({
+                        allowed: "a public DNS name that serves only Argo CD's /api/webhook (GitLab's push hooks), not the same as hostname",
+                        docType: DNS_NAME_TYPE,
+                        description: "Public; serves only `/api/webhook`. Must differ from `hostname`.",
+                    }),
+                ),
+            namespace: z.string().regex(K8S_NAME).default("argocd").meta(
+                doc({
+                    allowed: "a Kubernetes namespace name (default argocd)",
+                    docType: "namespace",
+                    description: "",
+                }),
+            ),
             reconciliationSeconds: z
                 .number()
                 .refine(isReconciliationSeconds)
                 .default(RECONCILIATION_SECONDS.default)
                 .meta(
                     doc({
+                        allowed: "a whole number of seconds from 30 to 3600 (default 180): Argo CD's polling interval (webhooks make syncs start at once)",
                         docType: `integer ${RECONCILIATION_SECONDS.min}–${RECONCILIATION_SECONDS.max}`,
                         description: "Polling interval (`timeout.reconciliation`); the webhook makes syncs start at once.",
                     }),
@@ -522,6 +568,7 @@ const gitopsSchema = z
                 .optional()
                 .meta(
                     doc({
+                        allowed: "the name of the SSO group that gets Argo CD's admin role (break glass; the local admin user is off), e.g. platform/argocd-admins; needs sso",
                         docType: "SSO group",
                         docDefault: "(none)",
                         description: "Gets Argo CD's `role:admin`; everyone else is read-only and the local `admin` user is off. Refused without `sso`.",
@@ -529,14 +576,31 @@ const gitopsSchema = z
                 ),
             sso: z
                 .strictObject({
-                    provider: z.enum(["gitlab", "oidc"]),
-                    issuer: z.string().regex(HTTPS_URL).optional(),
-                    clientId: z.string().regex(/^[A-Za-z0-9._:-]{1,200}$/),
-                    groupsClaim: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/).default("groups"),
+                    provider: z.enum(["gitlab", "oidc"]).meta(
+                        doc({
+                            allowed: "gitlab (Dex in front of GitLab, which is the identity source here) or oidc (any OpenID Connect issuer)",
+                        }),
+                    ),
+                    issuer: z.string().regex(HTTPS_URL).optional().meta(
+                        doc({
+                            allowed: "the https:// URL of the identity provider: for oidc the issuer, for gitlab the GitLab instance (default gitops.gitlab.baseUrl)",
+                        }),
+                    ),
+                    clientId: z.string().regex(/^[A-Za-z0-9._:-]{1,200}$/).meta(
+                        doc({
+                            allowed: "the OAuth application's client id (letters, digits, '.', '_', ':', '-')",
+                        }),
+                    ),
+                    groupsClaim: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/).default("groups").meta(
+                        doc({
+                            allowed: "the ID token claim that lists the user's groups (default groups)",
+                        }),
+                    ),
                 })
                 .optional()
                 .meta(
                     doc({
+                        allowed: "the keys provider, issuer, clientId, groupsClaim: Argo CD's single sign-on (its client secret is the secret argocdSsoClientSecret)",
                         docDefault: "(none: no one logs in)",
                         description:
                             "`provider` `gitlab` (Dex with GitLab) or `oidc`; `issuer` https (default for gitlab: `gitops.gitlab.baseUrl`); `groupsClaim` default `groups`. Needs `argocdSsoClientSecret`.",
@@ -544,16 +608,21 @@ const gitopsSchema = z
                 ),
             chart: z
                 .strictObject({
-                    repo: z.string().regex(CHART_REPO).optional(),
+                    repo: z.string().regex(CHART_REPO).optional().meta(
+                        doc({
+                            allowed: "an https:// Helm repository URL or an oci:// registry path (without the chart name) that serves the pinned argo-cd chart",
+                        }),
+                    ),
                     path: z
                         .string()
                         .regex(ABSOLUTE_PATH)
                         .refine((p) => p.endsWith(".tgz") && !p.split("/").includes(".."))
-                        .optional(),
+                        .optional().meta(doc({ allowed: "an absolute path to the pinned argo-cd chart's .tgz" })),
                 })
                 .optional()
                 .meta(
                     doc({
+                        allowed: "the key repo (an https:// Helm repository or an oci:// registry path mirroring the argo-cd chart) or path (a local argo-cd chart .tgz), one of them; default: the public argo-helm repository",
                         docType: "`{repo}` or `{path}`",
                         docDefault: "the public argo-helm repository",
                         description: "A mirror of the pinned chart: an https:// Helm repository or `oci://` registry path, or a local `.tgz`.",
@@ -564,22 +633,31 @@ const gitopsSchema = z
                 .default({})
                 .meta(
                     doc({
+                        allowed: "an object of argo-cd chart values merged over zerotouch's (the security settings cannot be overridden)",
                         description:
                             "argo-cd chart values merged over zerotouch's; security settings (admin, RBAC, secrets, repositories, exposure) are refused.",
                     }),
                 ),
-        }),
+        }).meta(doc({ allowed: "the keys hostname, webhookHostname, breakGlassGroup, sso, namespace, reconciliationSeconds, chart, values" })),
         manifests: z.strictObject({
             project: z
                 .string()
                 .regex(GITLAB_PATH)
                 .optional()
-                .meta(doc({ docType: "`group/name`", docDefault: "(required with `gitops.gitlab`)", description: "The manifests repository." })),
+                .meta(
+                    doc({
+                        allowed: "the manifests project's path in GitLab, group/name (e.g. platform/manifests); with gitops.gitlab only",
+                        docType: "`group/name`",
+                        docDefault: "(required with `gitops.gitlab`)",
+                        description: "The manifests repository.",
+                    }),
+                ),
             mode: z
                 .enum(["create", "adopt"])
                 .default("create")
                 .meta(
                     doc({
+                        allowed: "create (zerotouch creates the project) or adopt (an existing project at that path)",
                         description:
                             "`create` makes the project (private, `main` protected) in group `namespaceId`; `adopt` uses an existing one and never manages (or deletes) it.",
                     }),
@@ -589,13 +667,20 @@ const gitopsSchema = z
                 .int()
                 .positive()
                 .optional()
-                .meta(doc({ docDefault: "(required with `create`)", description: "The GitLab group's id." })),
+                .meta(
+                    doc({
+                        allowed: "the numeric id of the GitLab group the project is created in (needed with mode create)",
+                        docDefault: "(required with `create`)",
+                        description: "The GitLab group's id.",
+                    }),
+                ),
             url: z
                 .string()
                 .regex(HTTPS_URL)
                 .optional()
                 .meta(
                     doc({
+                        allowed: "the manifests repository's https:// clone URL (without gitops.gitlab only)",
                         docAlso: ["username"],
                         docType: "https URL, user name",
                         docDefault: "(required without `gitops.gitlab`)",
@@ -605,31 +690,56 @@ const gitopsSchema = z
             username: z
                 .string()
                 .regex(/^[^\s:]{1,200}$/)
-                .optional(),
-        }),
+                .optional().meta(
+                    doc({
+                        allowed: "the user name of the repository's read credential (without gitops.gitlab only), e.g. gitlab+deploy-token-12",
+                    }),
+                ),
+        }).meta(doc({ allowed: "with gitops.gitlab the keys project, mode, namespaceId; without it the keys url and username" })),
         appProjects: z
-            .array(z.string().regex(GITLAB_PATH))
+            .array(z.string().regex(GITLAB_PATH).meta(doc({ allowed: "a GitLab project path, group/name, listed once, not the manifests project" })))
             .default([])
-            .meta(doc({ docType: "list of `group/name`", description: "Projects whose pipelines get `GITOPS_TOKEN` (masked, protected)." })),
-        applications: z.record(z.string().regex(K8S_NAME), applicationSchema).default({}),
+            .meta(
+                doc({
+                    allowed: "a list of GitLab project paths (group/name) whose pipelines get the GITOPS_TOKEN variable, each once, not the manifests project",
+                    docType: "list of `group/name`",
+                    description: "Projects whose pipelines get `GITOPS_TOKEN` (masked, protected).",
+                }),
+            ),
+        applications: z.record(z.string().regex(K8S_NAME), applicationSchema).default({}).meta(
+            doc({
+                allowed: "a map of Application name (a DNS label) to {environment, path, targetRevision, namespace, valueFiles}",
+            }),
+        ),
         accessTokenExpiryDays: z
             .number()
             .int()
             .min(1)
             .max(365)
             .default(180)
-            .meta(doc({ description: "Lifetime of the `GITOPS_TOKEN` project access token (GitLab's limit is 365)." })),
+            .meta(
+                doc({
+                    allowed: "a whole number of days from 1 to 365 (default 180): lifetime of the GITOPS_TOKEN project access token (GitLab allows at most 365)",
+                    description: "Lifetime of the `GITOPS_TOKEN` project access token (GitLab's limit is 365).",
+                }),
+            ),
         rotateBeforeDays: z
             .number()
             .int()
             .min(1)
             .max(180)
             .default(30)
-            .meta(doc({ description: "The token is replaced on the first `pulumi up` this long before it expires." })),
+            .meta(
+                doc({
+                    allowed: "a whole number of days from 1 to 180 (default 30), less than accessTokenExpiryDays: the token is replaced this long before it expires",
+                    description: "The token is replaced on the first `pulumi up` this long before it expires.",
+                }),
+            ),
     })
     .optional()
     .meta(
         doc({
+            allowed: "the keys gitlab, argocd, manifests, appProjects, applications, accessTokenExpiryDays, rotateBeforeDays (leave gitops out for no GitOps layer)",
             docType: "object",
             docDefault: "(none: no GitOps layer)",
             description:
@@ -769,6 +879,7 @@ export const configSchema = z
             .record(z.string().regex(NODE_NAME), nodeSchema)
             .meta(
                 doc({
+                    allowed: "a map of node name to node settings, with 1, 3 or 5 control-plane nodes",
                     docEach: "<n>",
                     docType: "map: node name → node",
                     description: "Node names are lower-case DNS labels. 1, 3 or 5 `control-plane` nodes.",
@@ -777,23 +888,48 @@ export const configSchema = z
         sshPrivateKey: z
             .string()
             .regex(PRIVATE_KEY)
-            .meta(doc({ secret: true, description: "OpenSSH or PEM private key; must be set with `--secret`. Never printed." })),
+            .meta(
+                doc({
+                    allowed: "an OpenSSH or PEM private key, set as a secret: pulumi config set --secret zerotouch:sshPrivateKey < ~/.ssh/zerotouch_ed25519",
+                    secret: true,
+                    description: "OpenSSH or PEM private key; must be set with `--secret`. Never printed.",
+                }),
+            ),
         vpnCidr: cidrSchema().meta(
             doc({
+                allowed: "one CIDR block of the VPN's client range (e.g. 10.8.0.0/24), host bits zero, not 0.0.0.0/0 or ::/0",
                 docType: "CIDR",
                 description: "The VPN's client range: may reach the API server (6443) and SSH. Not `0.0.0.0/0` or `::/0`; host bits must be zero.",
             }),
         ),
         managementCidrs: z
-            .array(cidrSchema())
+            .array(cidrSchema().meta(doc({ allowed: "a CIDR block (e.g. 198.51.100.0/28), host bits zero, not 0.0.0.0/0 or ::/0" })))
             .min(1)
-            .meta(doc({ docType: "list of CIDRs", docDefault: "(required, ≥ 1)", description: "May reach SSH (22). Same rules as `vpnCidr`." })),
+            .meta(
+                doc({
+                    allowed: "a non-empty list of CIDR blocks (e.g. 198.51.100.0/28), host bits zero, none of them 0.0.0.0/0 or ::/0",
+                    docType: "list of CIDRs",
+                    docDefault: "(required, ≥ 1)",
+                    description: "May reach SSH (22). Same rules as `vpnCidr`.",
+                }),
+            ),
         fsyncGate: z
             .strictObject({
                 thresholdMs: thresholdMs
                     .default(10)
-                    .meta(doc({ docType: `${THRESHOLD_TYPE}, ≤ ${THRESHOLD_MS.decimals} decimals`, description: "Largest accepted fio fdatasync p99." })),
-                runs: z.number().int().min(1).max(10).default(2).meta(doc({ description: "fio runs per node; the worst p99 counts." })),
+                    .meta(
+                        doc({
+                            allowed: "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals (default 10)",
+                            docType: `${THRESHOLD_TYPE}, ≤ ${THRESHOLD_MS.decimals} decimals`,
+                            description: "Largest accepted fio fdatasync p99.",
+                        }),
+                    ),
+                runs: z.number().int().min(1).max(10).default(2).meta(
+                    doc({
+                        allowed: "an integer from 1 to 10 (default 2); the gate uses the worst run",
+                        description: "fio runs per node; the worst p99 counts.",
+                    }),
+                ),
                 maxSecondsPerRun: z
                     .number()
                     .int()
@@ -802,6 +938,7 @@ export const configSchema = z
                     .default(120)
                     .meta(
                         doc({
+                            allowed: "a whole number of seconds from 10 to 1800 (default 120): a fio run stops writing after this long, which bounds the wait on a slow disk",
                             description:
                                 "A fio run stops writing after this long (`--runtime`), which bounds the wait on a slow disk; by then it has thousands of samples.",
                         }),
@@ -812,15 +949,21 @@ export const configSchema = z
         preflight: z
             .strictObject({
                 allowedVirtualization: z
-                    .array(z.enum(VIRTUALIZATION_TYPES))
+                    .array(z.enum(VIRTUALIZATION_TYPES).meta(doc({ allowed: `a systemd-detect-virt name: ${VIRTUALIZATION_TYPES.join(", ")}` })))
                     .min(1)
                     .default(["kvm"])
-                    .meta(doc({ docType: "list of `systemd-detect-virt` names", description: "" })),
+                    .meta(
+                        doc({
+                            allowed: `a non-empty list of systemd-detect-virt names (default [kvm]); known: ${VIRTUALIZATION_TYPES.join(", ")}`,
+                            docType: "list of `systemd-detect-virt` names",
+                            description: "",
+                        }),
+                    ),
                 requireNvme: z
                     .boolean()
                     .default(true)
                     .meta(
-                        doc({ description: "A control-plane node's etcd disk must be NVMe (a rotational disk is always refused there)." }),
+                        doc({ allowed: "true or false (default true): whether a control-plane node's etcd data path must be on an NVMe disk", description: "A control-plane node's etcd disk must be NVMe (a rotational disk is always refused there)." }),
                     ),
             })
             .prefault({})
@@ -834,6 +977,7 @@ export const configSchema = z
             .optional()
             .meta(
                 doc({
+                    allowed: "a kubeconfig (YAML) set as a secret, required with kubernetes.mode existing: pulumi config set --secret zerotouch:kubeconfig < kubeconfig.yaml",
                     secret: true,
                     description: "Required with `kubernetes.mode: existing`, refused otherwise; must be set with `--secret`.",
                 }),
@@ -845,6 +989,7 @@ export const configSchema = z
             .optional()
             .meta(
                 doc({
+                    allowed: "a GitLab token with api scope, set as a secret, required with gitops.gitlab: pulumi config set --secret zerotouch:gitlabToken",
                     secret: true,
                     description:
                         "GitLab token (api scope, Maintainer on the projects) for the GitLab provider; required with `gitops.gitlab`, set with `--secret`.",
@@ -854,13 +999,20 @@ export const configSchema = z
             .string()
             .min(1)
             .optional()
-            .meta(doc({ secret: true, description: "The SSO client's secret; required with `gitops.argocd.sso`, set with `--secret`." })),
+            .meta(
+                doc({
+                    allowed: "the SSO client's secret, set as a secret, required with gitops.argocd.sso: pulumi config set --secret zerotouch:argocdSsoClientSecret",
+                    secret: true,
+                    description: "The SSO client's secret; required with `gitops.argocd.sso`, set with `--secret`.",
+                }),
+            ),
         manifestsPassword: z
             .string()
             .min(1)
             .optional()
             .meta(
                 doc({
+                    allowed: "the manifests repository's read credential (a deploy token or password), set as a secret, required with gitops but without gitops.gitlab: pulumi config set --secret zerotouch:manifestsPassword",
                     secret: true,
                     description:
                         "The manifests repository's read credential; required with `gitops` without `gitops.gitlab`, set with `--secret`.",
@@ -945,6 +1097,53 @@ export const configSchema = z
             }
         });
     });
+
+/** The `allowed` text of a schema, on it or on the schema it wraps. */
+function allowedText(schema: z.ZodType): string | undefined {
+    return (z.globalRegistry.get(schema) as KeyDoc | undefined)?.allowed;
+}
+
+/** Key paths and what they allow: each schema's `allowed` text, and for an object without one, its keys. */
+function allowedByPath(root: z.ZodType): Record<string, string> {
+    const out: Record<string, string> = {};
+    const visit = (schema: z.ZodType, path: string): void => {
+        let s = schema;
+        let text = allowedText(s);
+        while (s instanceof z.ZodOptional || s instanceof z.ZodDefault || s instanceof z.ZodPrefault) {
+            s = s.def.innerType as z.ZodType;
+            text ??= allowedText(s);
+        }
+        const join = (key: string) => (path === "" ? key : `${path}.${key}`);
+        if (s instanceof z.ZodObject) {
+            const keys = Object.keys(s.shape);
+            text ??= `the ${keys.length === 1 ? "key" : "keys"} ${keys.join(", ")}`;
+        }
+        if (text !== undefined && out[path] === undefined) {
+            out[path] = text;
+        }
+        if (s instanceof z.ZodObject) {
+            for (const key of Object.keys(s.shape)) {
+                visit(s.shape[key] as z.ZodType, join(key));
+            }
+        } else if (s instanceof z.ZodRecord) {
+            visit(s.def.valueType as z.ZodType, join("*"));
+        } else if (s instanceof z.ZodArray) {
+            visit(s.def.element as z.ZodType, join("*"));
+        } else if (s instanceof z.ZodUnion) {
+            for (const option of s.def.options as z.ZodType[]) {
+                visit(option, path);
+            }
+        }
+    };
+    visit(root, "");
+    return out;
+}
+
+/**
+ * What each key allows, by key path (`*` stands for a node name, a map entry or a list item),
+ * as every message says it: from the schema's `allowed` texts.
+ */
+export const ALLOWED: Readonly<Record<string, string>> = allowedByPath(configSchema);
 
 export type PlatformConfig = z.output<typeof configSchema>;
 export type NodeConfig = PlatformConfig["nodes"][string];

@@ -3,7 +3,7 @@ import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 
-import { KeyDoc } from "../infra/config";
+import { ALLOWED, KeyDoc } from "../infra/config";
 import {
     configKeys,
     DocLookup,
@@ -130,9 +130,17 @@ describe("generated configuration docs", () => {
         expect(declared.sshPrivateKey).toMatchObject({ type: "string", secret: true });
     });
 
+    it("every key of the schema has the text its validation messages give as allowed", () => {
+        for (const key of configKeys().filter((k) => !(k.inner instanceof z.ZodUnknown))) {
+            const pattern = key.path.map((p) => (p.startsWith("<") ? "*" : p)).join(".");
+            expect([pattern, ALLOWED[pattern] !== undefined]).toEqual([pattern, true]);
+        }
+        expect(ALLOWED[""]).toBe(`the keys ${configKeys().filter((k) => k.path.length === 1).map((k) => k.path[0]).join(", ")}`);
+    });
+
     it("every README row comes from a key's description in the schema", () => {
         const rows = readmeRows();
-        const documented = configKeys().filter((k) => k.doc !== undefined && k.doc.docRow !== false);
+        const documented = configKeys().filter((k) => k.doc?.description !== undefined && k.doc.docRow !== false);
         expect(rows).toHaveLength(documented.length);
         expect(rows.filter((r) => r.startsWith("| `fsyncGate.maxSecondsPerRun` | integer 10–1800 | `120` |"))).toHaveLength(1);
         expect(rows.filter((r) => r.startsWith("| `nodes.<n>.role` | `control-plane` \\| `worker` | (required) |"))).toHaveLength(1);

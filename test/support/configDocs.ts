@@ -19,7 +19,7 @@ export const README_END = "<!-- config-table:end -->";
 /** Reads a schema's documentation; replaceable so that a test can change it. */
 export type DocLookup = (schema: z.ZodType) => KeyDoc | undefined;
 
-export const schemaDocs: DocLookup = (schema) => z.globalRegistry.get(schema) as KeyDoc | undefined;
+export const schemaDocs: DocLookup = (schema) => z.globalRegistry.get(schema);
 
 /** A key of the schema: its path, the schema with its wrappers, and what they say. */
 export type ConfigKey = {
@@ -158,7 +158,7 @@ export function readmeRows(docs: DocLookup = schemaDocs, schema: z.ZodType = con
     const rows: string[] = [];
     for (const key of configKeys(docs, schema)) {
         const d = key.doc;
-        if (d === undefined || d.docRow === false) {
+        if (d?.description === undefined || d.docRow === false) {
             continue;
         }
         const name = keyText(key.path);
@@ -244,6 +244,9 @@ const WIDTH = 100;
 
 /** What Pulumi.yaml says of a top-level key: its meaning, after its keys for an object or a map. */
 function pulumiDescription(key: ConfigKey, doc: KeyDoc): string {
+    if (doc.description === undefined) {
+        throw new Error(`${key.path.join(".")}: no description; give it one in infra/config.ts`);
+    }
     const def = defOf(key.inner);
     if (def.type === "object") {
         return `${summary(key.inner)}: ${doc.description}`;
