@@ -237,34 +237,7 @@ export class GitLabWiring extends pulumi.ComponentResource {
         super("zerotouch:gitops:GitLabWiring", name, {}, opts);
         const child = { parent: this, provider: args.provider };
 
-        let projectId: pulumi.Output<string>;
-        let repoUrl: pulumi.Output<string>;
-        let branch: pulumi.Input<string>;
-        if (plan.mode === "create") {
-            const namespaceId = plan.namespaceId ?? getGroupOutput({ fullPath: plan.namespacePath }, child).groupId;
-            const project = new Project(
-                `${name}-manifests`,
-                {
-                    name: plan.projectPath,
-                    path: plan.projectPath,
-                    namespaceId,
-                    description: "Kubernetes manifests synced by Argo CD; written by the application pipelines.",
-                    visibilityLevel: "private",
-                    defaultBranch: plan.defaultBranch,
-                    initializeWithReadme: true,
-                    archiveOnDestroy: true,
-                },
-                child,
-            );
-            projectId = project.id;
-            repoUrl = project.httpUrlToRepo;
-            branch = plan.defaultBranch!;
-        } else {
-            const found = getProjectOutput({ pathWithNamespace: plan.path }, child);
-            projectId = found.id;
-            repoUrl = found.httpUrlToRepo;
-            branch = plan.defaultBranch ?? found.defaultBranch;
-        }
+        const { projectId, repoUrl, branch } = this.manifestsProject(name, plan, child);
 
         new BranchProtection(
             `${name}-manifests-branch`,
@@ -308,7 +281,58 @@ export class GitLabWiring extends pulumi.ComponentResource {
             );
         }
 
-        const hook = new ProjectHook(
+        const hook = this.webhook(name, projectId, args, child);
+
+        this.manifestsRepoUrl = repoUrl;
+        this.manifestsProjectId = projectId;
+        this.manifestsBranch = pulumi.output(branch);
+        this.deployTokenUsername = deployToken.username;
+        this.deployToken = pulumi.secret(deployToken.token);
+        this.accessTokenExpiresAt = accessToken.expiresAt;
+        this.hookId = hook.hookId;
+
+        this.registerOutputs({
+            manifestsRepoUrl: this.manifestsRepoUrl,
+            manifestsProjectId: this.manifestsProjectId,
+            manifestsBranch: this.manifestsBranch,
+            deployTokenUsername: this.deployTokenUsername,
+            deployToken: this.deployToken,
+            accessTokenExpiresAt: this.accessTokenExpiresAt,
+            hookId: this.hookId,
+        });
+    }
+
+    /** The manifests project: created in its group (`create`), or the existing one looked up (`existing`). */
+    private manifestsProject(
+        name: string,
+        plan: GitLabWiringPlan,
+        child: pulumi.CustomResourceOptions,
+    ): { projectId: pulumi.Output<string>; repoUrl: pulumi.Output<string>; branch: pulumi.Input<string> } {
+        if (plan.mode === "create") {
+            const namespaceId = plan.namespaceId ?? getGroupOutput({ fullPath: plan.namespacePath }, child).groupId;
+            const project = new Project(
+                `${name}-manifests`,
+                {
+                    name: plan.projectPath,
+                    path: plan.projectPath,
+                    namespaceId,
+                    description: "Kubernetes manifests synced by Argo CD; written by the application pipelines.",
+                    visibilityLevel: "private",
+                    defaultBranch: plan.defaultBranch,
+                    initializeWithReadme: true,
+                    archiveOnDestroy: true,
+                },
+                child,
+            );
+            return { projectId: project.id, repoUrl: project.httpUrlToRepo, branch: plan.defaultBranch! };
+        }
+        const found = getProjectOutput({ pathWithNamespace: plan.path }, child);
+        return { projectId: found.id, repoUrl: found.httpUrlToRepo, branch: plan.defaultBranch ?? found.defaultBranch };
+    }
+
+    /** The push webhook to Argo CD's /api/webhook, sending the shared secret as `X-Gitlab-Token`. */
+    private webhook(name: string, projectId: pulumi.Input<string>, args: GitLabWiringArgs, child: pulumi.CustomResourceOptions): ProjectHook {
+        return new ProjectHook(
             `${name}-argocd-webhook`,
             {
                 project: projectId,
@@ -330,23 +354,5 @@ export class GitLabWiring extends pulumi.ComponentResource {
             },
             child,
         );
-
-        this.manifestsRepoUrl = repoUrl;
-        this.manifestsProjectId = projectId;
-        this.manifestsBranch = pulumi.output(branch);
-        this.deployTokenUsername = deployToken.username;
-        this.deployToken = pulumi.secret(deployToken.token);
-        this.accessTokenExpiresAt = accessToken.expiresAt;
-        this.hookId = hook.hookId;
-
-        this.registerOutputs({
-            manifestsRepoUrl: this.manifestsRepoUrl,
-            manifestsProjectId: this.manifestsProjectId,
-            manifestsBranch: this.manifestsBranch,
-            deployTokenUsername: this.deployTokenUsername,
-            deployToken: this.deployToken,
-            accessTokenExpiresAt: this.accessTokenExpiresAt,
-            hookId: this.hookId,
-        });
     }
 }
