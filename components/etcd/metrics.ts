@@ -85,84 +85,102 @@ function isBlank(c: string | undefined): boolean {
     return c === " " || c === "\t";
 }
 
+/** A position in a sample line being parsed. */
+interface Cursor {
+    readonly line: string;
+    i: number;
+}
+
+function skipBlanks(c: Cursor): void {
+    while (isBlank(c.line[c.i])) {
+        c.i++;
+    }
+}
+
+/** A label value from its opening quote (at `c.i`) through its closing one, escapes resolved. */
+function parseLabelValue(c: Cursor, label: string): string {
+    if (c.line[c.i] !== '"') {
+        throw new Error(`expected '"' to open the value of label ${label}`);
+    }
+    c.i++;
+    let value = "";
+    for (;;) {
+        const ch = c.line[c.i];
+        if (ch === undefined) {
+            throw new Error(`the value of label ${label} is not closed`);
+        }
+        c.i++;
+        if (ch === '"') {
+            return value;
+        }
+        if (ch !== "\\") {
+            value += ch;
+            continue;
+        }
+        const e = c.line[c.i];
+        c.i++;
+        if (e === "\\" || e === '"') {
+            value += e;
+        } else if (e === "n") {
+            value += "\n";
+        } else {
+            throw new Error(`invalid escape \\${e ?? ""} in the value of label ${label}`);
+        }
+    }
+}
+
+/** The label set from its opening brace (at `c.i`) through its closing one. */
+function parseLabels(c: Cursor): Record<string, string> {
+    const labels: Record<string, string> = {};
+    c.i++;
+    for (;;) {
+        skipBlanks(c);
+        if (c.line[c.i] === "}") {
+            c.i++;
+            return labels;
+        }
+        LABEL_NAME_AT.lastIndex = c.i;
+        const label = LABEL_NAME_AT.exec(c.line)?.[0];
+        if (label === undefined) {
+            throw new Error(`expected a label name at column ${c.i + 1}`);
+        }
+        c.i += label.length;
+        skipBlanks(c);
+        if (c.line[c.i] !== "=") {
+            throw new Error(`expected '=' after label ${label}`);
+        }
+        c.i++;
+        skipBlanks(c);
+        const value = parseLabelValue(c, label);
+        if (Object.prototype.hasOwnProperty.call(labels, label)) {
+            throw new Error(`label ${label} appears twice`);
+        }
+        labels[label] = value;
+        skipBlanks(c);
+        if (c.line[c.i] === ",") {
+            c.i++;
+        } else if (c.line[c.i] !== "}") {
+            throw new Error(`expected ',' or '}' after the value of label ${label}`);
+        }
+    }
+}
+
 /** Parses one sample line; throws a message without the line number (the caller adds it). */
 function parseSampleLine(line: string): Sample {
-    let i = 0;
-    const skipBlanks = (): void => {
-        while (isBlank(line[i])) {
-            i++;
-        }
-    };
     METRIC_NAME_AT.lastIndex = 0;
     const name = METRIC_NAME_AT.exec(line)?.[0];
     if (name === undefined) {
         throw new Error("a sample line must start with a metric name");
     }
-    i = name.length;
-    skipBlanks();
-    const labels: Record<string, string> = {};
-    if (line[i] !== "{") {
-        i = name.length;
+    const c: Cursor = { line, i: name.length };
+    skipBlanks(c);
+    let labels: Record<string, string> = {};
+    if (line[c.i] !== "{") {
+        c.i = name.length;
     } else {
-        i++;
-        for (;;) {
-            skipBlanks();
-            if (line[i] === "}") {
-                i++;
-                break;
-            }
-            LABEL_NAME_AT.lastIndex = i;
-            const label = LABEL_NAME_AT.exec(line)?.[0];
-            if (label === undefined) {
-                throw new Error(`expected a label name at column ${i + 1}`);
-            }
-            i += label.length;
-            skipBlanks();
-            if (line[i] !== "=") {
-                throw new Error(`expected '=' after label ${label}`);
-            }
-            i++;
-            skipBlanks();
-            if (line[i] !== '"') {
-                throw new Error(`expected '"' to open the value of label ${label}`);
-            }
-            i++;
-            let value = "";
-            for (;;) {
-                const c = line[i];
-                if (c === undefined) {
-                    throw new Error(`the value of label ${label} is not closed`);
-                }
-                i++;
-                if (c === '"') {
-                    break;
-                }
-                if (c === "\\") {
-                    const e = line[i];
-                    i++;
-                    if (e === "\\" || e === '"') {
-                        value += e;
-                    } else if (e === "n") {
-                        value += "\n";
-                    } else {
-                        throw new Error(`invalid escape \\${e ?? ""} in the value of label ${label}`);
-                    }
-                    continue;
-                }
-                value += c;
-            }
-            if (Object.prototype.hasOwnProperty.call(labels, label)) {
-                throw new Error(`label ${label} appears twice`);
-            }
-            labels[label] = value;
-            skipBlanks();
-            if (line[i] === ",") {
-                i++;
-            } else if (line[i] !== "}") {
-                throw new Error(`expected ',' or '}' after the value of label ${label}`);
-            }
-        }
+        labels = parseLabels(c);
     }
+    const i = c.i;
     const rest = line.slice(i).trim().split(/[ \t]+/);
     if (rest.length === 0 || rest[0] === "") {
         throw new Error(`sample ${name} has no value`);
