@@ -156,13 +156,36 @@ export interface Platform {
 }
 
 /**
- * The zerotouch program for a validated config. Nodes are bootstrapped in parallel: each node's
- * phases form one chain (connect → preflight → firewall → fsync gate, see `nodeSteps`) and no
- * chain waits on another node's; etcd starts once every control-plane node's chain is done.
+ * The zerotouch program for a validated config, as a list of layers, each on top of the one
+ * before: the nodes (bootstrapped in parallel, see `nodeLayer`), etcd over the control-plane
+ * nodes, Kubernetes over etcd, GitOps over Kubernetes, and the stack outputs.
  */
 export function buildPlatform(cfg: PlatformConfig, secrets: PlatformSecrets): Platform {
-    const { privateKey, kubeconfig } = secrets;
     const plans = planNodes(cfg);
+    const nodes = nodeLayer(plans, secrets.privateKey);
+    const etcd = etcdLayer(cfg, plans, nodes);
+    const kubernetes = kubernetesLayer(cfg, plans, nodes, etcd, secrets.kubeconfig);
+    // GitOps on top of the cluster: Argo CD pulling the manifests repository, which GitLab holds
+    // (wired by the program with gitops.gitlab, or by hand without it).
+    const gitops = cfg.gitops !== undefined && kubernetes !== undefined ? gitopsLayer(cfg, cfg.gitops, secrets, kubernetes, plans.length) : undefined;
+    const outputs = platformOutputs(cfg, plans, { nodes, etcd, kubernetes, gitops });
+    const gated = Object.fromEntries(plans.map((p) => [p.name, nodes[p.name].gate.command]));
+    return {
+        nodes,
+        gated,
+        outputs,
+        etcd,
+        ...(kubernetes !== undefined ? { kubernetes, kubeconfig: kubernetes.kubeconfig } : {}),
+        ...(gitops !== undefined ? { gitops } : {}),
+    };
+}
+
+/**
+ * The node layer: per node a VpsNode, its HostFirewall and its FsyncGate. Each node's phases form
+ * one chain (connect → preflight → firewall → fsync gate, see `nodeSteps`) and no chain waits on
+ * another node's.
+ */
+export function nodeLayer(plans: readonly NodePlan[], privateKey: pulumi.Input<string>): Record<string, NodeLayerMember> {
     const nodes: Record<string, NodeLayerMember> = {};
     for (const plan of plans) {
         const vps = new VpsNode(plan.name, { ...plan.vps, privateKey });
@@ -179,16 +202,19 @@ export function buildPlatform(cfg: PlatformConfig, secrets: PlatformSecrets): Pl
         );
         nodes[plan.name] = { vps, gate, firewall };
     }
+    return nodes;
+}
 
-    // etcd on the control-plane nodes. No member is created before every control-plane node
-    // passed its gate: with one refused, the cluster would have fewer members than asked (2 of
-    // 3 has no fault tolerance at all). The gates run in parallel, so this waits only for the
-    // slowest one.
+/**
+ * The etcd layer: etcd on the control-plane nodes. No member is created before every
+ * control-plane node passed its gate: with one refused, the cluster would have fewer members than
+ * asked (2 of 3 has no fault tolerance at all). The gates run in parallel, so this waits only for
+ * the slowest one.
+ */
+export function etcdLayer(cfg: PlatformConfig, plans: readonly NodePlan[], nodes: Readonly<Record<string, NodeLayerMember>>): EtcdCluster {
     const controlPlanes = plans.filter((p) => p.config.role === "control-plane");
-    const workers = plans.filter((p) => p.config.role === "worker");
     const allControlPlanesGated: pulumi.Resource[] = controlPlanes.map((p) => nodes[p.name].gate.command);
-    const after = (plan: NodePlan): pulumi.Resource[] => [nodes[plan.name].gate.command];
-    const etcd = new EtcdCluster("etcd", {
+    return new EtcdCluster("etcd", {
         source: cfg.etcd.source,
         ...(cfg.etcd.version !== undefined ? { version: cfg.etcd.version } : {}),
         ...(cfg.etcd.releaseBaseUrl !== undefined ? { releaseBaseUrl: cfg.etcd.releaseBaseUrl } : {}),
@@ -212,9 +238,21 @@ export function buildPlatform(cfg: PlatformConfig, secrets: PlatformSecrets): Pl
             dependsOn: allControlPlanesGated,
         })),
     });
+}
 
-    // Kubernetes on top: k3s servers on the external etcd, then agents; or an existing cluster.
-    let kubernetes: KubernetesControlPlane | undefined;
+/**
+ * The Kubernetes layer: k3s servers on the external etcd, then agents, each node after its own
+ * gate; or an existing cluster through the given kubeconfig; undefined with `kubernetes.mode: none`.
+ */
+export function kubernetesLayer(
+    cfg: PlatformConfig,
+    plans: readonly NodePlan[],
+    nodes: Readonly<Record<string, NodeLayerMember>>,
+    etcd: EtcdCluster,
+    kubeconfig: pulumi.Input<string> | undefined,
+): KubernetesControlPlane | undefined {
+    const controlPlanes = plans.filter((p) => p.config.role === "control-plane");
+    const workers = plans.filter((p) => p.config.role === "worker");
     const apiEndpoint = cfg.kubernetes.apiEndpoint ?? controlPlanes[0].config.host;
     if (cfg.kubernetes.mode === "k3s") {
         const k8sNode = (p: NodePlan): ControlPlaneNode => ({
@@ -223,10 +261,10 @@ export function buildPlatform(cfg: PlatformConfig, secrets: PlatformSecrets): Pl
             address: p.config.host,
             region: p.config.location.region,
             zone: p.config.location.datacenter,
-            dependsOn: after(p),
+            dependsOn: [nodes[p.name].gate.command],
         });
         const apiClient = etcd.pki.clients["kube-apiserver"];
-        kubernetes = new KubernetesControlPlane("kubernetes", {
+        return new KubernetesControlPlane("kubernetes", {
             mode: "k3s",
             servers: Object.fromEntries(controlPlanes.map((p) => [p.name, k8sNode(p)])),
             workers: Object.fromEntries(workers.map((p) => [p.name, k8sNode(p)])),
@@ -239,24 +277,52 @@ export function buildPlatform(cfg: PlatformConfig, secrets: PlatformSecrets): Pl
             etcd: { endpoints: [...etcd.plan.clientEndpoints], caCertPem: etcd.caCertPem, certPem: apiClient.certPem, keyPem: apiClient.keyPem },
             dependsOn: [etcd.ready],
         });
-    } else if (cfg.kubernetes.mode === "existing") {
+    }
+    if (cfg.kubernetes.mode === "existing") {
         if (kubeconfig === undefined) {
             throw new Error("kubernetes.mode existing needs zerotouch:kubeconfig");
         }
-        kubernetes = new KubernetesControlPlane("kubernetes", { mode: "existing", kubeconfig });
+        return new KubernetesControlPlane("kubernetes", { mode: "existing", kubeconfig });
     }
+    return undefined;
+}
 
-    // GitOps on top of the cluster: Argo CD pulling the manifests repository, which GitLab holds
-    // (wired by the program with gitops.gitlab, or by hand without it).
-    let gitops: GitOpsLayer | undefined;
-    if (cfg.gitops !== undefined && kubernetes !== undefined) {
-        gitops = gitopsLayer(cfg, cfg.gitops, secrets, kubernetes, plans.length);
-    }
+/** What the stack outputs are made of: every layer the program built. */
+interface PlatformLayers {
+    readonly nodes: Readonly<Record<string, NodeLayerMember>>;
+    readonly etcd: EtcdCluster;
+    readonly kubernetes: KubernetesControlPlane | undefined;
+    readonly gitops: GitOpsLayer | undefined;
+}
 
-    const nodeOutputs: Record<string, pulumi.Output<NodeOutput>> = {};
+/** The stack outputs: one typed object over every layer. */
+export function platformOutputs(cfg: PlatformConfig, plans: readonly NodePlan[], layers: PlatformLayers): pulumi.Output<PlatformOutputs> {
+    const names = plans.map((p) => p.name);
+    return pulumi
+        .all([nodeOutputs(plans, layers.nodes), etcdOutput(layers.etcd), kubernetesOutput(cfg, layers.kubernetes), gitopsOutput(cfg, layers.gitops)])
+        .apply(
+            ([resolved, etcdResolved, kubernetesResolved, gitopsResolved]): PlatformOutputs => ({
+                outputsVersion: OUTPUTS_VERSION,
+                project: "zerotouch",
+                stack: pulumi.getStack(),
+                nodes: resolved,
+                controlPlaneNodes: names.filter((n) => cfg.nodes[n].role === "control-plane"),
+                workerNodes: names.filter((n) => cfg.nodes[n].role === "worker"),
+                vpnCidr: cfg.vpnCidr,
+                managementCidrs: cfg.managementCidrs,
+                etcd: etcdResolved,
+                kubernetes: kubernetesResolved,
+                gitops: gitopsResolved,
+            }),
+        );
+}
+
+/** Per node: its host, role, facts, fsync result and firewall ruleset hash. */
+function nodeOutputs(plans: readonly NodePlan[], nodes: Readonly<Record<string, NodeLayerMember>>): Record<string, pulumi.Output<NodeOutput>> {
+    const outputs: Record<string, pulumi.Output<NodeOutput>> = {};
     for (const plan of plans) {
         const { vps, gate, firewall } = nodes[plan.name];
-        nodeOutputs[plan.name] = pulumi
+        outputs[plan.name] = pulumi
             .all([vps.hostKey, vps.facts, gate.p99Ms, firewall.rulesetHash])
             .apply(
                 ([hostKey, facts, p99Ms, rulesetHash]): NodeOutput => ({
@@ -273,118 +339,126 @@ export function buildPlatform(cfg: PlatformConfig, secrets: PlatformSecrets): Pl
                 }),
             );
     }
-
-    const etcdOutput: pulumi.Output<EtcdOutput> = pulumi.all([etcd.caCertPem, etcd.clientEndpoints, etcd.members]).apply(
-        ([caCertPem, clientEndpoints, members]): EtcdOutput => ({ caCertPem, clientEndpoints, members }),
-    );
-    const kubernetesOutput: pulumi.Output<KubernetesOutput> =
-        kubernetes === undefined
-            ? pulumi.output<KubernetesOutput>({ mode: "none", apiEndpoint: null, apiServerUrl: null })
-            : pulumi.all([kubernetes.apiEndpoint, kubernetes.apiServerUrl]).apply(
-                  ([endpoint, url]): KubernetesOutput => ({ mode: cfg.kubernetes.mode, apiEndpoint: endpoint, apiServerUrl: url }),
-              );
-
-    const gitopsOutput: pulumi.Output<GitOpsOutput | null> =
-        gitops === undefined || cfg.gitops === undefined
-            ? pulumi.output(null)
-            : pulumi
-                  .all([
-                      gitops.argocd.url,
-                      gitops.argocd.webhookUrl,
-                      gitops.gitlab?.manifestsRepoUrl ?? manifestsRepoUrl(cfg.gitops),
-                      gitops.gitlab?.accessTokenExpiresAt ?? pulumi.output<string | undefined>(undefined),
-                  ])
-                  .apply(
-                      ([argocdUrl, webhookUrl, repoUrl, expiresAt]): GitOpsOutput => ({
-                          argocdUrl,
-                          argocdNamespace: cfg.gitops!.argocd.namespace,
-                          webhookUrl,
-                          manifestsRepoUrl: repoUrl,
-                          gitopsTokenExpiresAt: expiresAt ?? null,
-                          appProjects: cfg.gitops!.appProjects,
-                          applications: Object.keys(cfg.gitops!.applications).sort(),
-                      }),
-                  );
-
-    const names = plans.map((p) => p.name);
-    const outputs = pulumi.all([nodeOutputs, etcdOutput, kubernetesOutput, gitopsOutput]).apply(
-        ([resolved, etcdResolved, kubernetesResolved, gitopsResolved]): PlatformOutputs => ({
-            outputsVersion: OUTPUTS_VERSION,
-            project: "zerotouch",
-            stack: pulumi.getStack(),
-            nodes: resolved,
-            controlPlaneNodes: names.filter((n) => cfg.nodes[n].role === "control-plane"),
-            workerNodes: names.filter((n) => cfg.nodes[n].role === "worker"),
-            vpnCidr: cfg.vpnCidr,
-            managementCidrs: cfg.managementCidrs,
-            etcd: etcdResolved,
-            kubernetes: kubernetesResolved,
-            gitops: gitopsResolved,
-        }),
-    );
-
-    const gated = Object.fromEntries(plans.map((p) => [p.name, nodes[p.name].gate.command]));
-    return {
-        nodes,
-        gated,
-        outputs,
-        etcd,
-        ...(kubernetes !== undefined ? { kubernetes, kubeconfig: kubernetes.kubeconfig } : {}),
-        ...(gitops !== undefined ? { gitops } : {}),
-    };
+    return outputs;
 }
+
+function etcdOutput(etcd: EtcdCluster): pulumi.Output<EtcdOutput> {
+    return pulumi
+        .all([etcd.caCertPem, etcd.clientEndpoints, etcd.members])
+        .apply(([caCertPem, clientEndpoints, members]): EtcdOutput => ({ caCertPem, clientEndpoints, members }));
+}
+
+function kubernetesOutput(cfg: PlatformConfig, kubernetes: KubernetesControlPlane | undefined): pulumi.Output<KubernetesOutput> {
+    if (kubernetes === undefined) {
+        return pulumi.output<KubernetesOutput>({ mode: "none", apiEndpoint: null, apiServerUrl: null });
+    }
+    return pulumi
+        .all([kubernetes.apiEndpoint, kubernetes.apiServerUrl])
+        .apply(([endpoint, url]): KubernetesOutput => ({ mode: cfg.kubernetes.mode, apiEndpoint: endpoint, apiServerUrl: url }));
+}
+
+function gitopsOutput(cfg: PlatformConfig, gitops: GitOpsLayer | undefined): pulumi.Output<GitOpsOutput | null> {
+    const g = cfg.gitops;
+    if (gitops === undefined || g === undefined) {
+        return pulumi.output(null);
+    }
+    return pulumi
+        .all([
+            gitops.argocd.url,
+            gitops.argocd.webhookUrl,
+            gitops.gitlab?.manifestsRepoUrl ?? manifestsRepoUrl(g),
+            gitops.gitlab?.accessTokenExpiresAt ?? pulumi.output<string | undefined>(undefined),
+        ])
+        .apply(
+            ([argocdUrl, webhookUrl, repoUrl, expiresAt]): GitOpsOutput => ({
+                argocdUrl,
+                argocdNamespace: g.argocd.namespace,
+                webhookUrl,
+                manifestsRepoUrl: repoUrl,
+                gitopsTokenExpiresAt: expiresAt ?? null,
+                appProjects: g.appProjects,
+                applications: Object.keys(g.applications).sort(),
+            }),
+        );
+}
+
+type GitOpsConfig = NonNullable<PlatformConfig["gitops"]>;
 
 /**
  * The GitOps layer: with `gitops.gitlab` the GitLab wiring (manifests project, deploy token,
  * GITOPS_TOKEN, webhook) and Argo CD reading through its deploy token; without it Argo CD alone,
  * reading the given repository with the given credential (the rest is wired by hand, see README).
+ * Then the Applications, once Argo CD can read the repository.
  */
-function gitopsLayer(
+export function gitopsLayer(
     cfg: PlatformConfig,
-    g: NonNullable<PlatformConfig["gitops"]>,
+    g: GitOpsConfig,
     secrets: PlatformSecrets,
     kubernetes: KubernetesControlPlane,
     nodeCount: number,
 ): GitOpsLayer {
     const repoUrl = manifestsRepoUrl(g);
     const webhookSecret = new random.RandomPassword("gitops-webhook-secret", { length: 40, special: false });
-    let wiring: GitLabWiring | undefined;
-    let repository: ArgoCdRepository;
-    if (g.gitlab !== undefined) {
-        if (secrets.gitlabToken === undefined) {
-            throw new Error("gitops.gitlab needs zerotouch:gitlabToken");
-        }
-        const gitlabProvider = new GitLabProvider("gitlab", {
-            baseUrl: `${gitlabUrl(g.gitlab)}/api/v4/`,
-            token: pulumi.secret(secrets.gitlabToken),
-        });
-        wiring = new GitLabWiring("gitlab", {
-            provider: gitlabProvider,
-            manifestsProject: {
-                path: g.manifests.project!,
-                mode: g.manifests.mode,
-                ...(g.manifests.namespaceId !== undefined ? { namespaceId: g.manifests.namespaceId } : {}),
-            },
-            appProjects: g.appProjects,
-            webhookUrl: `https://${g.argocd.webhookHostname}/api/webhook`,
-            webhookSecret: webhookSecret.result,
-            accessTokenExpiryDays: g.accessTokenExpiryDays,
-            rotateBeforeDays: g.rotateBeforeDays,
-        });
-        repository = { url: repoUrl, username: wiring.deployTokenUsername, password: wiring.deployToken };
-    } else {
+    const { wiring, repository } = manifestsSource(g, secrets, repoUrl, webhookSecret.result);
+    const argocd = argoCd(cfg, g, secrets, kubernetes, { nodeCount, webhookSecret: webhookSecret.result, repository });
+    const applications = gitopsApplications(g, repoUrl, argocd, kubernetes);
+    return { argocd, ...(wiring !== undefined ? { gitlab: wiring } : {}), applications, webhookSecret: webhookSecret.result };
+}
+
+/**
+ * Where Argo CD reads the manifests from: with `gitops.gitlab` the GitLab wiring and its deploy
+ * token; without it the given repository and credential.
+ */
+function manifestsSource(
+    g: GitOpsConfig,
+    secrets: PlatformSecrets,
+    repoUrl: string,
+    webhookSecret: pulumi.Output<string>,
+): { wiring?: GitLabWiring; repository: ArgoCdRepository } {
+    if (g.gitlab === undefined) {
         if (secrets.manifestsPassword === undefined) {
             throw new Error("gitops without gitops.gitlab needs zerotouch:manifestsPassword");
         }
-        repository = { url: repoUrl, username: g.manifests.username!, password: pulumi.secret(secrets.manifestsPassword) };
+        return { repository: { url: repoUrl, username: g.manifests.username!, password: pulumi.secret(secrets.manifestsPassword) } };
     }
+    if (secrets.gitlabToken === undefined) {
+        throw new Error("gitops.gitlab needs zerotouch:gitlabToken");
+    }
+    const gitlabProvider = new GitLabProvider("gitlab", {
+        baseUrl: `${gitlabUrl(g.gitlab)}/api/v4/`,
+        token: pulumi.secret(secrets.gitlabToken),
+    });
+    const wiring = new GitLabWiring("gitlab", {
+        provider: gitlabProvider,
+        manifestsProject: {
+            path: g.manifests.project!,
+            mode: g.manifests.mode,
+            ...(g.manifests.namespaceId !== undefined ? { namespaceId: g.manifests.namespaceId } : {}),
+        },
+        appProjects: g.appProjects,
+        webhookUrl: `https://${g.argocd.webhookHostname}/api/webhook`,
+        webhookSecret,
+        accessTokenExpiryDays: g.accessTokenExpiryDays,
+        rotateBeforeDays: g.rotateBeforeDays,
+    });
+    return { wiring, repository: { url: repoUrl, username: wiring.deployTokenUsername, password: wiring.deployToken } };
+}
+
+/** Argo CD on the cluster, once it is ready, reading the manifests repository. */
+function argoCd(
+    cfg: PlatformConfig,
+    g: GitOpsConfig,
+    secrets: PlatformSecrets,
+    kubernetes: KubernetesControlPlane,
+    wired: { nodeCount: number; webhookSecret: pulumi.Output<string>; repository: ArgoCdRepository },
+): ArgoCd {
     const sso = g.argocd.sso;
     const issuer = sso?.issuer ?? (g.gitlab !== undefined ? gitlabUrl(g.gitlab) : undefined);
     if (sso !== undefined && (issuer === undefined || secrets.argocdSsoClientSecret === undefined)) {
         throw new Error("gitops.argocd.sso needs an issuer and zerotouch:argocdSsoClientSecret");
     }
     const chart = g.argocd.chart;
-    const argocd = new ArgoCd(
+    return new ArgoCd(
         "argocd",
         {
             namespace: g.argocd.namespace,
@@ -400,15 +474,19 @@ function gitopsLayer(
             ...(g.argocd.breakGlassGroup !== undefined ? { breakGlassGroup: g.argocd.breakGlassGroup } : {}),
             ...(chart?.repo !== undefined ? { chartSource: { repo: chart.repo } } : chart?.path !== undefined ? { chartSource: { path: chart.path } } : {}),
             reconciliationSeconds: g.argocd.reconciliationSeconds,
-            nodeCount,
-            gitlabWebhookSecret: webhookSecret.result,
-            repository,
+            nodeCount: wired.nodeCount,
+            gitlabWebhookSecret: wired.webhookSecret,
+            repository: wired.repository,
             values: g.argocd.values as ArgoCdValuesOverride,
         },
         { providers: [kubernetes.provider], dependsOn: kubernetes.ready },
     );
+}
+
+/** One AppProject per environment, one Application per configured application, once Argo CD reads the repository. */
+function gitopsApplications(g: GitOpsConfig, repoUrl: string, argocd: ArgoCd, kubernetes: KubernetesControlPlane): GitOpsApplications {
     const environments = [...new Set(Object.values(g.applications).map((a) => a.environment))].sort();
-    const applications = new GitOpsApplications(
+    return new GitOpsApplications(
         "applications",
         {
             repoUrl,
@@ -437,5 +515,4 @@ function gitopsLayer(
         },
         { providers: [kubernetes.provider] },
     );
-    return { argocd, ...(wiring !== undefined ? { gitlab: wiring } : {}), applications, webhookSecret: webhookSecret.result };
 }
