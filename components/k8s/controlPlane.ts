@@ -88,6 +88,51 @@ function nodeSpec(name: string, node: ControlPlaneNode): K3sNodeSpec {
     return { node: name, address: node.address, region: node.region, zone: node.zone };
 }
 
+/** What the k3s mode decides from its plain arguments, validated before anything is registered. */
+interface K3sPlan {
+    readonly k3s: ReturnType<typeof resolveK3sSource>;
+    /** Server names, sorted: the order they start in. */
+    readonly serverNames: string[];
+    readonly workers: Readonly<Record<string, ControlPlaneNode>>;
+    /** Worker names, sorted. */
+    readonly workerNames: string[];
+    readonly shared: K3sServerShared;
+    readonly url: string;
+}
+
+/** Validates everything plain in the k3s arguments (throws on the first problem) and plans the bootstrap. Pure. */
+function planK3s(args: K3sControlPlaneArgs): K3sPlan {
+    const k3s = resolveK3sSource(args.k3s);
+    const serverNames = Object.keys(args.servers).sort();
+    const workers = args.workers ?? {};
+    const workerNames = Object.keys(workers).sort();
+    if (serverNames.length === 0) {
+        throw new Error("KubernetesControlPlane: servers is empty; allowed: one or more control-plane nodes");
+    }
+    for (const w of workerNames) {
+        if (serverNames.includes(w)) {
+            throw new Error(`KubernetesControlPlane: node ${w} is both a server and a worker; allowed: each node in one of them`);
+        }
+    }
+    const shared: K3sServerShared = { apiEndpoint: args.apiEndpoint, datastoreEndpoints: [...args.etcd.endpoints] };
+    for (const n of serverNames) {
+        k3sServerArgs(nodeSpec(n, args.servers[n]), shared);
+        k3sInstallStep(n, k3s);
+    }
+    for (const n of workerNames) {
+        k3sAgentArgs(nodeSpec(n, workers[n]), args.apiEndpoint);
+        k3sInstallStep(n, k3s);
+    }
+    return { k3s, serverNames, workers, workerNames, shared, url: apiServerUrl(args.apiEndpoint) };
+}
+
+/** The generated cluster secrets and the etcd client credentials, all secret. */
+interface K3sSecrets {
+    readonly token: pulumi.Output<string>;
+    readonly agentToken: pulumi.Output<string>;
+    readonly etcd: pulumi.Output<[string, string, string]>;
+}
+
 /**
  * The Kubernetes control plane. In mode `k3s` it installs a pinned k3s on every node (binary
  * verified against the release's sha256 before it is made executable, or a preinstalled one
@@ -135,59 +180,64 @@ export class KubernetesControlPlane extends pulumi.ComponentResource {
         }
 
         // Validate everything plain before registering anything.
-        const k3s = resolveK3sSource(args.k3s);
-        const serverNames = Object.keys(args.servers).sort();
-        const workers = args.workers ?? {};
-        const workerNames = Object.keys(workers).sort();
-        if (serverNames.length === 0) {
-            throw new Error("KubernetesControlPlane: servers is empty; allowed: one or more control-plane nodes");
-        }
-        for (const w of workerNames) {
-            if (serverNames.includes(w)) {
-                throw new Error(`KubernetesControlPlane: node ${w} is both a server and a worker; allowed: each node in one of them`);
-            }
-        }
-        const shared: K3sServerShared = { apiEndpoint: args.apiEndpoint, datastoreEndpoints: [...args.etcd.endpoints] };
-        for (const n of serverNames) {
-            k3sServerArgs(nodeSpec(n, args.servers[n]), shared);
-            k3sInstallStep(n, k3s);
-        }
-        for (const n of workerNames) {
-            k3sAgentArgs(nodeSpec(n, workers[n]), args.apiEndpoint);
-            k3sInstallStep(n, k3s);
-        }
-        const url = apiServerUrl(args.apiEndpoint);
+        const plan = planK3s(args);
 
         super("zerotouch:k8s:ControlPlane", name, {}, opts);
 
+        const secrets = this.clusterSecrets(name, args.etcd);
+        const servers = this.startServers(name, args, plan, secrets);
+        const allServers = plan.serverNames.map((n) => servers[n]);
+        const agents = this.joinWorkers(name, args, plan, secrets, allServers);
+
+        // The admin kubeconfig, from the first server by name.
+        const first = plan.serverNames[0];
+        const read = nodeScript(`${name}-kubeconfig`, k3sKubeconfigStep(first, plan.k3s), args.servers[first].connection, args.servers[first].target, {
+            parent: this,
+            dependsOn: [servers[first]],
+        });
+        this.kubeconfig = pulumi.secret(read.stdout.apply((stdout) => rewriteKubeconfigServer(parseKubeconfigResult(stdout), args.apiEndpoint)));
+        this.apiEndpoint = pulumi.output(args.apiEndpoint);
+        this.apiServerUrl = pulumi.output(plan.url);
+        this.servers = servers;
+        this.agents = agents;
+        const joined = [read, ...allServers, ...plan.workerNames.map((n) => agents[n])];
+        this.provider = new k8s.Provider(`${name}-provider`, { kubeconfig: this.kubeconfig }, { parent: this, dependsOn: joined });
+        this.ready = [...joined, this.provider];
+        this.registerOutputs({ kubeconfig: this.kubeconfig, apiEndpoint: this.apiEndpoint, apiServerUrl: this.apiServerUrl });
+    }
+
+    /** The server token and the agent token (generated), and the etcd client credentials, all secret. */
+    private clusterSecrets(name: string, etcd: ControlPlaneEtcd): K3sSecrets {
         const token = new random.RandomPassword(`${name}-token`, { length: 48, special: false }, { parent: this });
         const agentToken = new random.RandomPassword(`${name}-agent-token`, { length: 48, special: false }, { parent: this });
-        const tokenValue = pulumi.secret(token.result);
-        const agentTokenValue = pulumi.secret(agentToken.result);
-        const etcdSecrets = pulumi.all([
-            pulumi.secret(args.etcd.caCertPem),
-            pulumi.secret(args.etcd.certPem),
-            pulumi.secret(args.etcd.keyPem),
-        ]);
+        return {
+            token: pulumi.secret(token.result),
+            agentToken: pulumi.secret(agentToken.result),
+            etcd: pulumi.all([pulumi.secret(etcd.caCertPem), pulumi.secret(etcd.certPem), pulumi.secret(etcd.keyPem)]),
+        };
+    }
 
-        const install = (n: string, node: ControlPlaneNode): command.remote.Command =>
-            nodeScript(`${name}-${n}-install`, k3sInstallStep(n, k3s), node.connection, node.target, {
-                parent: this,
-                dependsOn: [...(args.dependsOn ?? []), ...(node.dependsOn ?? [])],
-            });
+    /** k3s installed on a node, after what the whole control plane and the node itself wait for. */
+    private install(name: string, args: K3sControlPlaneArgs, plan: K3sPlan, n: string, node: ControlPlaneNode): command.remote.Command {
+        return nodeScript(`${name}-${n}-install`, k3sInstallStep(n, plan.k3s), node.connection, node.target, {
+            parent: this,
+            dependsOn: [...(args.dependsOn ?? []), ...(node.dependsOn ?? [])],
+        });
+    }
 
-        // Servers one at a time: each waits for the one before to be ready.
+    /** Servers one at a time, in name order: each waits for the one before to be ready. */
+    private startServers(name: string, args: K3sControlPlaneArgs, plan: K3sPlan, secrets: K3sSecrets): Record<string, command.remote.Command> {
         const servers: Record<string, command.remote.Command> = {};
         let previous: command.remote.Command | undefined;
-        for (const n of serverNames) {
+        for (const n of plan.serverNames) {
             const node = args.servers[n];
             const spec = nodeSpec(n, node);
             const step = pulumi
-                .all([tokenValue, agentTokenValue, etcdSecrets])
+                .all([secrets.token, secrets.agentToken, secrets.etcd])
                 .apply(([t, a, [ca, cert, key]]) =>
-                    k3sServerStep(spec, shared, k3s, { token: t, agentToken: a, etcdCaPem: ca, etcdCertPem: cert, etcdKeyPem: key }),
+                    k3sServerStep(spec, plan.shared, plan.k3s, { token: t, agentToken: a, etcdCaPem: ca, etcdCertPem: cert, etcdKeyPem: key }),
                 );
-            const installed = install(n, node);
+            const installed = this.install(name, args, plan, n, node);
             const server = secretNodeScript(`${name}-${n}-server`, step, true, node.connection, node.target, {
                 parent: this,
                 dependsOn: previous === undefined ? [installed] : [installed, previous],
@@ -195,35 +245,28 @@ export class KubernetesControlPlane extends pulumi.ComponentResource {
             servers[n] = server;
             previous = server;
         }
-        const allServers = serverNames.map((n) => servers[n]);
+        return servers;
+    }
 
-        // Workers join once every server is ready.
+    /** Workers join once every server is ready. */
+    private joinWorkers(
+        name: string,
+        args: K3sControlPlaneArgs,
+        plan: K3sPlan,
+        secrets: K3sSecrets,
+        allServers: readonly command.remote.Command[],
+    ): Record<string, command.remote.Command> {
         const agents: Record<string, command.remote.Command> = {};
-        for (const n of workerNames) {
-            const node = workers[n];
+        for (const n of plan.workerNames) {
+            const node = plan.workers[n];
             const spec = nodeSpec(n, node);
-            const step = agentTokenValue.apply((a) => k3sAgentStep(spec, args.apiEndpoint, k3s, a));
-            const installed = install(n, node);
+            const step = secrets.agentToken.apply((a) => k3sAgentStep(spec, args.apiEndpoint, plan.k3s, a));
+            const installed = this.install(name, args, plan, n, node);
             agents[n] = secretNodeScript(`${name}-${n}-agent`, step, true, node.connection, node.target, {
                 parent: this,
                 dependsOn: [installed, ...allServers],
             });
         }
-
-        // The admin kubeconfig, from the first server by name.
-        const first = serverNames[0];
-        const read = nodeScript(`${name}-kubeconfig`, k3sKubeconfigStep(first, k3s), args.servers[first].connection, args.servers[first].target, {
-            parent: this,
-            dependsOn: [servers[first]],
-        });
-        this.kubeconfig = pulumi.secret(read.stdout.apply((stdout) => rewriteKubeconfigServer(parseKubeconfigResult(stdout), args.apiEndpoint)));
-        this.apiEndpoint = pulumi.output(args.apiEndpoint);
-        this.apiServerUrl = pulumi.output(url);
-        this.servers = servers;
-        this.agents = agents;
-        const joined = [read, ...allServers, ...workerNames.map((n) => agents[n])];
-        this.provider = new k8s.Provider(`${name}-provider`, { kubeconfig: this.kubeconfig }, { parent: this, dependsOn: joined });
-        this.ready = [...joined, this.provider];
-        this.registerOutputs({ kubeconfig: this.kubeconfig, apiEndpoint: this.apiEndpoint, apiServerUrl: this.apiServerUrl });
+        return agents;
     }
 }
