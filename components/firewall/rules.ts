@@ -228,6 +228,23 @@ function compareRules(a: FirewallRule, b: FirewallRule): number {
  */
 export function firewallRules(input: FirewallInput): FirewallPolicy {
     const check = new InputError(input.node);
+    checkSelf(check, input);
+    const groups = sourceGroups(check, input);
+    const extra = extraRules(check, input.extraRules ?? []);
+    const rules = [...builtInRules(input.role, groups.pods.length > 0), ...extra.rules];
+    rules.sort(compareRules);
+    const used = new Set(rules.map((r) => r.source));
+    const sets = [
+        ...(Object.keys(GROUP_SET) as SourceGroup[]).map((g) => addressSet(GROUP_SET[g], groups[g])),
+        ...extra.sets,
+    ]
+        .filter((s) => used.has(s.name))
+        .sort((a, b) => byText(a.name, b.name));
+    return { node: input.node, role: input.role, sets, rules };
+}
+
+/** The node's name is valid, and the cluster holds it with the role and address it was given. */
+function checkSelf(check: InputError, input: FirewallInput): void {
     if (!NODE_NAME.test(input.node)) {
         check.fail(`node: ${JSON.stringify(input.node)} is not a valid node name (${NODE_NAME.source})`);
     }
@@ -240,6 +257,10 @@ export function firewallRules(input: FirewallInput): FirewallPolicy {
             `cluster.${input.node} is ${self.role} at ${self.address}, but the firewall was given ${input.role} at ${input.address}`,
         );
     }
+}
+
+/** The prefixes of each source group, checked: the cluster's nodes (each address once), the VPN, management and pods. */
+function sourceGroups(check: InputError, input: FirewallInput): Record<SourceGroup, Cidr[]> {
     const names = Object.keys(input.cluster).sort();
     const seen = new Map<string, string>();
     const members = names.map((name) => {
@@ -257,16 +278,18 @@ export function firewallRules(input: FirewallInput): FirewallPolicy {
         return { role: n.role, prefix };
     });
     const [vpn] = check.prefixes("vpnCidr", [input.vpnCidr]);
-    const groups: Record<SourceGroup, Cidr[]> = {
+    return {
         cluster: members.map((m) => m.prefix),
         "control-plane": members.filter((m) => m.role === "control-plane").map((m) => m.prefix),
         vpn: [vpn],
         management: check.prefixes("managementCidrs", input.managementCidrs),
         pods: check.prefixes("podCidrs", input.podCidrs ?? []),
     };
+}
 
+/** The rules every node gets (see `firewallRules`), unsorted. */
+function builtInRules(role: FirewallInput["role"], withPods: boolean): FirewallRule[] {
     const rules: FirewallRule[] = [];
-    const extraSets: AddressSet[] = [];
     const allow = (name: string, ports: PortRange, ...from: ("any" | SourceGroup)[]) => {
         for (const f of from) {
             rules.push({ name, protocol: "tcp", ports, source: f === "any" ? "any" : GROUP_SET[f] });
@@ -277,16 +300,22 @@ export function firewallRules(input: FirewallInput): FirewallPolicy {
     allow("ssh", single(22), "management", "vpn");
     allow("kube-apiserver", single(6443), "vpn", "cluster");
     allow("kubelet", single(10250), "cluster");
-    if (groups.pods.length > 0) {
+    if (withPods) {
         allow("kube-apiserver", single(6443), "pods");
         allow("kubelet", single(10250), "pods");
     }
-    if (input.role === "control-plane") {
+    if (role === "control-plane") {
         allow("etcd", { first: 2379, last: 2380 }, "control-plane");
     }
+    return rules;
+}
 
+/** The extra rules, checked, and an address set for each one that comes from its own CIDRs. */
+function extraRules(check: InputError, extras: readonly ExtraRule[]): { rules: FirewallRule[]; sets: AddressSet[] } {
+    const rules: FirewallRule[] = [];
+    const sets: AddressSet[] = [];
     const extraNames = new Set<string>();
-    for (const extra of input.extraRules ?? []) {
+    for (const extra of extras) {
         if (!RULE_NAME.test(extra.name) || BUILT_IN_NAMES.includes(extra.name) || extraNames.has(extra.name)) {
             check.fail(
                 `extraRules: name "${extra.name}" must match ${RULE_NAME.source} and differ from the other rules (${[...BUILT_IN_NAMES, ...extraNames].join(", ")})`,
@@ -305,20 +334,11 @@ export function firewallRules(input: FirewallInput): FirewallPolicy {
             source = extra.from === "any" ? "any" : GROUP_SET[extra.from];
         } else {
             source = `extra_${extra.name.replace(/-/g, "_")}`;
-            extraSets.push(addressSet(source, check.prefixes(`extraRules.${extra.name}.from`, extra.from)));
+            sets.push(addressSet(source, check.prefixes(`extraRules.${extra.name}.from`, extra.from)));
         }
         rules.push({ name: extra.name, protocol: extra.protocol, ports, source });
     }
-
-    rules.sort(compareRules);
-    const used = new Set(rules.map((r) => r.source));
-    const sets = [
-        ...(Object.keys(GROUP_SET) as SourceGroup[]).map((g) => addressSet(GROUP_SET[g], groups[g])),
-        ...extraSets,
-    ]
-        .filter((s) => used.has(s.name))
-        .sort((a, b) => byText(a.name, b.name));
-    return { node: input.node, role: input.role, sets, rules };
+    return { rules, sets };
 }
 
 function portText(ports: PortRange): string {
