@@ -18,7 +18,7 @@ const CPS = ["cp-1", "cp-2", "cp-3"];
 type Run = { recorder: Recorder; exports: Record<string, any> };
 
 const member = (n: string) => `etcd-${n}-member`;
-const walGate = (n: string) => `etcd-${n}-wal-wal-gate`;
+const walGate = (n: string) => `etcd-${n}-wal-gate`;
 const server = (n: string) => `kubernetes-${n}-server`;
 
 function deps(recorder: Recorder, a: string, b: string): [string, string, boolean] {

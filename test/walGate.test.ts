@@ -684,7 +684,7 @@ describe("wal-fsync-gate.sh against a real etcd (TLS with client certificates) o
     });
 });
 
-describe("WalFsyncGate (component, under mocks)", () => {
+describe("WalGate (component, under mocks)", () => {
     const PASS_STDOUT = fixture("gate-normal.stdout");
     const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nzerotouchSECRET\n-----END OPENSSH PRIVATE KEY-----\n";
     const target = { host: "203.0.113.10", port: 22, user: "root" };
@@ -696,7 +696,7 @@ describe("WalFsyncGate (component, under mocks)", () => {
     beforeAll(async () => {
         const mocks = await import("./support/mocks");
         recorder = await mocks.installMocks({
-            stdoutFor: (type, name) => (type === "command:remote:Command" && name.endsWith("-wal-gate") ? PASS_STDOUT : undefined),
+            stdoutFor: (type, name) => (type === "command:remote:Command" && name.endsWith("-gate") ? PASS_STDOUT : undefined),
         });
         gate = await import("../components/etcd/walGate");
         command = await import("@pulumi/command");
@@ -704,12 +704,12 @@ describe("WalFsyncGate (component, under mocks)", () => {
     });
     afterEach(settle);
 
-    function newGate(name: string, extra: Partial<import("../components/etcd/walGate").WalFsyncGateArgs> = {}) {
+    function newGate(name: string, extra: Partial<import("../components/etcd/walGate").WalGateArgs> = {}) {
         const started = new command.remote.Command(`${name}-etcd-start`, {
             connection: connection.sshConnection(target, PRIVATE_KEY),
             create: "true",
         });
-        const g = new gate.WalFsyncGate(name, {
+        const g = new gate.WalGate(name, {
             node: "cp-1",
             target,
             connection: connection.sshConnection(target, PRIVATE_KEY),
@@ -723,15 +723,15 @@ describe("WalFsyncGate (component, under mocks)", () => {
         return { g, started };
     }
 
-    it("registers under its token with one child, ${name}-wal-gate, after etcd started", async () => {
+    it("registers under its token with one child, ${name}-gate, after etcd started", async () => {
         const { g } = newGate("cp-1-etcd-disk");
         await resolve(g.walFsyncP99Ms);
-        expect(recorder.byName("cp-1-etcd-disk").type).toBe("zerotouch:etcd:WalFsyncGate");
-        const child = recorder.byName("cp-1-etcd-disk-wal-gate");
+        expect(recorder.byName("cp-1-etcd-disk").type).toBe("zerotouch:etcd:WalGate");
+        const child = recorder.byName("cp-1-etcd-disk-gate");
         expect(child.type).toBe("command:remote:Command");
         expect(child.parentUrn).toBe(recorder.byName("cp-1-etcd-disk").urn);
-        expect(child.urn).toMatch(/zerotouch:etcd:WalFsyncGate\$command:remote:Command::cp-1-etcd-disk-wal-gate$/);
-        expect(recorder.dependsOn("cp-1-etcd-disk-wal-gate", "cp-1-etcd-disk-etcd-start")).toBe(true);
+        expect(child.urn).toMatch(/zerotouch:etcd:WalGate\$command:remote:Command::cp-1-etcd-disk-gate$/);
+        expect(recorder.dependsOn("cp-1-etcd-disk-gate", "cp-1-etcd-disk-etcd-start")).toBe(true);
         // Measurement only: no delete command; its output is logged.
         expect(child.inputs.delete).toBeUndefined();
         expect(child.inputs.logging).toBeUndefined();
@@ -740,7 +740,7 @@ describe("WalFsyncGate (component, under mocks)", () => {
     it("keeps the private key secret and out of the payload; parameters only in the payload", async () => {
         const { g } = newGate("cp-2-etcd-disk");
         await resolve(g.walFsyncP99Ms);
-        const child = recorder.byName("cp-2-etcd-disk-wal-gate");
+        const child = recorder.byName("cp-2-etcd-disk-gate");
         expect(wireSecret(child.wire, ["connection", "privateKey"])).toBe(true);
         const notConnection = JSON.stringify({ ...child.inputs, connection: undefined });
         expect(notConnection).not.toContain("zerotouchSECRET");
@@ -762,7 +762,7 @@ describe("WalFsyncGate (component, under mocks)", () => {
         const triggersOf = async (name: string, extra = {}): Promise<unknown> => {
             const { g } = newGate(name, extra);
             await resolve(g.walFsyncP99Ms);
-            return recorder.byName(`${name}-wal-gate`).inputs.triggers;
+            return recorder.byName(`${name}-gate`).inputs.triggers;
         };
         const base = await triggersOf("t-base");
         expect(base).toHaveLength(1);

@@ -17,7 +17,7 @@ import { EtcdPki } from "./pki";
 import { DEFAULT_ETCD_VERSION, EtcdArch, etcdInstallSteps } from "./release";
 import { EtcdSource } from "./render";
 import { etcdSnapshotSteps } from "./snapshot";
-import { WalFsyncGate, walGateSteps, WalGateStepArgs } from "./walGate";
+import { WalGate, walGateSteps, WalGateStepArgs } from "./walGate";
 
 /** One member as plain data. */
 export interface EtcdMemberNode {
@@ -236,11 +236,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
                 dependsOn: [install, ...node.dependsOn, ...(previous !== undefined ? [previous] : [])],
             });
             memberCommands[node.name] = member;
-            const gate = new WalFsyncGate(
-                `${prefix}-wal`,
-                { ...m.walGate, connection: node.connection, dependsOn: [member] },
-                { parent: this },
-            );
+            const gate = new WalGate(`${prefix}-wal`, { ...m.walGate, connection: node.connection, dependsOn: [member] }, { parent: this });
             nodeScript(`${prefix}-${m.snapshots.name}`, m.snapshots, node.connection, node.target, {
                 parent: this,
                 dependsOn: [member],

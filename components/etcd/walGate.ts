@@ -301,12 +301,15 @@ export function formatWalGateFailure(result: Pick<WalGateResult, "walFsync" | "b
         .join("\n");
 }
 
-export interface WalFsyncGateArgs extends WalGateStepArgs {
+export interface WalGateArgs extends WalGateStepArgs {
     /** SSH connection to the node (see `sshConnection`); the private key stays secret. */
     readonly connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
     /** What must finish first: at least etcd running on the node and answering. */
     readonly dependsOn: pulumi.Input<pulumi.Input<pulumi.Resource>[]> | pulumi.Input<pulumi.Resource>;
 }
+
+/** The type token the gate had before it was called WalGate (kept for aliases). */
+export const FORMER_WAL_GATE_TYPE = "zerotouch:etcd:WalFsyncGate";
 
 /**
  * Proves from etcd's own metrics that the node's disk keeps up once etcd runs on it: a bounded
@@ -315,7 +318,7 @@ export interface WalFsyncGateArgs extends WalGateStepArgs {
  * measures again only when the node, its host, the endpoint, a threshold, the load or the
  * script change.
  */
-export class WalFsyncGate extends pulumi.ComponentResource {
+export class WalGate extends pulumi.ComponentResource {
     /** WAL fsync p99 over the write load, ms. */
     public readonly walFsyncP99Ms: pulumi.Output<number>;
     /** Backend commit p99 over the write load, ms. */
@@ -325,13 +328,16 @@ export class WalFsyncGate extends pulumi.ComponentResource {
     /** The measurement; what relies on a healthy etcd depends on it. */
     public readonly command: command.remote.Command;
 
-    constructor(name: string, args: WalFsyncGateArgs, opts?: pulumi.ComponentResourceOptions) {
+    constructor(name: string, args: WalGateArgs, opts?: pulumi.ComponentResourceOptions) {
         // Validate before registering anything.
         const [step] = walGateSteps(args);
-        super("zerotouch:etcd:WalFsyncGate", name, {}, opts);
-        this.command = nodeScript(`${name}-${step.name}`, step, args.connection, args.target, {
+        // Aliases keep a stack deployed under the former type token (and its command's former
+        // name, `<name>-wal-gate`) from measuring again or replacing anything.
+        super("zerotouch:etcd:WalGate", name, {}, { ...opts, aliases: [...(opts?.aliases ?? []), { type: FORMER_WAL_GATE_TYPE }] });
+        this.command = nodeScript(`${name}-gate`, step, args.connection, args.target, {
             parent: this,
             dependsOn: args.dependsOn,
+            aliases: [{ name: `${name}-${step.name}`, parent: pulumi.createUrn(name, FORMER_WAL_GATE_TYPE, opts?.parent) }],
         });
         this.result = this.command.stdout.apply((stdout) => {
             const result = parseWalGateResult(stdout);

@@ -16,16 +16,34 @@ export interface Recorded {
     readonly wire: Record<string, any>;
     /** URNs this resource depends on (`dependsOn`, parent-implied and input dependencies). */
     readonly dependencies: readonly string[];
+    /** The aliases it was registered with, as the engine receives them. */
+    readonly aliases: readonly AliasSpec[];
+}
+
+/** An alias as sent to the engine: a whole URN, or the parts that differ from the resource's own. */
+export interface AliasSpec {
+    readonly urn?: string;
+    readonly name?: string;
+    readonly type?: string;
+    readonly parentUrn?: string;
+    readonly noParent?: boolean;
 }
 
 export type StdoutFor = (type: string, name: string, inputs: Record<string, any>) => string | undefined;
 /** Extra state a mocked resource reports (what its provider would compute), or undefined. */
 export type StateFor = (type: string, name: string, inputs: Record<string, any>) => Record<string, any> | undefined;
 
+interface Pending {
+    parentUrn: string;
+    wire: Record<string, any>;
+    dependencies: string[];
+    aliases: AliasSpec[];
+}
+
 /** Records every registered resource, with its dependencies, under `pulumi.runtime.setMocks`. */
 export class Recorder {
     readonly resources: Recorded[] = [];
-    private readonly pending = new Map<string, { parentUrn: string; wire: Record<string, any>; dependencies: string[] }>();
+    private readonly pending = new Map<string, Pending>();
 
     byName(name: string): Recorded {
         const found = this.resources.find((r) => r.name === name);
@@ -70,14 +88,14 @@ export class Recorder {
     }
 
     /** @internal */
-    notePending(type: string, name: string, entry: { parentUrn: string; wire: Record<string, any>; dependencies: string[] }): void {
+    notePending(type: string, name: string, entry: Pending): void {
         this.pending.set(`${type}::${name}`, entry);
     }
 
     /** @internal */
-    take(type: string, name: string): { parentUrn: string; wire: Record<string, any>; dependencies: string[] } {
+    take(type: string, name: string): Pending {
         const key = `${type}::${name}`;
-        const entry = this.pending.get(key) ?? { parentUrn: "", wire: {}, dependencies: [] };
+        const entry = this.pending.get(key) ?? { parentUrn: "", wire: {}, dependencies: [], aliases: [] };
         this.pending.delete(key);
         return entry;
     }
@@ -117,6 +135,7 @@ export async function installMocks(
                     inputs,
                     wire: entry.wire,
                     dependencies: entry.dependencies,
+                    aliases: entry.aliases,
                 });
                 const stdout = options.stdoutFor?.(args.type, args.name, inputs);
                 const state = { ...inputs, ...(stdout === undefined ? {} : { stdout, stderr: "" }), ...options.stateFor?.(args.type, args.name, inputs) };
@@ -138,10 +157,26 @@ export async function installMocks(
             parentUrn: req.getParent(),
             wire: req.getObject()?.toJavaScript() ?? {},
             dependencies: req.getDependenciesList(),
+            aliases: (req.getAliasesList() as any[]).map(aliasOf),
         });
         return register(req, callback);
     };
     return recorder;
+}
+
+/** An alias of the register request (pulumirpc.Alias) as plain data. */
+function aliasOf(a: any): AliasSpec {
+    if (a.getUrn() !== "") {
+        return { urn: a.getUrn() as string };
+    }
+    const spec = a.getSpec();
+    const text = (v: string): string | undefined => (v === "" ? undefined : v);
+    return {
+        name: text(spec.getName()),
+        type: text(spec.getType()),
+        parentUrn: text(spec.getParenturn()),
+        ...(spec.getNoparent() === true ? { noParent: true } : {}),
+    };
 }
 
 /** Replaces every secret wrapper by its value. */
