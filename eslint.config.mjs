@@ -25,6 +25,11 @@ export default tseslint.config(
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
     },
   },
+  // The program and its components read one screen at a time.
+  {
+    files: ["infra/**/*.ts", "components/**/*.ts"],
+    rules: { "max-lines-per-function": ["error", { max: 80, skipBlankLines: true, skipComments: true }] },
+  },
   {
     files: ["test/**/*.ts"],
     rules: {

@@ -7,6 +7,7 @@ import { hostCidr, ipv4Mapped, parseCidr } from "../components/lib/cidr";
 import { DEFAULT_ETCD_VERSION } from "../components/etcd/release";
 import { DEFAULT_K3S_VERSION } from "../components/k8s/k3s";
 import { isReconciliationSeconds, isThresholdMs, RECONCILIATION_SECONDS, THRESHOLD_MS } from "../components/lib/ranges";
+import { DNS_LABEL, HOST_NAME } from "../components/lib/names";
 
 /**
  * The stack configuration of zerotouch: one zod schema, validated before any resource exists.
@@ -59,11 +60,11 @@ export const VIRTUALIZATION_TYPES = [
 ] as const;
 export type VirtualizationType = (typeof VIRTUALIZATION_TYPES)[number];
 
-const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const NODE_NAME = DNS_LABEL;
 const SSH_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const HOST_KEY = /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}$/;
 const ABSOLUTE_PATH = /^\/[A-Za-z0-9._/-]*$/;
-const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const LABEL = DNS_LABEL;
 
 /**
  * What the schema says about a key for readers, attached with `.meta()` as the last step of the
@@ -465,9 +466,9 @@ const kubernetesSchema = z
     .prefault({})
     .meta(doc({ docRow: false, description: "the Kubernetes layer." }));
 
-const K8S_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const K8S_NAME = DNS_LABEL;
 const GITLAB_PATH = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*(\/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$/;
-const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+const DNS_NAME = HOST_NAME;
 const RELATIVE_PATH = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 const noDotDot = (p: string) => !p.split("/").includes("..");
 

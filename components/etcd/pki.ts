@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 
 import { hostCidr, ipToBigInt } from "../lib/cidr";
+import { DNS_LABEL } from "../lib/names";
 
 /**
  * The etcd cluster's own PKI: a CA, per member a server and a peer certificate, and client
@@ -28,7 +29,7 @@ export const KEY_ALGORITHM = { algorithm: "ECDSA", ecdsaCurve: "P256" } as const
 /** Subject organization written into every certificate. */
 export const ORGANIZATION = "zerotouch";
 
-const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const NODE_NAME = DNS_LABEL;
 /** A client name is also a certificate CN and part of resource names: a DNS label. */
 const CLIENT_NAME = NODE_NAME;
 

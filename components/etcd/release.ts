@@ -5,6 +5,7 @@ import { COMMON_LIB, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
 import { ETCD_BINARY, EtcdSource } from "./render";
+import { DNS_LABEL } from "../lib/names";
 
 /** The install script; also run as is by the tests. */
 export const ETCD_INSTALL_SCRIPT = path.join(__dirname, "scripts", "etcd-install.sh");
@@ -51,7 +52,7 @@ export const DEFAULT_ETCD_USER = "etcd";
 /** Where a release's binaries go: the directory of the binary the unit runs. */
 export const DEFAULT_ETCD_BIN_DIR = path.posix.dirname(ETCD_BINARY.release);
 
-const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const NODE_NAME = DNS_LABEL;
 const NUMBER = "(0|[1-9][0-9]{0,3})";
 const RELEASE_VERSION = new RegExp(`^${NUMBER}\\.${NUMBER}\\.${NUMBER}$`);
 const MINOR_VERSION = new RegExp(`^${NUMBER}\\.${NUMBER}(\\.${NUMBER})?$`);

@@ -2,6 +2,7 @@ import * as path from "path";
 
 import { ipToBigInt } from "../lib/cidr";
 import { canonicalIp } from "./pki";
+import { DNS_LABEL } from "../lib/names";
 
 /**
  * Pure rendering of an etcd member's command line and systemd unit (etcd 3.4 and 3.5). All
@@ -99,7 +100,7 @@ export const ETCD_CIPHER_SUITES = [
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
 ] as const;
 
-const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const NODE_NAME = DNS_LABEL;
 const TOKEN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const DURATION = /^[1-9][0-9]{0,5}(ns|us|ms|s|m|h)?$/;
 /** Paths go on a command line and into a unit file: plain characters only. */

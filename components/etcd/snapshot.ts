@@ -4,6 +4,7 @@ import { z } from "zod";
 import { COMMON_LIB, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
+import { DNS_LABEL } from "../lib/names";
 
 /** The snapshot script (actions create, save, delete); also run as is by the tests and the lab. */
 export const SNAPSHOT_SCRIPT = path.join(__dirname, "scripts", "etcd-snapshot.sh");
@@ -48,7 +49,7 @@ export interface EtcdSnapshotStepArgs {
     readonly schedule?: string;
 }
 
-const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const NODE_NAME = DNS_LABEL;
 const ENDPOINT = /^https?:\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$/;
 const SAFE_PATH = /^(\/[A-Za-z0-9._@+-]+)+$/;
 const SCHEDULE = /^[A-Za-z0-9*:,./~-]+( [A-Za-z0-9*:,./~-]+)*$/;

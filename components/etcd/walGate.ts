@@ -17,6 +17,7 @@ import {
     LatencyGateResult,
     parseSampleValue,
 } from "./metrics";
+import { DNS_LABEL } from "../lib/names";
 
 /** The gate script; also run as is by the tests. */
 export const WAL_GATE_SCRIPT = path.join(__dirname, "scripts", "wal-fsync-gate.sh");
@@ -59,7 +60,7 @@ export interface WalGateStepArgs {
     readonly minCommitSamples?: number;
 }
 
-const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const NODE_NAME = DNS_LABEL;
 const ENDPOINT = /^https?:\/\/[^/\s"\\]+$/;
 const URL = /^https?:\/\/[^\s"\\]+$/;
 

@@ -7,6 +7,7 @@ import { COMMON_LIB, NodeStep, nodeScript } from "../lib/nodeScript";
 import { isThresholdMs, THRESHOLD_MS } from "../lib/ranges";
 import { ScriptParams } from "../lib/script";
 import { formatGateFailure, FsyncGateResult, parseFsyncGateResult } from "./fio";
+import { DNS_LABEL } from "../lib/names";
 
 /** The gate script; also run as is by the lab tests. */
 export const FSYNC_GATE_SCRIPT = path.join(__dirname, "scripts", "fsync-gate.sh");
@@ -41,7 +42,7 @@ export interface FsyncGateArgs extends FsyncGateStepArgs {
     readonly dependsOn: pulumi.Input<pulumi.Input<pulumi.Resource>[]> | pulumi.Input<pulumi.Resource>;
 }
 
-const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const NODE_NAME = DNS_LABEL;
 const FIO_SIZE = /^[1-9][0-9]{0,5}[kKmMgG]?$/;
 
 function invalid(node: string, key: string, given: unknown, allowed: string): Error {

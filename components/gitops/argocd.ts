@@ -20,6 +20,7 @@ import {
     SSO_SECRET_KEYS,
     WEBHOOK_PATH,
 } from "./argocdValues";
+import { DNS_LABEL } from "../lib/names";
 
 // The component; the chart pin, its values and the override guard live in their own modules and
 // are exported from here too, as one entry point for the program and the tests.
@@ -31,7 +32,7 @@ export type { JsonObject, JsonValue } from "../lib/json";
 /** A hostname: lowercase DNS labels, at least two, no trailing dot. */
 function checkHostname(key: string, value: string): void {
     const labels = typeof value === "string" ? value.split(".") : [];
-    const ok = typeof value === "string" && value.length <= 253 && labels.length >= 2 && labels.every((l) => /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(l));
+    const ok = typeof value === "string" && value.length <= 253 && labels.length >= 2 && labels.every((l) => DNS_LABEL.test(l));
     if (!ok) {
         throw new Error(`ArgoCd: ${key} is ${JSON.stringify(value)}; allowed: a lowercase DNS name with at least two labels, e.g. argocd.example.com`);
     }

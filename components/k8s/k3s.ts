@@ -6,6 +6,7 @@ import { z } from "zod";
 import { COMMON_LIB, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
+import { DNS_LABEL, DNS_NAME } from "../lib/names";
 
 /**
  * k3s as plain data: the pinned releases, the flags of servers and agents, and the steps that
@@ -67,9 +68,8 @@ export const ZONE_LABEL = "topology.kubernetes.io/zone";
 
 const VERSION = /^v1\.[0-9]{1,3}\.[0-9]{1,3}\+k3s[0-9]{1,2}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
-const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const LABEL_VALUE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+const NODE_NAME = DNS_LABEL;
+const LABEL_VALUE = DNS_LABEL;
 const BASE_URL = /^(https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._~%+-]+)*|file:\/\/(\/[A-Za-z0-9._~%+-]+)+)$/;
 const MIN_READY_SECONDS = 10;
 const MAX_READY_SECONDS = 3600;
