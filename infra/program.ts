@@ -4,14 +4,14 @@ import * as random from "@pulumi/random";
 import { EtcdCluster } from "../components/etcd/cluster";
 import { HostFirewall, HostFirewallSpec, hostFirewallSteps } from "../components/firewall/hostFirewall";
 import { ExtraRule } from "../components/firewall/rules";
-import { GitOpsApplications } from "../components/gitops/applications";
+import { Applications } from "../components/gitops/applications";
 import { ArgoCd, ArgoCdRepository, ArgoCdValuesOverride } from "../components/gitops/argocd";
 import { Provider as GitLabProvider } from "../components/gitops/gitlab/provider";
 import { GitLabWiring } from "../components/gitops/gitlabWiring";
 import { FsyncGate, FsyncGateStepArgs, fsyncGateSteps } from "../components/fsync/fsyncGate";
 import { SshTarget } from "../components/lib/connection";
 import { NodeStep } from "../components/lib/nodeScript";
-import { ControlPlaneNode, KubernetesControlPlane } from "../components/k8s/controlPlane";
+import { ControlPlaneNode, ControlPlane } from "../components/k8s/controlPlane";
 import { VpsNode, VpsNodeSpec, vpsNodeSteps } from "../components/node/vpsNode";
 import { EtcdOutput, GitOpsOutput, KubernetesOutput, NodeOutput, OUTPUTS_VERSION, PlatformOutputs } from "../stacks/outputs";
 import { NodeConfig, PlatformConfig } from "./config";
@@ -103,7 +103,7 @@ export interface GitOpsLayer {
     readonly argocd: ArgoCd;
     /** Absent without `gitops.gitlab`: the repository, its webhook and CI token are wired by hand. */
     readonly gitlab?: GitLabWiring;
-    readonly applications: GitOpsApplications;
+    readonly applications: Applications;
     /** The secret GitLab's push webhook sends (secret); to be set by hand without `gitops.gitlab`. */
     readonly webhookSecret: pulumi.Output<string>;
 }
@@ -142,7 +142,7 @@ export interface Platform {
     /** The etcd cluster over the control-plane nodes. */
     readonly etcd: EtcdCluster;
     /** The Kubernetes layer; absent with `kubernetes.mode: none`. */
-    readonly kubernetes?: KubernetesControlPlane;
+    readonly kubernetes?: ControlPlane;
     /** The admin kubeconfig (secret); absent with `kubernetes.mode: none`. */
     readonly kubeconfig?: pulumi.Output<string>;
     /** The GitOps layer; absent without `gitops`. */
@@ -250,7 +250,7 @@ export function kubernetesLayer(
     nodes: Readonly<Record<string, NodeLayerMember>>,
     etcd: EtcdCluster,
     kubeconfig: pulumi.Input<string> | undefined,
-): KubernetesControlPlane | undefined {
+): ControlPlane | undefined {
     const controlPlanes = plans.filter((p) => p.config.role === "control-plane");
     const workers = plans.filter((p) => p.config.role === "worker");
     const apiEndpoint = cfg.kubernetes.apiEndpoint ?? controlPlanes[0].config.host;
@@ -264,7 +264,7 @@ export function kubernetesLayer(
             dependsOn: [nodes[p.name].gate.command],
         });
         const apiClient = etcd.pki.clients["kube-apiserver"];
-        return new KubernetesControlPlane("kubernetes", {
+        return new ControlPlane("kubernetes", {
             mode: "k3s",
             servers: Object.fromEntries(controlPlanes.map((p) => [p.name, k8sNode(p)])),
             workers: Object.fromEntries(workers.map((p) => [p.name, k8sNode(p)])),
@@ -282,7 +282,7 @@ export function kubernetesLayer(
         if (kubeconfig === undefined) {
             throw new Error("kubernetes.mode existing needs zerotouch:kubeconfig");
         }
-        return new KubernetesControlPlane("kubernetes", { mode: "existing", kubeconfig });
+        return new ControlPlane("kubernetes", { mode: "existing", kubeconfig });
     }
     return undefined;
 }
@@ -291,7 +291,7 @@ export function kubernetesLayer(
 interface PlatformLayers {
     readonly nodes: Readonly<Record<string, NodeLayerMember>>;
     readonly etcd: EtcdCluster;
-    readonly kubernetes: KubernetesControlPlane | undefined;
+    readonly kubernetes: ControlPlane | undefined;
     readonly gitops: GitOpsLayer | undefined;
 }
 
@@ -348,7 +348,7 @@ function etcdOutput(etcd: EtcdCluster): pulumi.Output<EtcdOutput> {
         .apply(([caCertPem, clientEndpoints, members]): EtcdOutput => ({ caCertPem, clientEndpoints, members }));
 }
 
-function kubernetesOutput(cfg: PlatformConfig, kubernetes: KubernetesControlPlane | undefined): pulumi.Output<KubernetesOutput> {
+function kubernetesOutput(cfg: PlatformConfig, kubernetes: ControlPlane | undefined): pulumi.Output<KubernetesOutput> {
     if (kubernetes === undefined) {
         return pulumi.output<KubernetesOutput>({ mode: "none", apiEndpoint: null, apiServerUrl: null });
     }
@@ -394,7 +394,7 @@ export function gitopsLayer(
     cfg: PlatformConfig,
     g: GitOpsConfig,
     secrets: PlatformSecrets,
-    kubernetes: KubernetesControlPlane,
+    kubernetes: ControlPlane,
     nodeCount: number,
 ): GitOpsLayer {
     const repoUrl = manifestsRepoUrl(g);
@@ -449,7 +449,7 @@ function argoCd(
     cfg: PlatformConfig,
     g: GitOpsConfig,
     secrets: PlatformSecrets,
-    kubernetes: KubernetesControlPlane,
+    kubernetes: ControlPlane,
     wired: { nodeCount: number; webhookSecret: pulumi.Output<string>; repository: ArgoCdRepository },
 ): ArgoCd {
     const sso = g.argocd.sso;
@@ -484,9 +484,9 @@ function argoCd(
 }
 
 /** One AppProject per environment, one Application per configured application, once Argo CD reads the repository. */
-function gitopsApplications(g: GitOpsConfig, repoUrl: string, argocd: ArgoCd, kubernetes: KubernetesControlPlane): GitOpsApplications {
+function gitopsApplications(g: GitOpsConfig, repoUrl: string, argocd: ArgoCd, kubernetes: ControlPlane): Applications {
     const environments = [...new Set(Object.values(g.applications).map((a) => a.environment))].sort();
-    return new GitOpsApplications(
+    return new Applications(
         "applications",
         {
             repoUrl,

@@ -1,6 +1,6 @@
 import { parse as parseYaml } from "yaml";
 
-import type { GitOpsApplicationsSpec } from "../components/gitops/applications";
+import type { ApplicationsSpec } from "../components/gitops/applications";
 import { appProject, application, IN_CLUSTER, planGitOps } from "../components/gitops/applications";
 import type { Recorder } from "./support/mocks";
 import { crdValidator, errorsOf } from "./support/crdSchema";
@@ -21,7 +21,7 @@ spec:
   syncPolicy: {automated: {prune: true, selfHeal: true}, syncOptions: [CreateNamespace=true]}
 `);
 
-const SPEC: GitOpsApplicationsSpec = {
+const SPEC: ApplicationsSpec = {
     repoUrl: REPO,
     projects: { prod: { namespaces: ["backend", "frontend"] }, staging: { namespaces: ["backend-staging"] } },
     applications: [
@@ -151,7 +151,7 @@ describe("builder validation", () => {
     });
 });
 
-describe("GitOpsApplications under mocks", () => {
+describe("Applications under mocks", () => {
     it("creates AppProjects and Applications on the provider, each after the chart, Applications after their project", async () => {
         let recorder: Recorder | undefined;
         await jest.isolateModulesAsync(async () => {
@@ -162,7 +162,7 @@ describe("GitOpsApplications under mocks", () => {
             const mod = await import("../components/gitops/applications");
             const provider = new k8s.Provider("cluster", { kubeconfig: "kind: Config" });
             const chart = new k8s.core.v1.ConfigMap("chart-stand-in", { metadata: { name: "x" } }, { provider });
-            const apps = new mod.GitOpsApplications("gitops", { ...SPEC, chart }, { providers: [provider] });
+            const apps = new mod.Applications("gitops", { ...SPEC, chart }, { providers: [provider] });
             await mocks.resolve(pulumi.all(Object.values(apps.applications).map((a) => a.urn)));
             await mocks.settle();
         });
@@ -194,7 +194,7 @@ describe("GitOpsApplications under mocks", () => {
                 const mod = await import("../components/gitops/applications");
                 const spec = clone(SPEC) as any;
                 spec.applications[0].path = "../outside";
-                new mod.GitOpsApplications("bad", { ...spec, chart: undefined as any });
+                new mod.Applications("bad", { ...spec, chart: undefined as any });
             })
             .catch((err: unknown) => {
                 error = err;

@@ -345,7 +345,7 @@ async function runComponent(args: (pulumi: typeof import("@pulumi/pulumi")) => A
         const waits = [argocd.url, argocd.webhookUrl, argocd.namespace, argocd.chart.urn, argocd.repositorySecret.urn];
         if (withApps) {
             const apps: AppsMod = await import("../components/gitops/applications");
-            const gitops = new apps.GitOpsApplications(
+            const gitops = new apps.Applications(
                 "gitops",
                 {
                     repoUrl: REPO,

@@ -17,7 +17,7 @@ import {
     resolveK3sSource,
     rewriteKubeconfigServer,
 } from "../components/k8s/k3s";
-import type { KubernetesControlPlaneArgs } from "../components/k8s/controlPlane";
+import type { ControlPlaneArgs } from "../components/k8s/controlPlane";
 import type { Recorder } from "./support/mocks";
 import { isSecret, resolve, wireSecret } from "./support/mocks";
 
@@ -196,7 +196,7 @@ type Mod = typeof import("../components/k8s/controlPlane");
 
 interface Run {
     readonly recorder: Recorder;
-    readonly cp: InstanceType<Mod["KubernetesControlPlane"]>;
+    readonly cp: InstanceType<Mod["ControlPlane"]>;
     readonly pre: Record<string, string>;
 }
 
@@ -214,7 +214,7 @@ function kubeconfigStdout(type: string, name: string): string | undefined {
  * Runs the component in a fresh module registry under the recording mocks. RandomPasswords get a
  * name-derived `result`; `build` returns the args, given a resource factory for dependencies.
  */
-async function runComponent(build: (pre: (n: string) => unknown, connection: (host: string) => unknown) => KubernetesControlPlaneArgs): Promise<Run> {
+async function runComponent(build: (pre: (n: string) => unknown, connection: (host: string) => unknown) => ControlPlaneArgs): Promise<Run> {
     let out!: Run;
     await jest.isolateModulesAsync(async () => {
         const mocks = await import("./support/mocks");
@@ -241,7 +241,7 @@ async function runComponent(build: (pre: (n: string) => unknown, connection: (ho
             },
             (host) => connection.sshConnection({ host, port: 22, user: "root" }, pulumi.secret(SSH_KEY)),
         );
-        const cp = new mod.KubernetesControlPlane("cp", args);
+        const cp = new mod.ControlPlane("cp", args);
         await resolve(pulumi.all([cp.kubeconfig, cp.apiEndpoint, cp.provider.urn, ...cp.ready.map((r) => r.urn)]));
         await mocks.settle();
         out = { recorder, cp, pre };
@@ -252,7 +252,7 @@ async function runComponent(build: (pre: (n: string) => unknown, connection: (ho
 const SERVER_NAMES = ["cp-a", "cp-b", "cp-c"];
 
 function k3sArgs(servers: string[], workers: string[] = ["w-1", "w-2"]) {
-    return (pre: (n: string) => unknown, connection: (host: string) => unknown): KubernetesControlPlaneArgs => {
+    return (pre: (n: string) => unknown, connection: (host: string) => unknown): ControlPlaneArgs => {
         const node = (n: string, i: number) => ({
             target: { host: `203.0.113.${10 + i}`, port: 22, user: "root" },
             connection: connection(`203.0.113.${10 + i}`) as any,
@@ -272,7 +272,7 @@ function k3sArgs(servers: string[], workers: string[] = ["w-1", "w-2"]) {
     };
 }
 
-describe("KubernetesControlPlane, mode k3s", () => {
+describe("ControlPlane, mode k3s", () => {
     let run: Run;
 
     beforeAll(async () => {
@@ -403,7 +403,7 @@ describe("KubernetesControlPlane, mode k3s", () => {
     });
 });
 
-describe("KubernetesControlPlane, mode existing", () => {
+describe("ControlPlane, mode existing", () => {
     it("bootstraps nothing; exposes the provider, the secret kubeconfig and the endpoint it names", async () => {
         const given = K3S_YAML.replace("https://127.0.0.1:6443", "https://198.51.100.7:6443");
         const run = await runComponent(() => ({ mode: "existing", kubeconfig: given }));
@@ -438,7 +438,7 @@ async function refusedBeforeRegistering(args: () => unknown): Promise<string> {
             const mocks = await import("./support/mocks");
             recorder = await mocks.installMocks({});
             const mod: Mod = await import("../components/k8s/controlPlane");
-            new mod.KubernetesControlPlane("bad", args() as KubernetesControlPlaneArgs);
+            new mod.ControlPlane("bad", args() as ControlPlaneArgs);
         })
         .catch((err: unknown) => {
             error = err;
@@ -448,7 +448,7 @@ async function refusedBeforeRegistering(args: () => unknown): Promise<string> {
     return String(error);
 }
 
-describe("KubernetesControlPlane, invalid args", () => {
+describe("ControlPlane, invalid args", () => {
     it.each([
         ["a bad zone", (a: any) => (a.servers["cp-b"].zone = "OSL"), /k3s on node cp-b: zone is "OSL"/],
         ["no servers", (a: any) => (a.servers = {}), /servers is empty/],

@@ -218,7 +218,7 @@ export interface DeclaredApplication extends Omit<ApplicationSpec, "repoUrl" | "
 }
 
 /** What the GitOps layer declares: plain data, it decides how many resources exist. */
-export interface GitOpsApplicationsSpec {
+export interface ApplicationsSpec {
     /** The manifests repository: every project's only source. */
     readonly repoUrl: string;
     /** Argo CD's namespace. Defaults to DEFAULT_ARGOCD_NAMESPACE. */
@@ -239,7 +239,7 @@ export interface GitOpsPlan {
  * Builds every AppProject and Application. Pure. Refuses a duplicate application name, an
  * application whose project is not declared, and a namespace its project does not list.
  */
-export function planGitOps(spec: GitOpsApplicationsSpec): GitOpsPlan {
+export function planGitOps(spec: ApplicationsSpec): GitOpsPlan {
     const argoCdNamespace = spec.argoCdNamespace ?? DEFAULT_ARGOCD_NAMESPACE;
     const envs = Object.keys(spec.projects).sort();
     const projects = envs.map((env) => appProject(env, { repoUrl: spec.repoUrl, namespaces: spec.projects[env].namespaces, argoCdNamespace }));
@@ -269,7 +269,7 @@ export function planGitOps(spec: GitOpsApplicationsSpec): GitOpsPlan {
     return { projects, applications };
 }
 
-export interface GitOpsApplicationsArgs extends GitOpsApplicationsSpec {
+export interface ApplicationsArgs extends ApplicationsSpec {
     /** The Argo CD chart (`ArgoCd.chart`): it installs the CRDs, so every resource here waits for it. */
     readonly chart: pulumi.Resource;
     /** Anything else to wait for (e.g. the repository Secret). Defaults to none. */
@@ -281,14 +281,14 @@ export interface GitOpsApplicationsArgs extends GitOpsApplicationsSpec {
  * `opts.providers`. Every resource depends on the Argo CD chart (the CRDs exist first); each
  * Application also on its AppProject.
  */
-export class GitOpsApplications extends pulumi.ComponentResource {
+export class Applications extends pulumi.ComponentResource {
     /** AppProjects by environment name. */
     public readonly projects: Readonly<Record<string, k8s.apiextensions.CustomResource>>;
     /** Applications by name. */
     public readonly applications: Readonly<Record<string, k8s.apiextensions.CustomResource>>;
     public readonly plan: GitOpsPlan;
 
-    constructor(name: string, args: GitOpsApplicationsArgs, opts?: pulumi.ComponentResourceOptions) {
+    constructor(name: string, args: ApplicationsArgs, opts?: pulumi.ComponentResourceOptions) {
         // Validate before registering anything.
         const plan = planGitOps(args);
         super("zerotouch:gitops:Applications", name, {}, opts);

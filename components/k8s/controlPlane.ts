@@ -82,7 +82,7 @@ export interface ExistingControlPlaneArgs {
     readonly kubeconfig: pulumi.Input<string>;
 }
 
-export type KubernetesControlPlaneArgs = K3sControlPlaneArgs | ExistingControlPlaneArgs;
+export type ControlPlaneArgs = K3sControlPlaneArgs | ExistingControlPlaneArgs;
 
 function nodeSpec(name: string, node: ControlPlaneNode): K3sNodeSpec {
     return { node: name, address: node.address, region: node.region, zone: node.zone };
@@ -107,11 +107,11 @@ function planK3s(args: K3sControlPlaneArgs): K3sPlan {
     const workers = args.workers ?? {};
     const workerNames = Object.keys(workers).sort();
     if (serverNames.length === 0) {
-        throw new Error("KubernetesControlPlane: servers is empty; allowed: one or more control-plane nodes");
+        throw new Error("ControlPlane: servers is empty; allowed: one or more control-plane nodes");
     }
     for (const w of workerNames) {
         if (serverNames.includes(w)) {
-            throw new Error(`KubernetesControlPlane: node ${w} is both a server and a worker; allowed: each node in one of them`);
+            throw new Error(`ControlPlane: node ${w} is both a server and a worker; allowed: each node in one of them`);
         }
     }
     const shared: K3sServerShared = { apiEndpoint: args.apiEndpoint, datastoreEndpoints: [...args.etcd.endpoints] };
@@ -144,7 +144,7 @@ interface K3sSecrets {
  * Either way it hands the cluster on as `provider` (for `opts.providers` downstream) and a
  * secret `kubeconfig`.
  */
-export class KubernetesControlPlane extends pulumi.ComponentResource {
+export class ControlPlane extends pulumi.ComponentResource {
     /** Admin kubeconfig, pointing at `https://<apiEndpoint>:6443`. Secret. */
     public readonly kubeconfig: pulumi.Output<string>;
     /** Provider for the cluster's resources. */
@@ -160,7 +160,7 @@ export class KubernetesControlPlane extends pulumi.ComponentResource {
     /** What later layers depend on: every server and agent step, the kubeconfig read, the provider. */
     public readonly ready: pulumi.Resource[];
 
-    constructor(name: string, args: KubernetesControlPlaneArgs, opts?: pulumi.ComponentResourceOptions) {
+    constructor(name: string, args: ControlPlaneArgs, opts?: pulumi.ComponentResourceOptions) {
         if (args.mode === "existing") {
             // A kubeconfig given as a plain string is checked before anything is registered.
             if (typeof args.kubeconfig === "string") {

@@ -10,7 +10,7 @@ import { DNS_LABEL, DNS_NAME } from "../lib/names";
 
 /**
  * k3s as plain data: the pinned releases, the flags of servers and agents, and the steps that
- * install and run them. Pure: the `KubernetesControlPlane` component and any runner use the
+ * install and run them. Pure: the `ControlPlane` component and any runner use the
  * same steps, and the tests hold them to the rules without a node.
  */
 
