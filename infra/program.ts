@@ -4,6 +4,7 @@ import * as random from "@pulumi/random";
 import { EtcdCluster } from "../components/etcd/cluster";
 import { HostFirewall, HostFirewallSpec, hostFirewallSteps } from "../components/firewall/hostFirewall";
 import { ExtraRule } from "../components/firewall/rules";
+import { K3S_FIREWALL } from "../components/k8s/k3s";
 import { Applications } from "../components/gitops/applications";
 import { ArgoCd, ArgoCdRepository, ArgoCdValuesOverride } from "../components/gitops/argocd";
 import { Provider as GitLabProvider } from "../components/gitops/gitlab/provider";
@@ -15,11 +16,6 @@ import { ControlPlaneNode, ControlPlane } from "../components/k8s/controlPlane";
 import { VpsNode, VpsNodeSpec, vpsNodeSteps } from "../components/node/vpsNode";
 import { EtcdOutput, GitOpsOutput, KubernetesOutput, NodeOutput, OUTPUTS_VERSION, PlatformOutputs } from "../stacks/outputs";
 import { NodeConfig, PlatformConfig } from "./config";
-
-/** k3s' default pod range (`--cluster-cidr`): pods reach the API server and kubelets from it. */
-export const K3S_POD_CIDR = "10.42.0.0/16";
-/** k3s' default CNI (flannel, VXLAN backend) carries pod traffic between nodes on 8472/udp. */
-export const K3S_FLANNEL_RULE: ExtraRule = { name: "flannel-vxlan", protocol: "udp", ports: 8472, from: "cluster" };
 
 /** What the program decides for one node, as plain data (no resources, no secrets). */
 export interface NodePlan {
@@ -71,9 +67,9 @@ export function planNodes(cfg: PlatformConfig): NodePlan[] {
                 cluster,
                 vpnCidr: cfg.vpnCidr,
                 managementCidrs: cfg.managementCidrs,
-                ...(cfg.kubernetes.mode === "k3s" ? { podCidrs: [K3S_POD_CIDR] } : {}),
+                ...(cfg.kubernetes.mode === "k3s" ? { podCidrs: K3S_FIREWALL.podCidrs } : {}),
                 extraRules: [
-                    ...(cfg.kubernetes.mode === "k3s" ? [K3S_FLANNEL_RULE] : []),
+                    ...(cfg.kubernetes.mode === "k3s" ? K3S_FIREWALL.rules : []),
                     ...cfg.firewall.extraRules.map((r): ExtraRule => ({ name: r.name, protocol: r.protocol, ports: r.ports, from: r.from })),
                 ],
             },

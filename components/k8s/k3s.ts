@@ -3,10 +3,21 @@ import * as path from "path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { z } from "zod";
 
+import type { ExtraRule } from "../firewall/rules";
 import { COMMON_LIB, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
 import { DNS_LABEL, DNS_NAME } from "../lib/names";
+
+/**
+ * What k3s needs of each node's host firewall: its default pod range (`--cluster-cidr`), from which
+ * pods reach the API server and the kubelets, and its default CNI's traffic between nodes
+ * (flannel, VXLAN backend, 8472/udp).
+ */
+export const K3S_FIREWALL: { readonly podCidrs: readonly string[]; readonly rules: readonly ExtraRule[] } = {
+    podCidrs: ["10.42.0.0/16"],
+    rules: [{ name: "flannel-vxlan", protocol: "udp", ports: 8472, from: "cluster" }],
+};
 
 /**
  * k3s as plain data: the pinned releases, the flags of servers and agents, and the steps that
