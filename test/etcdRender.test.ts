@@ -18,6 +18,7 @@ import {
     hostPort,
     systemdQuote,
 } from "../components/etcd/render";
+import { extensions } from "./support/etcdCerts";
 import { freePorts } from "./support/ports";
 
 const run = promisify(execFile);
@@ -309,28 +310,6 @@ const ETCD = ETCD_BINARY.preinstalled;
 const ETCDCTL = "/usr/bin/etcdctl";
 const OPENSSL = "/usr/bin/openssl";
 const SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze";
-/** openssl's names for the PKI component's key usages. */
-const KEY_USAGE: Record<string, string> = {
-    digital_signature: "digitalSignature",
-    key_encipherment: "keyEncipherment",
-    cert_signing: "keyCertSign",
-    crl_signing: "cRLSign",
-};
-const EXT_KEY_USAGE: Record<string, string> = { server_auth: "serverAuth", client_auth: "clientAuth" };
-
-function extensions(uses: readonly string[], ca: boolean, sans?: { dnsNames: string[]; ipAddresses: string[] }): string {
-    const ku = uses.filter((u) => KEY_USAGE[u]).map((u) => KEY_USAGE[u]);
-    const eku = uses.filter((u) => EXT_KEY_USAGE[u]).map((u) => EXT_KEY_USAGE[u]);
-    expect(ku.length + eku.length).toBe(uses.length); // every usage is mapped
-    const lines = [`basicConstraints=critical,CA:${ca ? "TRUE" : "FALSE"}`, `keyUsage=critical,${ku.join(",")}`];
-    if (eku.length > 0) {
-        lines.push(`extendedKeyUsage=${eku.join(",")}`);
-    }
-    if (sans) {
-        lines.push(`subjectAltName=${[...sans.dnsNames.map((d) => `DNS:${d}`), ...sans.ipAddresses.map((i) => `IP:${i}`)].join(",")}`);
-    }
-    return `${lines.join("\n")}\n`;
-}
 
 function openssl(args: string[]): string {
     return execFileSync(OPENSSL, args, { encoding: "utf8", timeout: 15000, stdio: ["ignore", "pipe", "pipe"] });

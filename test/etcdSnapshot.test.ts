@@ -17,6 +17,7 @@ import {
 import { stepPayload } from "../components/lib/nodeScript";
 import { freePorts } from "./support/ports";
 import { itAsRoot } from "./support/host";
+import { makeLoopbackCertificates } from "./support/loopbackCerts";
 
 import { COMMON_LIB } from "../components/lib/nodeScript";
 const SNAPSHOT_NAME = /^local-1-\d{8}T\d{6}\.\d{3}Z\.db$/;
@@ -200,31 +201,6 @@ describe("parameter checks of the scripts (no etcd needed)", () => {
         expect(r.stdout).toBe("");
     });
 });
-
-
-/** A CA, a server certificate for 127.0.0.1 and the backup client certificate, with openssl, in `pki`. */
-function makeCertificates(pki: string): void {
-    fs.mkdirSync(pki, { recursive: true });
-    const script = `set -euo pipefail
-key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-key ca.key
-openssl req -x509 -new -key ca.key -out ca.crt -days 1 -subj /CN=zt-test-ca \\
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-sign() {
-  key "$1.key"
-  openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$2"
-  printf '%s\\n' "$3" >"$1.ext"
-  openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -set_serial "$4" -days 1 -out "$1.crt" -extfile "$1.ext" 2>/dev/null
-}
-sign server 127.0.0.1 'subjectAltName=IP:127.0.0.1
-extendedKeyUsage=serverAuth,clientAuth' 2
-sign backup backup 'extendedKeyUsage=clientAuth' 3
-`;
-    const r = spawnSync("bash", ["-c", script], { cwd: pki, encoding: "utf8", timeout: 30_000 });
-    if (r.status !== 0) {
-        throw new Error(`openssl failed: ${r.stderr}`);
-    }
-}
 
 /** One etcd member on loopback: TLS with client certificates on the client URL, plain HTTP peer and metrics. */
 class LoopbackEtcd {
@@ -415,7 +391,7 @@ describe("etcd snapshots and restore against a real etcd 3.4 (TLS with client ce
     beforeAll(async () => {
         root = fs.mkdtempSync(path.join(os.tmpdir(), "zt-etcd-snapshot-"));
         pki = path.join(root, "pki");
-        makeCertificates(pki);
+        makeLoopbackCertificates(pki, { file: "backup", cn: "backup" });
         snapshotDir = path.join(root, "backups", "etcd");
         source = new LoopbackEtcd("source", path.join(root, "source"), pki, path.join(root, "source.log"));
         await source.start("zerotouch-test");

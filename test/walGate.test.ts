@@ -17,6 +17,7 @@ import { formatWalGateFailure, parseWalGateResult, WAL_GATE_SCRIPT, walGateSteps
 import { stepPayload } from "../components/lib/nodeScript";
 import type { Recorder } from "./support/mocks";
 import { resolve, settle, wireSecret } from "./support/mocks";
+import { makeLoopbackCertificates } from "./support/loopbackCerts";
 import { freePorts } from "./support/ports";
 
 /**
@@ -459,7 +460,7 @@ class TestEtcd {
 
     async start(): Promise<void> {
         this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "zt-wal-gate-"));
-        this.makeCertificates();
+        makeLoopbackCertificates(path.join(this.dir, "pki"), { file: "client", cn: "zerotouch-wal-gate" });
         const [client, peer, metrics] = await freePorts(3);
         this.client = client;
         this.metrics = metrics;
@@ -515,35 +516,6 @@ class TestEtcd {
         }
         if (this.dir !== "") {
             fs.rmSync(this.dir, { recursive: true, force: true });
-        }
-    }
-
-    /**
-     * A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl. The server
-     * certificate is also for client authentication, as components/etcd/pki.ts issues it: etcd's
-     * gRPC gateway, which the gate writes through, dials etcd's gRPC server with it.
-     */
-    private makeCertificates(): void {
-        const pki = path.join(this.dir, "pki");
-        fs.mkdirSync(pki);
-        const script = `set -euo pipefail
-key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-key ca.key
-openssl req -x509 -new -key ca.key -out ca.crt -days 1 -subj /CN=zt-test-ca \\
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-sign() {
-  key "$1.key"
-  openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$2"
-  printf '%s\\n' "$3" >"$1.ext"
-  openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -set_serial "$4" -days 1 -out "$1.crt" -extfile "$1.ext" 2>/dev/null
-}
-sign server 127.0.0.1 'subjectAltName=IP:127.0.0.1
-extendedKeyUsage=serverAuth,clientAuth' 2
-sign client zerotouch-wal-gate 'extendedKeyUsage=clientAuth' 3
-`;
-        const r = spawnSync("bash", ["-c", script], { cwd: pki, encoding: "utf8", timeout: 30_000 });
-        if (r.status !== 0) {
-            throw new Error(`openssl failed: ${r.stderr}`);
         }
     }
 

@@ -18,7 +18,8 @@ const KEY_USAGE: Record<string, string> = {
 };
 const EXT_KEY_USAGE: Record<string, string> = { server_auth: "serverAuth", client_auth: "clientAuth" };
 
-function extensions(uses: readonly string[], ca: boolean, sans?: { dnsNames: string[]; ipAddresses: string[] }): string {
+/** The openssl extension file for a certificate with the PKI component's `uses`, CA flag and SANs. */
+export function extensions(uses: readonly string[], ca: boolean, sans?: { dnsNames: string[]; ipAddresses: string[] }): string {
     const ku = uses.filter((u) => KEY_USAGE[u]).map((u) => KEY_USAGE[u]);
     const eku = uses.filter((u) => EXT_KEY_USAGE[u]).map((u) => EXT_KEY_USAGE[u]);
     if (ku.length + eku.length !== uses.length) {
