@@ -16,6 +16,7 @@ import { parse as parseYaml } from "yaml";
 import { unreadValues } from "../components/gitops/chartValues";
 import type { Recorder } from "./support/mocks";
 import { isSecret, resolve, wireSecret } from "./support/mocks";
+import { refusedWithoutResources } from "./support/refused";
 
 type Mod = typeof import("../components/gitops/argocd");
 type AppsMod = typeof import("../components/gitops/applications");
@@ -516,22 +517,8 @@ describe("ArgoCd under mocks", () => {
 });
 
 /** Builds the component under fresh mocks; returns its error after checking nothing was registered. */
-async function refusedBeforeRegistering(build: (mod: Mod, provider: unknown) => void): Promise<string> {
-    let error: unknown;
-    let recorder: Recorder | undefined;
-    await jest
-        .isolateModulesAsync(async () => {
-            const mocks = await import("./support/mocks");
-            recorder = await mocks.installMocks({});
-            const mod: Mod = await import("../components/gitops/argocd");
-            build(mod, undefined);
-        })
-        .catch((err: unknown) => {
-            error = err;
-        });
-    await new Promise((r) => setTimeout(r, 50));
-    expect(recorder?.resources).toEqual([]);
-    return String(error);
+function refusedBeforeRegistering(build: (mod: Mod, provider: unknown) => void): Promise<string> {
+    return refusedWithoutResources(() => import("../components/gitops/argocd"), (mod) => build(mod, undefined));
 }
 
 describe("ArgoCd, invalid args", () => {

@@ -3,6 +3,7 @@ import * as path from "path";
 
 import { ConfigError, parseStackFile, projectConfig, secretConfigKeys, validateConfig } from "../infra/config";
 import { location, TEST_KEY, validRawConfig } from "./support/config";
+import { ETCD_DEFAULTS } from "./support/etcdDefaults";
 
 const SECRET = new Set(["sshPrivateKey", "gitlabToken"]);
 
@@ -28,17 +29,7 @@ describe("validateConfig accepts", () => {
         expect(cfg.preflight).toEqual({ allowedVirtualization: ["kvm"], requireNvme: true });
         expect(cfg.nodes["cp-1"]).toMatchObject({ sshPort: 22, sshUser: "root", etcdDataPath: "/var/lib/etcd" });
         expect(cfg.nodes["cp-1"].sshHostKey).toBeUndefined();
-        expect(cfg.etcd).toEqual({
-            source: "release",
-            walFsyncThresholdMs: 10,
-            backendCommitThresholdMs: 25,
-            walGateWrites: 1000,
-            walGateMaxSeconds: 120,
-            healthTimeoutSeconds: 180,
-            quotaBackendBytes: 8 * 1024 ** 3,
-            snapshots: { schedule: "hourly", retain: 24, dir: "/var/backups/etcd" },
-            wipeDataOnDelete: false,
-        });
+        expect(cfg.etcd).toEqual(ETCD_DEFAULTS);
         expect(cfg.kubernetes).toEqual({ mode: "k3s", k3s: { source: "release" } });
         expect(cfg.kubeconfig).toBeUndefined();
     });

@@ -5,6 +5,7 @@
 import { EtcdClusterPlanArgs, planEtcdCluster } from "../components/etcd/cluster";
 import { etcdMemberStep } from "../components/etcd/member";
 import { stepPayload } from "../components/lib/nodeScript";
+import { ETCD_DEFAULTS } from "./support/etcdDefaults";
 
 const PEM = {
     caCert: "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n",
@@ -22,16 +23,8 @@ function member(n: number) {
 
 function args(count: number, extra: Partial<EtcdClusterPlanArgs> = {}): EtcdClusterPlanArgs {
     return {
-        source: "release",
+        ...ETCD_DEFAULTS,
         clusterToken: "zerotouch-prod",
-        walFsyncThresholdMs: 10,
-        backendCommitThresholdMs: 25,
-        walGateWrites: 1000,
-        walGateMaxSeconds: 120,
-        healthTimeoutSeconds: 180,
-        quotaBackendBytes: 8 * 1024 ** 3,
-        snapshots: { schedule: "hourly", retain: 24, dir: "/var/backups/etcd" },
-        wipeDataOnDelete: false,
         members: [3, 1, 2, 4, 5].slice(0, count).map(member),
         ...extra,
     };

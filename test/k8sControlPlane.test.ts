@@ -20,6 +20,7 @@ import {
 import type { ControlPlaneArgs } from "../components/k8s/controlPlane";
 import type { Recorder } from "./support/mocks";
 import { isSecret, resolve, wireSecret } from "./support/mocks";
+import { refusedWithoutResources } from "./support/refused";
 
 const COMMAND = "command:remote:Command";
 const PASSWORD = "random:index/randomPassword:RandomPassword";
@@ -430,22 +431,13 @@ describe("ControlPlane, mode existing", () => {
 });
 
 /** Builds the component from `args()` under fresh mocks; returns its error after checking nothing was registered. */
-async function refusedBeforeRegistering(args: () => unknown): Promise<string> {
-    let error: unknown;
-    let recorder: Recorder | undefined;
-    await jest
-        .isolateModulesAsync(async () => {
-            const mocks = await import("./support/mocks");
-            recorder = await mocks.installMocks({});
-            const mod: Mod = await import("../components/k8s/controlPlane");
+function refusedBeforeRegistering(args: () => unknown): Promise<string> {
+    return refusedWithoutResources(
+        () => import("../components/k8s/controlPlane"),
+        (mod) => {
             new mod.ControlPlane("bad", args() as ControlPlaneArgs);
-        })
-        .catch((err: unknown) => {
-            error = err;
-        });
-    await new Promise((r) => setTimeout(r, 50));
-    expect(recorder?.resources).toEqual([]);
-    return String(error);
+        },
+    );
 }
 
 describe("ControlPlane, invalid args", () => {
