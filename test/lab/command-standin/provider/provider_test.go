@@ -26,8 +26,14 @@ const urn = "urn:pulumi:lab::zerotouch::command:remote:Command::node-step"
 
 func server(t *testing.T) rpc.ResourceProviderServer {
 	t.Helper()
+	return configuredServer(t, New, &rpc.ConfigureRequest{AcceptSecrets: true, AcceptResources: true, SendsOldInputs: true, SendsOldInputsToDelete: true})
+}
+
+// configuredServer serves the provider build makes, configured with req.
+func configuredServer(t *testing.T, build func() (p.Provider, error), req *rpc.ConfigureRequest) rpc.ResourceProviderServer {
+	t.Helper()
 	t.Setenv("SSH_AUTH_SOCK", "")
-	prov, err := New()
+	prov, err := build()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,11 +41,20 @@ func server(t *testing.T) rpc.ResourceProviderServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = srv.Configure(ctx(t), &rpc.ConfigureRequest{AcceptSecrets: true, AcceptResources: true, SendsOldInputs: true, SendsOldInputsToDelete: true})
-	if err != nil {
+	if _, err := srv.Configure(ctx(t), req); err != nil {
 		t.Fatal(err)
 	}
 	return srv
+}
+
+// create creates the resource with inputs on srv and fails the test if that fails.
+func create(t *testing.T, srv rpc.ResourceProviderServer, inputs resource.PropertyMap) *rpc.CreateResponse {
+	t.Helper()
+	resp, err := srv.Create(ctx(t), &rpc.CreateRequest{Urn: urn, Properties: marshal(t, inputs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
 
 func ctx(t *testing.T) context.Context {
@@ -364,10 +379,7 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("preview stdout should be unknown: %v", unmarshal(t, pre.Properties)["stdout"])
 	}
 
-	created, err := srv.Create(ctx(t), &rpc.CreateRequest{Urn: urn, Properties: marshal(t, inputs)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	created := create(t, srv, inputs)
 	if !strings.HasPrefix(created.Id, "node-step") || len(created.Id) != len("node-step")+8 {
 		t.Errorf("id %q: want the name and 8 hex digits", created.Id)
 	}
@@ -418,10 +430,7 @@ func TestUpdateWithoutUpdateCommandRunsCreate(t *testing.T) {
 	s := sshtest.Start(t, sshtest.Options{})
 	srv := server(t)
 	olds := sdkInputs(s, map[string]any{"create": "echo one"})
-	created, err := srv.Create(ctx(t), &rpc.CreateRequest{Urn: urn, Properties: marshal(t, olds)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	created := create(t, srv, olds)
 	news := sdkInputs(s, map[string]any{"create": "echo two"})
 	updated, err := srv.Update(ctx(t), &rpc.UpdateRequest{Id: created.Id, Urn: urn, Olds: created.Properties, News: marshal(t, news), OldInputs: marshal(t, olds)})
 	if err != nil {
@@ -468,12 +477,9 @@ func TestUpdateFailureKeepsState(t *testing.T) {
 	s := sshtest.Start(t, sshtest.Options{})
 	srv := server(t)
 	olds := sdkInputs(s, map[string]any{"create": "echo ok"})
-	created, err := srv.Create(ctx(t), &rpc.CreateRequest{Urn: urn, Properties: marshal(t, olds)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	created := create(t, srv, olds)
 	news := sdkInputs(s, map[string]any{"create": "echo ok", "update": "echo bad >&2; exit 1"})
-	_, err = srv.Update(ctx(t), &rpc.UpdateRequest{Id: created.Id, Urn: urn, Olds: created.Properties, News: marshal(t, news), OldInputs: marshal(t, olds)})
+	_, err := srv.Update(ctx(t), &rpc.UpdateRequest{Id: created.Id, Urn: urn, Olds: created.Properties, News: marshal(t, news), OldInputs: marshal(t, olds)})
 	if err == nil || !strings.Contains(err.Error(), "bad") {
 		t.Fatalf("err = %v: the default logging shows the output in the error, as upstream", err)
 	}
@@ -513,18 +519,7 @@ func sorted(s []string) []string {
 // an in-place update. If a newer pulumi-go-provider decides this itself, this test says so and
 // the adjustment can go.
 func TestInferredDiffNeedsTheTriggersAdjustment(t *testing.T) {
-	t.Setenv("SSH_AUTH_SOCK", "")
-	raw, err := inferred()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := p.RawServer(Name, "1.2.1", raw)(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := srv.Configure(ctx(t), &rpc.ConfigureRequest{AcceptSecrets: true, SendsOldInputs: true, SendsOldInputsToDelete: true}); err != nil {
-		t.Fatal(err)
-	}
+	srv := configuredServer(t, inferred, &rpc.ConfigureRequest{AcceptSecrets: true, SendsOldInputs: true, SendsOldInputsToDelete: true})
 	olds := sdkInputs(sshtest.Start(t, sshtest.Options{}), nil)
 	news := olds.Copy()
 	news["triggers"] = resource.NewProperty([]resource.PropertyValue{resource.NewProperty("sha256-2")})

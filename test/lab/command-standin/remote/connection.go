@@ -56,39 +56,49 @@ type ProxyConnection struct {
 
 func (c *Connection) Annotate(a infer.Annotator) {
 	a.Describe(&c, "How to reach the remote host over SSH.")
-	a.Describe(&c.Host, "Address of the remote host.")
-	a.Describe(&c.Port, "SSH port. Defaults to 22.")
-	a.SetDefault(&c.Port, defaultPort)
-	a.Describe(&c.User, "SSH user. Defaults to root.")
-	a.SetDefault(&c.User, defaultUser)
-	a.Describe(&c.Password, "Password for password or keyboard-interactive authentication.")
-	a.Describe(&c.PrivateKey, "Private key (file contents) for public-key authentication.")
-	a.Describe(&c.PrivateKeyPassword, "Passphrase of an encrypted private key.")
-	a.Describe(&c.SocketPath, "Unix socket of an SSH key holder (the SSH_AUTH_SOCK protocol). Defaults to $SSH_AUTH_SOCK when set.")
-	a.Describe(&c.HostKey, "Expected host public key (authorized_keys form). When absent the host key is not checked.")
-	a.Describe(&c.DialErrorLimit, "Failed dials tolerated before giving up; -1 means no limit. Defaults to 10.")
-	a.SetDefault(&c.DialErrorLimit, defaultDialErrorLimit)
-	a.Describe(&c.PerDialTimeout, "Seconds one dial may take; 0 means no limit. Defaults to 15.")
-	a.SetDefault(&c.PerDialTimeout, defaultPerDialTimeout)
+	c.endpoint.annotate(a, endpointText{
+		host:       "Address of the remote host.",
+		port:       "SSH port. Defaults to 22.",
+		user:       "SSH user. Defaults to root.",
+		password:   "Password for password or keyboard-interactive authentication.",
+		privateKey: "Private key (file contents) for public-key authentication.",
+		hostKey:    "Expected host public key (authorized_keys form). When absent the host key is not checked.",
+	})
 	a.Describe(&c.Proxy, "Bastion host the connection is made through.")
 }
 
 func (c *ProxyConnection) Annotate(a infer.Annotator) {
 	a.Describe(&c, "How to reach the remote host through a bastion host.")
-	a.Describe(&c.Host, "Address of the bastion host.")
-	a.Describe(&c.Port, "SSH port of the bastion host. Defaults to 22.")
-	a.SetDefault(&c.Port, defaultPort)
-	a.Describe(&c.User, "SSH user on the bastion host. Defaults to root.")
-	a.SetDefault(&c.User, defaultUser)
-	a.Describe(&c.Password, "Password for the bastion host.")
-	a.Describe(&c.PrivateKey, "Private key (file contents) for the bastion host.")
-	a.Describe(&c.PrivateKeyPassword, "Passphrase of an encrypted private key.")
-	a.Describe(&c.SocketPath, "Unix socket of an SSH key holder (the SSH_AUTH_SOCK protocol). Defaults to $SSH_AUTH_SOCK when set.")
-	a.Describe(&c.HostKey, "Expected host public key of the bastion. When absent it is not checked.")
-	a.Describe(&c.DialErrorLimit, "Failed dials tolerated before giving up; -1 means no limit. Defaults to 10.")
-	a.SetDefault(&c.DialErrorLimit, defaultDialErrorLimit)
-	a.Describe(&c.PerDialTimeout, "Seconds one dial may take; 0 means no limit. Defaults to 15.")
-	a.SetDefault(&c.PerDialTimeout, defaultPerDialTimeout)
+	c.endpoint.annotate(a, endpointText{
+		host:       "Address of the bastion host.",
+		port:       "SSH port of the bastion host. Defaults to 22.",
+		user:       "SSH user on the bastion host. Defaults to root.",
+		password:   "Password for the bastion host.",
+		privateKey: "Private key (file contents) for the bastion host.",
+		hostKey:    "Expected host public key of the bastion. When absent it is not checked.",
+	})
+}
+
+// endpointText holds the descriptions that differ between the target and the bastion.
+type endpointText struct{ host, port, user, password, privateKey, hostKey string }
+
+// annotate describes the endpoint's fields and sets their defaults; the annotator matches
+// fields by address, so the fields of the embedding struct are annotated.
+func (e *endpoint) annotate(a infer.Annotator, text endpointText) {
+	a.Describe(&e.Host, text.host)
+	a.Describe(&e.Port, text.port)
+	a.SetDefault(&e.Port, defaultPort)
+	a.Describe(&e.User, text.user)
+	a.SetDefault(&e.User, defaultUser)
+	a.Describe(&e.Password, text.password)
+	a.Describe(&e.PrivateKey, text.privateKey)
+	a.Describe(&e.PrivateKeyPassword, "Passphrase of an encrypted private key.")
+	a.Describe(&e.SocketPath, "Unix socket of an SSH key holder (the SSH_AUTH_SOCK protocol). Defaults to $SSH_AUTH_SOCK when set.")
+	a.Describe(&e.HostKey, text.hostKey)
+	a.Describe(&e.DialErrorLimit, "Failed dials tolerated before giving up; -1 means no limit. Defaults to 10.")
+	a.SetDefault(&e.DialErrorLimit, defaultDialErrorLimit)
+	a.Describe(&e.PerDialTimeout, "Seconds one dial may take; 0 means no limit. Defaults to 15.")
+	a.SetDefault(&e.PerDialTimeout, defaultPerDialTimeout)
 }
 
 func (e *endpoint) address() (string, error) {

@@ -4,59 +4,12 @@ import (
 	"context"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"zerotouch.local/lab/command-standin/internal/sshtest"
 )
-
-// recorder is a journal that keeps what it is told.
-type recorder struct {
-	mu       sync.Mutex
-	statuses []string
-	warnings []string
-	errors   []string
-}
-
-func (r *recorder) keep(list *[]string, s string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	*list = append(*list, s)
-}
-
-func (r *recorder) status(line string) { r.keep(&r.statuses, line) }
-func (r *recorder) warning(msg string) { r.keep(&r.warnings, msg) }
-func (r *recorder) error(msg string)   { r.keep(&r.errors, msg) }
-
-func (r *recorder) lines() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.statuses...)
-}
-
-func ptr[T any](v T) *T { return &v }
-
-// connectionTo is a connection to s with the test key and quick retries.
-func connectionTo(s *sshtest.Server) *Connection {
-	c := &Connection{}
-	c.Host = ptr(s.Host)
-	c.Port = ptr(float64(s.Port))
-	c.User = ptr(s.User)
-	c.PrivateKey = ptr(s.ClientKeyPEM)
-	c.DialErrorLimit = ptr(0)
-	c.PerDialTimeout = ptr(5)
-	return c
-}
-
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	t.Setenv("SSH_AUTH_SOCK", "") // never use keys held for the machine running the tests
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func TestStdinIsFedAndOutputTrimmed(t *testing.T) {
 	ctx := testContext(t)
@@ -77,10 +30,7 @@ func TestStdinIsFedAndOutputTrimmed(t *testing.T) {
 func TestEmptyStdinSendsNothing(t *testing.T) {
 	ctx := testContext(t)
 	s := sshtest.Start(t, sshtest.Options{})
-	stdout, _, err := execute(ctx, connectionTo(s), job{command: "wc -c", stdin: ptr("")}, &recorder{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout := stdoutOf(t, ctx, connectionTo(s), job{command: "wc -c", stdin: ptr("")})
 	if strings.TrimSpace(stdout) != "0" {
 		t.Errorf("stdout = %q, want 0 bytes read", stdout)
 	}
@@ -89,10 +39,7 @@ func TestEmptyStdinSendsNothing(t *testing.T) {
 func TestEnvironmentIsSet(t *testing.T) {
 	ctx := testContext(t)
 	s := sshtest.Start(t, sshtest.Options{AcceptEnv: []string{"GREETING"}})
-	stdout, _, err := execute(ctx, connectionTo(s), job{command: `printf '%s' "$GREETING"`, env: map[string]string{"GREETING": "hello world"}}, &recorder{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout := stdoutOf(t, ctx, connectionTo(s), job{command: `printf '%s' "$GREETING"`, env: map[string]string{"GREETING": "hello world"}})
 	if stdout != "hello world" {
 		t.Errorf("stdout = %q", stdout)
 	}
@@ -128,10 +75,7 @@ func TestPreviousOutputInEnvironment(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			stdout, _, err := execute(ctx, connectionTo(s), job{command: show, previousStdout: "old out", previousStderr: "old err", passPrevious: c.pass}, &recorder{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			stdout := stdoutOf(t, ctx, connectionTo(s), job{command: show, previousStdout: "old out", previousStderr: "old err", passPrevious: c.pass})
 			if stdout != c.want {
 				t.Errorf("stdout = %q, want %q", stdout, c.want)
 			}
@@ -228,10 +172,7 @@ func TestPinnedHostKeyAccepted(t *testing.T) {
 	s := sshtest.Start(t, sshtest.Options{ExtraECDSAHostKey: true})
 	conn := connectionTo(s)
 	conn.HostKey = ptr(s.AuthorizedHostKey() + " root@lab-cp-1")
-	stdout, _, err := execute(ctx, conn, job{command: "echo pinned"}, &recorder{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout := stdoutOf(t, ctx, conn, job{command: "echo pinned"})
 	if stdout != "pinned" {
 		t.Errorf("stdout = %q", stdout)
 	}
@@ -272,9 +213,8 @@ func TestPasswordAuthentication(t *testing.T) {
 	conn := connectionTo(s)
 	conn.PrivateKey = nil
 	conn.Password = ptr("pw")
-	stdout, _, err := execute(ctx, conn, job{command: "echo in"}, &recorder{})
-	if err != nil || stdout != "in" {
-		t.Fatalf("stdout = %q, err = %v", stdout, err)
+	if stdout := stdoutOf(t, ctx, conn, job{command: "echo in"}); stdout != "in" {
+		t.Fatalf("stdout = %q", stdout)
 	}
 }
 
@@ -417,9 +357,8 @@ func TestProxyConnection(t *testing.T) {
 	proxy.HostKey = ptr(bastion.AuthorizedHostKey())
 	proxy.DialErrorLimit = ptr(0)
 	conn.Proxy = proxy
-	stdout, _, err := execute(ctx, conn, job{command: "echo through"}, &recorder{})
-	if err != nil || stdout != "through" {
-		t.Fatalf("stdout = %q, err = %v", stdout, err)
+	if stdout := stdoutOf(t, ctx, conn, job{command: "echo through"}); stdout != "through" {
+		t.Fatalf("stdout = %q", stdout)
 	}
 	if target.Execs() != 1 || bastion.Execs() != 0 {
 		t.Errorf("execs: target %d, bastion %d", target.Execs(), bastion.Execs())
