@@ -188,14 +188,10 @@ func TestForwardBidiStream(t *testing.T) {
 func TestRunPluginIsNotForwarded(t *testing.T) {
 	requireNode(t)
 	conn, _ := startAdapter(t, childServer(newFakeRuntime()))
-	stream, err := pulumirpc.NewLanguageRuntimeClient(conn).RunPlugin(testContext(t), &pulumirpc.RunPluginRequest{
+	msgs, err := callRunPlugin(t, pulumirpc.NewLanguageRuntimeClient(conn), &pulumirpc.RunPluginRequest{
 		Info: &pulumirpc.ProgramInfo{ProgramDirectory: t.TempDir()},
 		Kind: "resource",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, err := collect(stream)
 	if err != nil {
 		t.Fatalf("RunPlugin answered %v (the child's answer is \"not supported\")", err)
 	}

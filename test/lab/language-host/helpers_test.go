@@ -139,6 +139,28 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
+// callRunPlugin sends req to client's RunPlugin, fails the test if the call is refused, and reads
+// the stream to its end; the stream's error is returned.
+func callRunPlugin(t *testing.T, client pulumirpc.LanguageRuntimeClient, req *pulumirpc.RunPluginRequest) ([]*pulumirpc.RunPluginResponse, error) {
+	t.Helper()
+	stream, err := client.RunPlugin(testContext(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return collect(stream)
+}
+
+// runPluginOutput is callRunPlugin for a stream that must end cleanly, its messages split into
+// stdout, stderr and the exit code.
+func runPluginOutput(t *testing.T, client pulumirpc.LanguageRuntimeClient, req *pulumirpc.RunPluginRequest) (stdout, stderr string, code int32) {
+	t.Helper()
+	msgs, err := callRunPlugin(t, client, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return split(t, msgs)
+}
+
 // fakeChildHostMain is the fake v3.68.0 host for run(): it serves fakeRuntime, prints
 // its port and one more stdout line, and exits on SIGTERM, or by itself with
 // $LH_CHILD_EXIT after a moment.
@@ -287,4 +309,18 @@ func waitGone(t *testing.T, pids ...int) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+}
+
+// packReportOf is what the fake policy pack behind analyzer reports of itself.
+func packReportOf(t *testing.T, ctx context.Context, analyzer pulumirpc.AnalyzerClient) packReport {
+	t.Helper()
+	info, err := analyzer.GetAnalyzerInfo(ctx, &emptypb.Empty{})
+	if err != nil {
+		t.Fatalf("GetAnalyzerInfo: %v", err)
+	}
+	var got packReport
+	if err := json.Unmarshal([]byte(info.GetDescription()), &got); err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

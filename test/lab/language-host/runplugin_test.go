@@ -114,21 +114,13 @@ func TestRunPluginCommandLine(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			stream, err := client.RunPlugin(testContext(t), &pulumirpc.RunPluginRequest{
+			stdout, stderr, code := runPluginOutput(t, client, &pulumirpc.RunPluginRequest{
 				Pwd:  pwd,
 				Args: []string{"x", "y z"},
 				Env:  []string{"LH_FOO=bar", "LH_EXIT=" + strconv.Itoa(int(tc.exit))},
 				Info: &pulumirpc.ProgramInfo{RootDirectory: plugin, ProgramDirectory: plugin, EntryPoint: ".", Options: tc.options},
 				Kind: "resource",
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			msgs, err := collect(stream)
-			if err != nil {
-				t.Fatal(err)
-			}
-			stdout, stderr, code := split(t, msgs)
 			var got pluginReport
 			if err := json.Unmarshal([]byte(strings.TrimSpace(stdout)), &got); err != nil {
 				t.Fatalf("stdout %q: %v", stdout, err)
@@ -173,19 +165,11 @@ func equalPtr(a, b *string) bool { return deref(a) == deref(b) }
 func TestRunPluginModuleMissing(t *testing.T) {
 	requireNode(t)
 	conn, _ := startAdapter(t, childServer(newFakeRuntime()))
-	stream, err := pulumirpc.NewLanguageRuntimeClient(conn).RunPlugin(testContext(t), &pulumirpc.RunPluginRequest{
+	_, stderr, code := runPluginOutput(t, pulumirpc.NewLanguageRuntimeClient(conn), &pulumirpc.RunPluginRequest{
 		Args: []string{"127.0.0.1:1"},
 		Info: &pulumirpc.ProgramInfo{ProgramDirectory: t.TempDir()},
 		Kind: "analyzer",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, err := collect(stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, stderr, code := split(t, msgs)
 	// The engine looks for this text to tell the user to install the pack's dependencies.
 	if !strings.Contains(stderr, "Cannot find module '@pulumi/pulumi/cmd/run-policy-pack'") {
 		t.Errorf("stderr %q lacks node's Cannot find module message", stderr)
@@ -357,14 +341,7 @@ func TestRunPolicyPackWithStackConfiguration(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("ConfigureStack: %v", err)
 	}
-	info, err := analyzer.GetAnalyzerInfo(ctx, &emptypb.Empty{})
-	if err != nil {
-		t.Fatalf("GetAnalyzerInfo: %v", err)
-	}
-	var got packReport
-	if err := json.Unmarshal([]byte(info.GetDescription()), &got); err != nil {
-		t.Fatal(err)
-	}
+	got := packReportOf(t, ctx, analyzer)
 	if want := []string{"127.0.0.1:4242", plugin}; !slices.Equal(got.Args, want) {
 		t.Errorf("pack args %q, want %q (engine address, then the program directory last)", got.Args, want)
 	}
@@ -403,14 +380,7 @@ func TestRunPolicyPackWithStackConfiguration(t *testing.T) {
 func TestRunPolicyPackWithoutStackConfiguration(t *testing.T) {
 	ctx := testContext(t)
 	_, analyzer, _ := startPack(t, ctx, testBinary(t))
-	info, err := analyzer.GetAnalyzerInfo(ctx, &emptypb.Empty{})
-	if err != nil {
-		t.Fatalf("GetAnalyzerInfo: %v", err)
-	}
-	var got packReport
-	if err := json.Unmarshal([]byte(info.GetDescription()), &got); err != nil {
-		t.Fatal(err)
-	}
+	got := packReportOf(t, ctx, analyzer)
 	if _, ok := got.Env["PULUMI_NODEJS_STACK"]; ok {
 		t.Errorf("pack has PULUMI_NODEJS_STACK=%q without a ConfigureStack call", got.Env["PULUMI_NODEJS_STACK"])
 	}
