@@ -83,9 +83,51 @@ export function planNodes(cfg: PlatformConfig): NodePlan[] {
  * node, so a refused node is as locked down as an accepted one.
  */
 export function nodeSteps(plan: NodePlan): NodeStep[] {
-    const vps = vpsNodeSteps(plan.vps);
-    return [vps.connect, vps.preflight, ...hostFirewallSteps(plan.firewall), ...fsyncGateSteps(plan.gate)];
+    return NODE_PHASES.flatMap((phase) => NODE_PHASE_STEPS[phase](plan));
 }
+
+/**
+ * A node's phases, in the order they run; each starts when the one before it is done (locked down
+ * first, judged after). The one list both the program (nodeLayer: a component per phase) and the
+ * lab runner (nodeSteps: the same steps over SSH) follow.
+ */
+export const NODE_PHASES = ["node", "firewall", "fsync"] as const;
+export type NodePhase = (typeof NODE_PHASES)[number];
+
+/** Each phase's steps, in order. */
+const NODE_PHASE_STEPS: Readonly<Record<NodePhase, (plan: NodePlan) => NodeStep[]>> = {
+    node: (plan) => {
+        const vps = vpsNodeSteps(plan.vps);
+        return [vps.connect, vps.preflight];
+    },
+    firewall: (plan) => [...hostFirewallSteps(plan.firewall)],
+    fsync: (plan) => fsyncGateSteps(plan.gate),
+};
+
+/** What the phases of one node have built so far. */
+interface NodeBuild {
+    vps?: VpsNode;
+    firewall?: HostFirewall;
+    gate?: FsyncGate;
+}
+
+/** Each phase's component, after `after` (the phase before); returns what the next phase waits for. */
+const NODE_PHASE_COMPONENTS: Readonly<Record<NodePhase, (plan: NodePlan, after: pulumi.Resource | undefined, built: NodeBuild, privateKey: pulumi.Input<string>) => pulumi.Resource>> = {
+    node: (plan, _after, built, privateKey) => {
+        built.vps = new VpsNode(plan.name, { ...plan.vps, privateKey });
+        return built.vps.ready;
+    },
+    firewall: (plan, after, built) => {
+        const vps = built.vps!;
+        built.firewall = new HostFirewall(`${plan.name}-firewall`, { ...plan.firewall, target: plan.target, connection: vps.connection, dependsOn: [after!] }, { parent: vps });
+        return built.firewall.ready;
+    },
+    fsync: (plan, after, built) => {
+        const vps = built.vps!;
+        built.gate = new FsyncGate(`${plan.name}-fsync`, { ...plan.gate, connection: vps.connection, dependsOn: [after!] }, { parent: vps });
+        return built.gate.command;
+    },
+};
 
 /** Everything the node layer made for one node. */
 export interface NodeLayerMember {
@@ -178,25 +220,18 @@ export function buildPlatform(cfg: PlatformConfig, secrets: PlatformSecrets): Pl
 
 /**
  * The node layer: per node a VpsNode, its HostFirewall and its FsyncGate. Each node's phases form
- * one chain (connect → preflight → firewall → fsync gate, see `nodeSteps`) and no chain waits on
+ * one chain (connect → preflight → firewall → fsync gate, in NODE_PHASES' order) and no chain waits on
  * another node's.
  */
 export function nodeLayer(plans: readonly NodePlan[], privateKey: pulumi.Input<string>): Record<string, NodeLayerMember> {
     const nodes: Record<string, NodeLayerMember> = {};
     for (const plan of plans) {
-        const vps = new VpsNode(plan.name, { ...plan.vps, privateKey });
-        // Locked down first, judged after: the firewall follows preflight, the gate follows it.
-        const firewall = new HostFirewall(
-            `${plan.name}-firewall`,
-            { ...plan.firewall, target: plan.target, connection: vps.connection, dependsOn: [vps.ready] },
-            { parent: vps },
-        );
-        const gate = new FsyncGate(
-            `${plan.name}-fsync`,
-            { ...plan.gate, connection: vps.connection, dependsOn: [firewall.ready] },
-            { parent: vps },
-        );
-        nodes[plan.name] = { vps, gate, firewall };
+        const built: NodeBuild = {};
+        let after: pulumi.Resource | undefined;
+        for (const phase of NODE_PHASES) {
+            after = NODE_PHASE_COMPONENTS[phase](plan, after, built, privateKey);
+        }
+        nodes[plan.name] = { vps: built.vps!, firewall: built.firewall!, gate: built.gate! };
     }
     return nodes;
 }

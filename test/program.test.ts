@@ -7,6 +7,7 @@ import { location, TEST_KEY, validRawConfig } from "./support/config";
 import { freshMocks, runProgram } from "./support/program";
 import { validateConfig } from "../infra/config";
 import { nodeSteps, planNodes } from "../infra/program";
+import { stepPayload } from "../components/lib/nodeScript";
 
 const COMMAND = "command:remote:Command";
 
@@ -67,6 +68,8 @@ describe("the program under mocks", () => {
             }
             // The gate never runs on a node whose firewall is not confirmed.
             expect(recorder.directDependencies(`${n}-fsync-fio`)).toContain(`${n}-firewall-confirm`);
+            // And each command runs exactly the payload of its step in that list.
+            nodeSteps(plan).forEach((step, i) => expect({ step: chain[i], stdin: recorder.byName(chain[i]).inputs.stdin }).toEqual({ step: chain[i], stdin: stepPayload(step).stdin }));
         }
     });
 
