@@ -21,8 +21,9 @@ import { ETCD_BINARY } from "../components/etcd/render";
 import { NodeStep, stepPayload } from "../components/lib/nodeScript";
 import { remoteRunner } from "../components/lib/script";
 import { describeAsRoot } from "./support/host";
+import { expectJsonLibraryAhead, plainStep } from "./support/nodeSteps";
+import { Run, runBash } from "./support/scriptRun";
 
-import { COMMON_LIB } from "../components/lib/nodeScript";
 const HEX64 = /^[0-9a-f]{64}$/;
 
 describe("the pinned etcd releases", () => {
@@ -72,29 +73,19 @@ describe("etcdInstallSteps", () => {
     it("release: one step, install, no delete, not sensitive, with the JSON library; both pinned tarballs", () => {
         const steps = etcdInstallSteps(release);
         expect(steps).toEqual([
-            {
-                name: "install",
-                script: ETCD_INSTALL_SCRIPT,
-                params: {
-                    ZT_NODE: "cp-1",
-                    ZT_SOURCE: "release",
-                    ZT_VERSION: "3.5.21",
-                    ZT_USER: DEFAULT_ETCD_USER,
-                    ZT_BIN_DIR: "/usr/local/bin",
-                    ZT_URL_AMD64: "https://github.com/etcd-io/etcd/releases/download/v3.5.21/etcd-v3.5.21-linux-amd64.tar.gz",
-                    ZT_SHA256_AMD64: ETCD_RELEASES["3.5.21"].amd64,
-                    ZT_URL_ARM64: "https://github.com/etcd-io/etcd/releases/download/v3.5.21/etcd-v3.5.21-linux-arm64.tar.gz",
-                    ZT_SHA256_ARM64: ETCD_RELEASES["3.5.21"].arm64,
-                },
-                hasDelete: false,
-                sensitive: false,
-                libraries: [COMMON_LIB],
-            },
+            plainStep("install", ETCD_INSTALL_SCRIPT, {
+                ZT_NODE: "cp-1",
+                ZT_SOURCE: "release",
+                ZT_VERSION: "3.5.21",
+                ZT_USER: DEFAULT_ETCD_USER,
+                ZT_BIN_DIR: "/usr/local/bin",
+                ZT_URL_AMD64: "https://github.com/etcd-io/etcd/releases/download/v3.5.21/etcd-v3.5.21-linux-amd64.tar.gz",
+                ZT_SHA256_AMD64: ETCD_RELEASES["3.5.21"].amd64,
+                ZT_URL_ARM64: "https://github.com/etcd-io/etcd/releases/download/v3.5.21/etcd-v3.5.21-linux-arm64.tar.gz",
+                ZT_SHA256_ARM64: ETCD_RELEASES["3.5.21"].arm64,
+            }),
         ]);
-        expect(fs.existsSync(steps[0].script)).toBe(true);
-        const { stdin } = stepPayload(steps[0]);
-        expect(stdin.indexOf("json_string() {")).toBeGreaterThan(0);
-        expect(stdin.indexOf("json_string() {")).toBeLessThan(stdin.indexOf("# etcd install: puts etcd on a node"));
+        expectJsonLibraryAhead(steps[0], "# etcd install: puts etcd on a node");
     });
 
     it("preinstalled: only node, source, version and user", () => {
@@ -208,12 +199,6 @@ describe("parseEtcdInstallResult", () => {
     });
 });
 
-interface Run {
-    readonly status: number | null;
-    readonly stdout: string;
-    readonly stderr: string;
-}
-
 const SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** Runs a step as a node does: the fixed runner, the payload (parameters, library, script) on stdin. */
@@ -229,13 +214,7 @@ function runStep(step: NodeStep, tmpDir: string): Run {
 
 /** Runs the script by hand, with the given environment only. */
 function runScript(env: Record<string, string>): Run {
-    const r = spawnSync("bash", [ETCD_INSTALL_SCRIPT], {
-        env: { PATH: SYSTEM_PATH, ...env },
-        stdio: ["ignore", "pipe", "pipe"],
-        encoding: "utf8",
-        timeout: 60_000,
-    });
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    return runBash([ETCD_INSTALL_SCRIPT], { PATH: SYSTEM_PATH, ...env }, 60_000);
 }
 
 /** sha256 of a file's bytes (read as latin1, which maps each byte to one character and back). */

@@ -18,6 +18,7 @@ import { stepPayload } from "../components/lib/nodeScript";
 import { freePorts } from "./support/ports";
 import { itAsRoot } from "./support/host";
 import { makeLoopbackCertificates } from "./support/loopbackCerts";
+import { Run, runBash } from "./support/scriptRun";
 
 import { COMMON_LIB } from "../components/lib/nodeScript";
 const SNAPSHOT_NAME = /^local-1-\d{8}T\d{6}\.\d{3}Z\.db$/;
@@ -135,17 +136,10 @@ describe("parseSnapshotResult", () => {
     });
 });
 
-interface Run {
-    readonly status: number | null;
-    readonly stdout: string;
-    readonly stderr: string;
-}
-
 /** Runs a script as the runner does (bash, stdin closed), bounded; PATH first holds `bin` when given. */
 function runScript(file: string, env: Record<string, string>, bin?: string): Run {
     const PATH = `${bin !== undefined ? `${bin}:` : ""}${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`;
-    const r = spawnSync("bash", [file], { env: { PATH, ...env }, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8", timeout: 90_000 });
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    return runBash([file], { PATH, ...env }, 90_000);
 }
 
 /** etcdctl's absolute path here (the scripts take no bare command name), or "" when there is none. */

@@ -1,4 +1,3 @@
-import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -12,8 +11,9 @@ import {
     p99Passes,
 } from "../components/fsync/fio";
 import { FSYNC_GATE_SCRIPT, fsyncGateSteps, FsyncGateStepArgs } from "../components/fsync/fsyncGate";
-import { COMMON_LIB } from "../components/lib/nodeScript";
 import { describeAsRoot } from "./support/host";
+import { plainStep } from "./support/nodeSteps";
+import { Run, runBash } from "./support/scriptRun";
 
 /**
  * Fixtures in test/fixtures/fio were recorded with fio 3.33 on an ext4 loop device:
@@ -208,20 +208,13 @@ describe("fsyncGateSteps", () => {
     it("is one step, fio, measuring only (no delete), not sensitive", () => {
         const steps = fsyncGateSteps(base);
         expect(steps).toEqual([
-            {
-                name: "fio",
-                script: FSYNC_GATE_SCRIPT,
-                params: {
-                    ZT_NODE: "cp-1",
-                    ZT_HOST: "203.0.113.10",
-                    ZT_DATA_PATH: "/var/lib/etcd",
-                    ZT_THRESHOLD_MS: "10",
-                    ZT_RUNS: 3,
-                },
-                hasDelete: false,
-                sensitive: false,
-                libraries: [COMMON_LIB],
-            },
+            plainStep("fio", FSYNC_GATE_SCRIPT, {
+                ZT_NODE: "cp-1",
+                ZT_HOST: "203.0.113.10",
+                ZT_DATA_PATH: "/var/lib/etcd",
+                ZT_THRESHOLD_MS: "10",
+                ZT_RUNS: 3,
+            }),
         ]);
         expect(fs.existsSync(steps[0].script)).toBe(true);
     });
@@ -251,14 +244,8 @@ describe("fsyncGateSteps", () => {
 });
 
 /** Runs the gate script locally, as the runner does (bash, stdin closed). */
-function runGate(env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
-    const r = spawnSync("bash", [FSYNC_GATE_SCRIPT], {
-        env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
-        stdio: ["ignore", "pipe", "pipe"],
-        encoding: "utf8",
-        timeout: 300_000,
-    });
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+function runGate(env: Record<string, string>): Run {
+    return runBash([FSYNC_GATE_SCRIPT], { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...env }, 300_000);
 }
 
 /** Every entry under a directory with its mode, size and mtime, to compare before/after. */

@@ -14,11 +14,12 @@ import {
     parsePrometheusText,
 } from "../components/etcd/metrics";
 import { formatWalGateFailure, parseWalGateResult, WAL_GATE_SCRIPT, walGateSteps, WalGateStepArgs } from "../components/etcd/walGate";
-import { stepPayload } from "../components/lib/nodeScript";
 import type { Recorder } from "./support/mocks";
 import { resolve, settle, wireSecret } from "./support/mocks";
 import { makeLoopbackCertificates } from "./support/loopbackCerts";
+import { expectJsonLibraryAhead, plainStep } from "./support/nodeSteps";
 import { freePorts } from "./support/ports";
+import { Run, runBash } from "./support/scriptRun";
 
 /**
  * The gate's stdout and stderr in test/fixtures/etcd were recorded by record.sh with the
@@ -28,7 +29,6 @@ import { freePorts } from "./support/ports";
  */
 const FIXTURES = path.join(__dirname, "fixtures", "etcd");
 const fixture = (file: string): string => fs.readFileSync(path.join(FIXTURES, file), "utf8");
-import { COMMON_LIB } from "../components/lib/nodeScript";
 
 describe("walGateSteps", () => {
     const base: WalGateStepArgs = {
@@ -42,26 +42,15 @@ describe("walGateSteps", () => {
     it("is one step, wal-gate, measuring only (no delete), not sensitive, with the JSON library", () => {
         const steps = walGateSteps(base);
         expect(steps).toEqual([
-            {
-                name: "wal-gate",
-                script: WAL_GATE_SCRIPT,
-                params: {
-                    ZT_NODE: "cp-1",
-                    ZT_HOST: "203.0.113.10",
-                    ZT_ETCD_ENDPOINT: "https://127.0.0.1:2379",
-                    ZT_WAL_THRESHOLD_MS: "10",
-                    ZT_COMMIT_THRESHOLD_MS: "25",
-                },
-                hasDelete: false,
-                sensitive: false,
-                libraries: [COMMON_LIB],
-            },
+            plainStep("wal-gate", WAL_GATE_SCRIPT, {
+                ZT_NODE: "cp-1",
+                ZT_HOST: "203.0.113.10",
+                ZT_ETCD_ENDPOINT: "https://127.0.0.1:2379",
+                ZT_WAL_THRESHOLD_MS: "10",
+                ZT_COMMIT_THRESHOLD_MS: "25",
+            }),
         ]);
-        expect(fs.existsSync(steps[0].script)).toBe(true);
-        // The payload carries json_string ahead of the script.
-        const { stdin } = stepPayload(steps[0]);
-        expect(stdin.indexOf("json_string() {")).toBeGreaterThan(0);
-        expect(stdin.indexOf("json_string() {")).toBeLessThan(stdin.indexOf("etcd disk gate: proves"));
+        expectJsonLibraryAhead(steps[0], "etcd disk gate: proves");
     });
 
     it("passes TLS files, the metrics URL and the load's figures only when given (the script holds the defaults)", () => {
@@ -178,21 +167,9 @@ describe("parseWalGateResult on the recorded runs", () => {
     });
 });
 
-interface Run {
-    readonly status: number | null;
-    readonly stdout: string;
-    readonly stderr: string;
-}
-
 /** Runs the gate script locally, as the runner does (bash, stdin closed), bounded. */
 function runGate(env: Record<string, string>): Run {
-    const r = spawnSync("bash", [WAL_GATE_SCRIPT], {
-        env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
-        stdio: ["ignore", "pipe", "pipe"],
-        encoding: "utf8",
-        timeout: 60_000,
-    });
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    return runBash([WAL_GATE_SCRIPT], { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...env }, 60_000);
 }
 
 

@@ -1,0 +1,16 @@
+import * as fs from "fs";
+
+import { COMMON_LIB, NodeStep, stepPayload } from "../../components/lib/nodeScript";
+
+/** A step as a plain node script returns it: no delete, not sensitive, with the common library. */
+export function plainStep(name: string, script: string, params: NodeStep["params"]): NodeStep {
+    return { name, script, params, hasDelete: false, sensitive: false, libraries: [COMMON_LIB] };
+}
+
+/** Checks that the step's script exists and that its payload carries json_string ahead of `scriptLine`. */
+export function expectJsonLibraryAhead(step: NodeStep, scriptLine: string): void {
+    expect(fs.existsSync(step.script)).toBe(true);
+    const { stdin } = stepPayload(step);
+    expect(stdin.indexOf("json_string() {")).toBeGreaterThan(0);
+    expect(stdin.indexOf("json_string() {")).toBeLessThan(stdin.indexOf(scriptLine));
+}
