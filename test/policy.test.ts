@@ -58,6 +58,13 @@ async function messages(policy: AnyPolicy, r: PackResource | PackResource[], con
     return mandatory(d).map((m) => m.slice(policy.name.length + 2));
 }
 
+/** A test body: `policy` on `fixture` with the value at `keys` unknown (`marker`) reports `expected`. */
+function failsClosed(policy: AnyPolicy) {
+    return async (fixture: string, keys: string, marker: unknown, expected: string): Promise<void> => {
+        expect((await messages(policy, changed(fixture, keys, marker))).join("\n")).toContain(expected);
+    };
+}
+
 describe("the pack", () => {
     test("every policy: kebab-case name, description, mandatory, a config schema; names unique", () => {
         for (const p of POLICIES) {
@@ -252,9 +259,7 @@ describe("image-registries-allowed", () => {
         ["chart", "props.values.value.redis.image.repository", UNKNOWN_STRING, "values.redis.image.repository is unknown during preview"],
         ["deployment", "props.spec.template.spec.containers.0.image", UNKNOWN_STRING, "containers[0].image is unknown during preview"],
         ["deployment", "props.spec.template.spec", UNKNOWN_OBJECT, "its images are unknown during preview"],
-    ])("fails closed: %s %s unknown", async (fixture, keys, marker, expected) => {
-        expect((await messages(imageRegistriesAllowed, changed(fixture, keys, marker))).join("\n")).toContain(expected);
-    });
+    ])("fails closed: %s %s unknown", failsClosed(imageRegistriesAllowed));
     test("registry parsing", () => {
         expect(imageRegistry("redis")).toBe("docker.io");
         expect(imageRegistry("library/redis:8")).toBe("docker.io");
@@ -328,9 +333,7 @@ describe("workload-residency-mode", () => {
         ["chart", "props.values.value.global.env", UNKNOWN_OBJECT, "values.global.env (reaches every component of chart argo-cd) has DATA_RESIDENCY_MODE unknown during preview"],
         ["chart", "props.postRenderer.args", UNKNOWN_OBJECT, "postRenderer.args unknown during preview"],
         ["application", "props.spec.source.helm.valuesObject", UNKNOWN_OBJECT, "valuesObject is unknown during preview"],
-    ])("fails closed: %s %s unknown", async (fixture, keys, marker, expected) => {
-        expect((await messages(workloadResidencyMode, changed(fixture, keys, marker))).join("\n")).toContain(expected);
-    });
+    ])("fails closed: %s %s unknown", failsClosed(workloadResidencyMode));
 });
 
 describe("firewall-management-ports", () => {
