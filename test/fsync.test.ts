@@ -12,7 +12,7 @@ import {
 } from "../components/fsync/fio";
 import { FSYNC_GATE_SCRIPT, fsyncGateSteps, FsyncGateStepArgs } from "../components/fsync/fsyncGate";
 import { describeAsRoot } from "./support/host";
-import { plainStep } from "./support/nodeSteps";
+import { CP1_PARAMS, CP1_TARGET, plainStep } from "./support/nodeSteps";
 import { Run, runBash } from "./support/scriptRun";
 
 /**
@@ -199,7 +199,7 @@ describe("formatGateFailure", () => {
 describe("fsyncGateSteps", () => {
     const base: FsyncGateStepArgs = {
         node: "cp-1",
-        target: { host: "203.0.113.10", port: 22, user: "root" },
+        target: CP1_TARGET,
         dataPath: "/var/lib/etcd",
         thresholdMs: 10,
         runs: 3,
@@ -209,8 +209,7 @@ describe("fsyncGateSteps", () => {
         const steps = fsyncGateSteps(base);
         expect(steps).toEqual([
             plainStep("fio", FSYNC_GATE_SCRIPT, {
-                ZT_NODE: "cp-1",
-                ZT_HOST: "203.0.113.10",
+                ...CP1_PARAMS,
                 ZT_DATA_PATH: "/var/lib/etcd",
                 ZT_THRESHOLD_MS: "10",
                 ZT_RUNS: 3,

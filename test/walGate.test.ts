@@ -17,7 +17,7 @@ import { formatWalGateFailure, parseWalGateResult, WAL_GATE_SCRIPT, walGateSteps
 import type { Recorder } from "./support/mocks";
 import { resolve, settle, wireSecret } from "./support/mocks";
 import { makeLoopbackCertificates } from "./support/loopbackCerts";
-import { expectJsonLibraryAhead, plainStep } from "./support/nodeSteps";
+import { CP1_PARAMS, CP1_TARGET, expectJsonLibraryAhead, plainStep } from "./support/nodeSteps";
 import { freePorts } from "./support/ports";
 import { Run, runBash } from "./support/scriptRun";
 
@@ -33,7 +33,7 @@ const fixture = (file: string): string => fs.readFileSync(path.join(FIXTURES, fi
 describe("walGateSteps", () => {
     const base: WalGateStepArgs = {
         node: "cp-1",
-        target: { host: "203.0.113.10", port: 22, user: "root" },
+        target: CP1_TARGET,
         endpoint: "https://127.0.0.1:2379",
         walThresholdMs: 10,
         commitThresholdMs: 25,
@@ -43,8 +43,7 @@ describe("walGateSteps", () => {
         const steps = walGateSteps(base);
         expect(steps).toEqual([
             plainStep("wal-gate", WAL_GATE_SCRIPT, {
-                ZT_NODE: "cp-1",
-                ZT_HOST: "203.0.113.10",
+                ...CP1_PARAMS,
                 ZT_ETCD_ENDPOINT: "https://127.0.0.1:2379",
                 ZT_WAL_THRESHOLD_MS: "10",
                 ZT_COMMIT_THRESHOLD_MS: "25",

@@ -2,6 +2,12 @@ import * as fs from "fs";
 
 import { COMMON_LIB, NodeStep, stepPayload } from "../../components/lib/nodeScript";
 
+/** Node cp-1 as the gate tests reach it over SSH. */
+export const CP1_TARGET = { host: "203.0.113.10", port: 22, user: "root" };
+
+/** The parameters a gate step passes for CP1_TARGET. */
+export const CP1_PARAMS = { ZT_NODE: "cp-1", ZT_HOST: "203.0.113.10" };
+
 /** A step as a plain node script returns it: no delete, not sensitive, with the common library. */
 export function plainStep(name: string, script: string, params: NodeStep["params"]): NodeStep {
     return { name, script, params, hasDelete: false, sensitive: false, libraries: [COMMON_LIB] };
