@@ -234,6 +234,22 @@ const firewallSchema = z
     .prefault({})
     .meta(doc({ docRow: false, description: "further ports every node opens." }));
 
+/** A mirror of a project's release downloads (`etcd.releaseBaseUrl`, `kubernetes.k3s.releaseBaseUrl`). */
+function releaseBaseUrl(whose: string, defaultNote: string) {
+    return z
+        .string()
+        .regex(HTTPS_OR_FILE_URL)
+        .optional()
+        .meta(
+            doc({
+                allowed: `an https:// or file:// URL of a mirror of ${whose} release downloads${defaultNote}`,
+                docType: RELEASE_URL_TYPE,
+                docDefault: "GitHub releases",
+                description: `A mirror with ${whose} release layout.`,
+            }),
+        );
+}
+
 const etcdSchema = z
     .strictObject({
         source: z
@@ -258,18 +274,7 @@ const etcdSchema = z
                     description: "A version without a pinned checksum needs `etcd.sha256`.",
                 }),
             ),
-        releaseBaseUrl: z
-            .string()
-            .regex(HTTPS_OR_FILE_URL)
-            .optional()
-            .meta(
-                doc({
-                    allowed: "an https:// or file:// URL of a mirror of etcd's release downloads (default https://github.com/etcd-io/etcd/releases/download)",
-                    docType: RELEASE_URL_TYPE,
-                    docDefault: "GitHub releases",
-                    description: "A mirror with etcd's release layout.",
-                }),
-            ),
+        releaseBaseUrl: releaseBaseUrl("etcd's", " (default https://github.com/etcd-io/etcd/releases/download)"),
         sha256: z
             .strictObject({
                 amd64: z.string().regex(SHA256).optional().meta(doc({ allowed: "a sha256 as 64 hex digits" })),
@@ -448,18 +453,7 @@ const kubernetesSchema = z
                             description: "Pinned in `components/k8s/k3s.ts` with the binaries' checksums.",
                         }),
                     ),
-                releaseBaseUrl: z
-                    .string()
-                    .regex(HTTPS_OR_FILE_URL)
-                    .optional()
-                    .meta(
-                        doc({
-                            allowed: "an https:// or file:// URL of a mirror of k3s' release downloads",
-                            docType: RELEASE_URL_TYPE,
-                            docDefault: "GitHub releases",
-                            description: "A mirror with k3s' release layout.",
-                        }),
-                    ),
+                releaseBaseUrl: releaseBaseUrl("k3s'", ""),
             })
             .prefault({}),
     })

@@ -117,8 +117,8 @@ export class ArgoCd {
         // Each component with its chart workload's environment; the addresses the chart gives as
         // in-cluster Service names are replaced by the flags above and below.
         const envOf = (kind: string, name: string): NodeJS.ProcessEnv => ({ ...chartEnv(this.opts.objects, kind, name), ...this.env });
-        const controllerEnv = envOf("StatefulSet", "argocd-application-controller");
         this.controllerEnv = chartEnv(this.opts.objects, "StatefulSet", "argocd-application-controller");
+        const controllerEnv: NodeJS.ProcessEnv = { ...this.controllerEnv, ...this.env };
         this.reconciliation = controllerEnv.ARGOCD_RECONCILIATION_TIMEOUT ?? "";
         // Redis with the password the chart hands the components (the program's Redis Secret), from
         // a config file: never on a command line.
