@@ -66,6 +66,13 @@ export interface ArgoCdOptions {
     readonly trustedCas?: Readonly<Record<string, string>>;
     /** The chart's rendered objects with the program's config: each component gets its workload's environment. */
     readonly objects: readonly K8sObject[];
+    /**
+     * The network namespace every component runs in (the lab's VPN namespace, from where the lab
+     * nodes' API servers answer); the host's own namespace unless given.
+     */
+    readonly netns?: string;
+    /** The address argocd-server listens on and is reached at (its webhook): 127.0.0.1 unless given. */
+    readonly serverAddress?: string;
 }
 
 export class ArgoCd {
@@ -125,10 +132,11 @@ export class ArgoCd {
         const redisConf = path.join(this.opts.dir, "redis.conf");
         const password = controllerEnv.REDIS_PASSWORD;
         writeFileSync(redisConf, [`port ${redis}`, "bind 127.0.0.1", 'save ""', "appendonly no", `dir ${this.opts.dir}`, ...(password ? [`requirepass "${password}"`] : [])].join("\n") + "\n", { mode: 0o600 });
-        this.processes.start("redis", "/usr/bin/redis-server", [redisConf]);
+        const netns = this.opts.netns;
+        this.processes.start("redis", "/usr/bin/redis-server", [redisConf], { netns });
         await this.waitPort("redis", redis, timeoutSec);
 
-        this.processes.start("repo-server", argocd("argocd-repo-server"), ["--port", String(repo), "--metrics-port", String(repoMetrics), ...common], { env: envOf("Deployment", "argocd-repo-server") });
+        this.processes.start("repo-server", argocd("argocd-repo-server"), ["--port", String(repo), "--metrics-port", String(repoMetrics), ...common], { env: envOf("Deployment", "argocd-repo-server"), netns });
         this.processes.start("application-controller", argocd("argocd-application-controller"), [
             ...kube,
             ...repoServer,
@@ -136,9 +144,13 @@ export class ArgoCd {
             "--metrics-port", String(controllerMetrics),
             "--status-processors", "4",
             "--operation-processors", "4",
-        ], { env: controllerEnv });
-        this.processes.start("server", argocd("argocd-server"), [...kube, ...repoServer, ...common, "--insecure", "--address", "127.0.0.1", "--port", String(server), "--metrics-port", String(serverMetrics)], { env: envOf("Deployment", "argocd-server") });
-        this.serverUrl = `http://127.0.0.1:${server}`;
+        ], { env: controllerEnv, netns });
+        const address = this.opts.serverAddress ?? "127.0.0.1";
+        this.processes.start("server", argocd("argocd-server"), [...kube, ...repoServer, ...common, "--insecure", "--address", address, "--port", String(server), "--metrics-port", String(serverMetrics)], {
+            env: envOf("Deployment", "argocd-server"),
+            netns,
+        });
+        this.serverUrl = `http://${address}:${server}`;
         await this.waitPort("repo-server", repo, timeoutSec);
         await this.waitHttp("server", `${this.serverUrl}/healthz`, timeoutSec);
         await this.waitHttp("application-controller", `http://127.0.0.1:${controllerMetrics}/metrics`, timeoutSec);
@@ -157,10 +169,16 @@ export class ArgoCd {
         return ["repo-server", "application-controller", "server"].map((n) => `--- ${n}\n${this.logTail(n, lines)}`).join("\n");
     }
 
+    /** argv run where the components run: in their network namespace, if any. */
+    private where(argv: readonly string[]): [string, string[]] {
+        return this.opts.netns === undefined ? [argv[0], argv.slice(1)] : ["ip", ["netns", "exec", this.opts.netns, ...argv]];
+    }
+
     private async waitPort(name: string, port: number, timeoutSec: number): Promise<void> {
+        const [bin, args] = this.where(["bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/${port}`]);
         await waitFor(
             `${name} on 127.0.0.1:${port}`,
-            () => spawnSync("bash", ["-c", `exec 3<>/dev/tcp/127.0.0.1/${port}`], { stdio: "ignore", timeout: 5000 }).status === 0,
+            () => spawnSync(bin, args, { stdio: "ignore", timeout: 5000 }).status === 0,
             timeoutSec,
             () => this.processes.assertRunning(),
             () => this.logTail(name),
@@ -171,6 +189,10 @@ export class ArgoCd {
         await waitFor(
             `${name} at ${url}`,
             async () => {
+                if (this.opts.netns !== undefined) {
+                    const [bin, args] = this.where(["curl", "-sf", "-o", "/dev/null", "--max-time", "5", url]);
+                    return spawnSync(bin, args, { stdio: "ignore", timeout: 10_000 }).status === 0;
+                }
                 try {
                     return (await fetch(url, { signal: AbortSignal.timeout(5000) })).ok;
                 } catch {

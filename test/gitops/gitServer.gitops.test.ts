@@ -114,7 +114,9 @@ function request(method: "GET" | "POST", target: string, user?: GitUser, content
         if (contentType !== undefined) {
             headers["Content-Type"] = contentType;
         }
-        const req = https.request(target, { method, headers, ca: server.caPem, timeout: 20_000 }, (res) => {
+        // A connection of its own per request: a kept-alive socket that lighttpd has just closed
+        // would fail the request with "socket hang up".
+        const req = https.request(target, { method, headers, ca: server.caPem, timeout: 20_000, agent: false }, (res) => {
             res.resume();
             res.on("end", () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers["content-type"] ?? "") }));
         });

@@ -1,8 +1,8 @@
 /**
  * The lab's manifests repository host: bare Git repositories served over smart HTTP by lighttpd
  * running git's own `git-http-backend` as a CGI, with HTTP basic auth against an htpasswd file,
- * over TLS (a certificate for 127.0.0.1 from a CA of its own: `caFile`, `caPem`; Argo CD and the
- * manifests repository settings take https URLs only), on loopback. Two users, as the GitOps loop
+ * over TLS (a certificate for its address from a CA of its own: `caFile`, `caPem`; Argo CD and the
+ * manifests repository settings take https URLs only), on loopback or on the lab host's address. Two users, as the GitOps loop
  * has them:
  *
  * - the reader (Argo CD's read-only deploy token) may fetch: `info/refs?service=git-upload-pack`
@@ -19,6 +19,7 @@
 import { spawnSync } from "child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as https from "https";
+import { isIPv4 } from "net";
 import { tmpdir } from "os";
 import * as path from "path";
 
@@ -45,6 +46,10 @@ export interface GitServerOptions {
     readonly reader: GitUser;
     /** May fetch and push: the app pipeline's GITOPS_TOKEN (update-manifests.sh sends user `oauth2`). */
     readonly writer: GitUser;
+    /** The IPv4 address it listens on and its certificate names: 127.0.0.1 unless given (the lab's host address). */
+    readonly address?: string;
+    /** The port: a free one unless given. */
+    readonly port?: number;
 }
 
 const USERNAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -90,11 +95,11 @@ function requireUsers(users: readonly string[]): string {
  * requests) leaves no spelling of a push (`service=git%2Dreceive-pack`, a repeated `service=`,
  * the dumb protocol) that the reader could get through.
  */
-export function lighttpdConfig(p: { dir: string; port: number; reader: string; writer: string }): string {
+export function lighttpdConfig(p: { dir: string; address?: string; port: number; reader: string; writer: string }): string {
     const file = (name: string) => lighttpdString(path.join(p.dir, name));
     return `# lighttpd for the manifests repository: git-http-backend behind basic auth over TLS, on loopback.
 server.modules = ( "mod_access", "mod_alias", "mod_auth", "mod_authn_file", "mod_setenv", "mod_cgi", "mod_accesslog", "mod_openssl" )
-server.bind = "127.0.0.1"
+server.bind = ${lighttpdString(p.address ?? "127.0.0.1")}
 server.port = ${p.port}
 ssl.engine = "enable"
 ssl.pemfile = ${file("pki/server.crt")}
@@ -171,8 +176,8 @@ function openssl(args: string[]): void {
     }
 }
 
-/** A CA of its own and a serving certificate for 127.0.0.1 (ECDSA P-256, two days), in `dir`. */
-function makeServerPki(dir: string): void {
+/** A CA of its own and a serving certificate for `address` (ECDSA P-256, two days), in `dir`. */
+function makeServerPki(dir: string, address: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const f = (n: string) => path.join(dir, n);
     openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f("ca.key")]);
@@ -180,9 +185,9 @@ function makeServerPki(dir: string): void {
         "req", "-x509", "-new", "-key", f("ca.key"), "-subj", "/O=zerotouch/CN=zt-test-git-ca", "-days", "2",
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", f("ca.crt"),
     ]);
-    writeFileSync(f("server.ext"), "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    writeFileSync(f("server.ext"), `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:${address},DNS:localhost\n`);
     openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f("server.key")]);
-    openssl(["req", "-new", "-key", f("server.key"), "-subj", "/O=zerotouch/CN=127.0.0.1", "-out", f("server.csr")]);
+    openssl(["req", "-new", "-key", f("server.key"), "-subj", `/O=zerotouch/CN=${address}`, "-out", f("server.csr")]);
     openssl(["x509", "-req", "-in", f("server.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-set_serial", String(Date.now()), "-days", "2", "-extfile", f("server.ext"), "-out", f("server.crt")]);
 }
 
@@ -197,6 +202,7 @@ export class GitServer {
     private readonly processes = new Processes(this.dir, RUNTIME_MAX_SECONDS);
     private readonly options: GitServerOptions;
     private port = 0;
+    private readonly address: string;
     private state: "new" | "started" | "stopped" = "new";
 
     constructor(options: GitServerOptions) {
@@ -206,6 +212,10 @@ export class GitServer {
             throw new Error(`GitServer: reader and writer are both ${JSON.stringify(options.writer.username)}; allowed: two different users`);
         }
         this.options = options;
+        this.address = options.address ?? "127.0.0.1";
+        if (!isIPv4(this.address)) {
+            throw new Error(`GitServer: address is ${JSON.stringify(options.address)}; allowed: an IPv4 address`);
+        }
         for (const d of [this.reposDir, this.home, path.join(this.dir, "www"), path.join(this.dir, "tmp")]) {
             mkdirSync(d, { recursive: true });
         }
@@ -216,10 +226,11 @@ export class GitServer {
         if (this.port === 0) {
             throw new Error("GitServer: not started (call start() first)");
         }
-        return `https://127.0.0.1:${this.port}/git`;
+        // The URL as written (no `:443`), which is how clients and Argo CD compare repositories.
+        return new URL(`https://${this.address}:${this.port}/git`).href;
     }
 
-    /** The CA certificate (PEM) that clients trust for the server: Argo CD's TLS certificate for 127.0.0.1. */
+    /** The CA certificate (PEM) that clients trust for the server: Argo CD's TLS certificate for its address. */
     get caPem(): string {
         if (this.port === 0) {
             throw new Error("GitServer: not started (call start() first)");
@@ -237,13 +248,13 @@ export class GitServer {
         if (!existsSync(GIT_HTTP_BACKEND)) {
             throw new Error(`${GIT_HTTP_BACKEND} is missing: run \`bash test/support/host-tools.sh ensure git\``);
         }
-        makeServerPki(path.dirname(this.caFile));
+        makeServerPki(path.dirname(this.caFile), this.address);
         const { reader, writer } = this.options;
         writeFileSync(path.join(this.dir, "htpasswd"), [reader, writer].map((u) => `${u.username}:${this.hash(u.password)}\n`).join(""), { mode: 0o600 });
 
-        this.port = await freePort();
+        this.port = this.options.port ?? (await freePort());
         const config = path.join(this.dir, "lighttpd.conf");
-        writeFileSync(config, lighttpdConfig({ dir: this.dir, port: this.port, reader: reader.username, writer: writer.username }));
+        writeFileSync(config, lighttpdConfig({ dir: this.dir, address: this.address, port: this.port, reader: reader.username, writer: writer.username }));
         const check = spawnSync(bin, ["-tt", "-f", config], { encoding: "utf8", timeout: 30_000 });
         if (check.status !== 0) {
             throw new Error(`lighttpd refused its configuration ${config} (exit ${check.status ?? "timeout"}):\n${check.stdout}${check.stderr}`);

@@ -11,12 +11,12 @@ import { tmpdir } from "os";
 import * as path from "path";
 
 import { TestCluster } from "../k8s/cluster";
-import { applyGitops, GitopsObjects, gitopsObjects, K8sObject } from "../k8s/gitopsApply";
+import { applyGitops, GitopsObjects, gitopsObjects, K8sObject, KubectlBase } from "../k8s/gitopsApply";
 import { waitFor } from "../support/processes";
 import { prodStack } from "../support/program";
 import { appManifests } from "./appManifests";
 import { ArgoCd } from "./argocd";
-import { GitServer } from "./gitServer";
+import { GitServer, GitUser } from "./gitServer";
 
 const REPO_ROOT = path.resolve(__dirname, "..", "..");
 
@@ -157,21 +157,121 @@ export const LOOP = {
     image: "registry.example.eu/backend/backend-service",
 } as const;
 
+/** Which Application of the loop is watched, and where its repository and objects are. */
+export type LoopApp = { readonly [K in keyof typeof LOOP]: string };
+
 /**
- * The loop's parts, started together: a Kubernetes API server, the lab's Git server with the
- * manifests repository, the program's GitOps layer for this config applied to the API server, and
- * Argo CD reading it. Used by the loop tests and by `npm run bench:gitops`.
+ * What a loop test does and sees, wherever the loop runs (a loopback API server, or the lab
+ * nodes' API servers with Argo CD in the lab's VPN namespace): the repository's head, the
+ * Application and the app's objects in the cluster, GitLab's push webhook, the app pipeline's bump.
  */
-export class GitopsLoop {
-    readonly cluster = new TestCluster();
-    readonly reader = { username: "argocd-reader", password: `reader-${randomBytes(12).toString("hex")}` };
-    readonly writer = { username: "oauth2", password: `writer-${randomBytes(12).toString("hex")}` };
-    readonly git = new GitServer({ reader: this.reader, writer: this.writer });
-    readonly dir = mkdtempSync(path.join(tmpdir(), "zt-gitops-"));
+export class LoopDriver<C extends KubectlBase = KubectlBase> {
     argocd!: ArgoCd;
-    set!: GitopsObjects;
     repoUrl = "";
     webhookSecret = "";
+
+    constructor(
+        readonly cluster: C,
+        readonly git: GitServer,
+        /** The app pipeline's GITOPS_TOKEN (user `oauth2`): it may push. */
+        readonly writer: GitUser,
+        readonly app: LoopApp = LOOP,
+    ) {}
+
+    head(): string {
+        return this.git.headOf(this.app.repo);
+    }
+
+    application(name: string = this.app.app): K8sObject {
+        return JSON.parse(this.cluster.must(["-n", this.app.namespace, "get", "application", name, "-o", "json"])) as K8sObject;
+    }
+
+    /** An object of the app's namespace, or undefined when it does not exist. */
+    object(kind: string, name: string): K8sObject | undefined {
+        const r = this.cluster.kubectl(["-n", this.app.appNamespace, "get", kind, name, "-o", "json"]);
+        return r.code === 0 ? (JSON.parse(r.stdout) as K8sObject) : undefined;
+    }
+
+    /** The image the app's Deployment runs. */
+    image(): string | undefined {
+        return this.object("deployment", "backend-service")?.spec.template.spec.containers[0].image as string | undefined;
+    }
+
+    /** Whether the Application is Synced at `revision`, with no operation running. */
+    synced(revision: string, name: string = this.app.app): boolean {
+        const s = this.application(name).status as { sync?: { status?: string; revision?: string }; operationState?: { phase?: string } } | undefined;
+        return s?.sync?.status === "Synced" && s.sync.revision === revision && s.operationState?.phase !== "Running";
+    }
+
+    /** Waits, bounded, until `ready()`; fails with the Application's status and Argo CD's logs. */
+    waitUntil(what: string, ready: () => boolean, timeoutSec = 120): Promise<void> {
+        return waitFor(what, ready, timeoutSec, () => undefined, () => `${JSON.stringify(this.application().status ?? {}, null, 1).slice(0, 3000)}\n${this.argocd.logs()}`);
+    }
+
+    /** Posts GitLab's push event for before..after to Argo CD's /api/webhook; returns the HTTP status. */
+    async webhook(before: string, after: string, modified: string[], token = this.webhookSecret): Promise<number> {
+        const r = await fetch(`${this.argocd.serverUrl}/api/webhook`, {
+            method: "POST",
+            headers: { "Content-Type": "application/json", "X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": token },
+            body: JSON.stringify(gitlabPushEvent({ repoUrl: this.repoUrl, before, after, branch: "main", modified })),
+            signal: AbortSignal.timeout(10_000),
+        });
+        return r.status;
+    }
+
+    /** The webhook secret the program put in argocd-secret (`webhook.gitlab.secret`). */
+    readWebhookSecret(): string {
+        const secret = this.cluster.must(["-n", this.app.namespace, "get", "secret", "argocd-secret", "-o", "jsonpath={.data.webhook\\.gitlab\\.secret}"]).trim();
+        return Buffer.from(secret, "base64").toString("utf8");
+    }
+
+    /**
+     * The app pipeline's bump to `tag` (update-manifests.sh), then, with `webhook`, GitLab's push
+     * event; resolves with the seconds from the push to the Application Synced at the new commit
+     * with the new image in the cluster.
+     */
+    async bump(tag: string, webhook: boolean, timeoutSec = 300): Promise<number> {
+        const before = this.head();
+        runUpdateManifests({ url: this.repoUrl, token: this.writer.password, caFile: this.git.caFile, tag });
+        const pushed = Date.now();
+        const after = this.head();
+        if (after === before) {
+            throw new Error(`the bump to ${tag} made no commit`);
+        }
+        if (webhook) {
+            const status = await this.webhook(before, after, [this.app.valuesFile]);
+            if (status !== 200) {
+                throw new Error(`the webhook answered ${status}`);
+            }
+        }
+        await this.waitUntil(`${this.app.app} Synced at ${after} with ${tag}`, () => this.synced(after) && this.image() === `${this.app.image}:${tag}`, timeoutSec);
+        return secondsSince(pushed);
+    }
+}
+
+/** A read-only user and a writer with fresh random passwords, as the loop's Git server has them. */
+export function loopUsers(): { reader: GitUser; writer: GitUser } {
+    return {
+        reader: { username: "argocd-reader", password: `reader-${randomBytes(12).toString("hex")}` },
+        writer: { username: "oauth2", password: `writer-${randomBytes(12).toString("hex")}` },
+    };
+}
+
+/**
+ * The loop's parts, started together: a Kubernetes API server on loopback, the lab's Git server
+ * with the manifests repository, the program's GitOps layer for this config applied to the API
+ * server, and Argo CD reading it. Used by the loop tests and by `npm run bench:gitops`.
+ */
+export class GitopsLoop extends LoopDriver<TestCluster> {
+    readonly reader: GitUser;
+    readonly dir = mkdtempSync(path.join(tmpdir(), "zt-gitops-"));
+    set!: GitopsObjects;
+
+    constructor() {
+        const { reader, writer } = loopUsers();
+        super(new TestCluster(), new GitServer({ reader, writer }), writer);
+        this.reader = reader;
+    }
 
     /** Starts everything; `reconciliationSeconds` is the program's `gitops.argocd.reconciliationSeconds`. */
     async start(reconciliationSeconds: number): Promise<void> {
@@ -194,8 +294,7 @@ export class GitopsLoop {
         const secrets = [...secretKeys.filter((k) => k !== "gitlabToken" && k !== "argocdSsoClientSecret"), "kubeconfig", "manifestsPassword"];
         this.set = await gitopsObjects(raw, secrets);
         await applyGitops(this.cluster, this.set);
-        const secret = this.cluster.must(["-n", LOOP.namespace, "get", "secret", "argocd-secret", "-o", "jsonpath={.data.webhook\\.gitlab\\.secret}"]).trim();
-        this.webhookSecret = Buffer.from(secret, "base64").toString("utf8");
+        this.webhookSecret = this.readWebhookSecret();
         this.argocd = new ArgoCd({ kubeconfig: this.cluster.kubeconfig, dir: path.join(this.dir, "argocd"), namespace: LOOP.namespace, trustedCas: { "127.0.0.1": this.git.caPem }, objects: this.set.objects });
         await this.argocd.start();
     }
@@ -205,69 +304,5 @@ export class GitopsLoop {
         this.git.stop();
         this.cluster.stop();
         rmSync(this.dir, { recursive: true, force: true });
-    }
-
-    head(): string {
-        return this.git.headOf(LOOP.repo);
-    }
-
-    application(name: string = LOOP.app): K8sObject {
-        return JSON.parse(this.cluster.must(["-n", LOOP.namespace, "get", "application", name, "-o", "json"])) as K8sObject;
-    }
-
-    /** An object of the app's namespace, or undefined when it does not exist. */
-    object(kind: string, name: string): K8sObject | undefined {
-        const r = this.cluster.kubectl(["-n", LOOP.appNamespace, "get", kind, name, "-o", "json"]);
-        return r.code === 0 ? (JSON.parse(r.stdout) as K8sObject) : undefined;
-    }
-
-    /** The image the app's Deployment runs. */
-    image(): string | undefined {
-        return this.object("deployment", "backend-service")?.spec.template.spec.containers[0].image as string | undefined;
-    }
-
-    /** Whether the Application is Synced at `revision`, with no operation running. */
-    synced(revision: string, name: string = LOOP.app): boolean {
-        const s = this.application(name).status as { sync?: { status?: string; revision?: string }; operationState?: { phase?: string } } | undefined;
-        return s?.sync?.status === "Synced" && s.sync.revision === revision && s.operationState?.phase !== "Running";
-    }
-
-    /** Waits, bounded, until `ready()`; fails with the Application's status and Argo CD's logs. */
-    waitUntil(what: string, ready: () => boolean, timeoutSec = 120): Promise<void> {
-        return waitFor(what, ready, timeoutSec, () => undefined, () => `${JSON.stringify(this.application().status ?? {}, null, 1).slice(0, 3000)}\n${this.argocd.logs()}`);
-    }
-
-    /** Posts GitLab's push event for before..after to Argo CD's /api/webhook; returns the HTTP status. */
-    async webhook(before: string, after: string, modified: string[], token = this.webhookSecret): Promise<number> {
-        const r = await fetch(`${this.argocd.serverUrl}/api/webhook`, {
-            method: "POST",
-            headers: { "Content-Type": "application/json", "X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": token },
-            body: JSON.stringify(gitlabPushEvent({ repoUrl: this.repoUrl, before, after, branch: "main", modified })),
-            signal: AbortSignal.timeout(10_000),
-        });
-        return r.status;
-    }
-
-    /**
-     * The app pipeline's bump to `tag` (update-manifests.sh), then, with `webhook`, GitLab's push
-     * event; resolves with the seconds from the push to the Application Synced at the new commit
-     * with the new image in the cluster.
-     */
-    async bump(tag: string, webhook: boolean, timeoutSec = 300): Promise<number> {
-        const before = this.head();
-        runUpdateManifests({ url: this.repoUrl, token: this.writer.password, caFile: this.git.caFile, tag });
-        const pushed = Date.now();
-        const after = this.head();
-        if (after === before) {
-            throw new Error(`the bump to ${tag} made no commit`);
-        }
-        if (webhook) {
-            const status = await this.webhook(before, after, [LOOP.valuesFile]);
-            if (status !== 200) {
-                throw new Error(`the webhook answered ${status}`);
-            }
-        }
-        await this.waitUntil(`${LOOP.app} Synced at ${after} with ${tag}`, () => this.synced(after) && this.image() === `${LOOP.image}:${tag}`, timeoutSec);
-        return secondsSince(pushed);
     }
 }

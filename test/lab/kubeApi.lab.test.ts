@@ -6,7 +6,10 @@
  * from its Go modules) from the lab's HTTPS mirror (etcdMirror.ts), its tarball checked against
  * the configured sha256 before it is unpacked. The lab stack with `kubernetes.mode: existing` and the kubeconfig the lab wrote is
  * run under mocks, and everything its GitOps layer declares is applied to this API server with
- * server-side apply. No kubelet runs: objects are stored and validated, pods never start.
+ * server-side apply. Then Argo CD (test/gitops/argocd.ts) runs in the lab's VPN namespace, where
+ * its pods' traffic would come from, against these API servers through the nodes' firewall, pulling
+ * the manifests repository from the lab host (test/gitops/gitServer.ts) with the lab stack's read
+ * credential. No kubelet runs: objects are stored and validated, pods never start.
  */
 import { execFileSync } from "child_process";
 import { mkdtempSync, readFileSync, rmSync } from "fs";
@@ -18,12 +21,16 @@ import { etcdInstallSteps, parseEtcdInstallResult } from "../../components/etcd/
 import { hostFirewallSteps } from "../../components/firewall/hostFirewall";
 import type { FirewallNode } from "../../components/firewall/rules";
 import { applyGitops, GitopsObjects, gitopsObjects, reapplyChanged } from "../k8s/gitopsApply";
+import { appManifests } from "../gitops/appManifests";
+import { ArgoCd } from "../gitops/argocd";
+import { GitServer } from "../gitops/gitServer";
+import { LOOP, LoopDriver, loopUsers, secondsSince } from "../gitops/loop";
 import { makeEtcdPem } from "../support/etcdCerts";
 import { referenceFile } from "../support/reference";
 import { etcdctl, expectOk, LabEtcd, wipeEtcd } from "./etcdLab";
 import { EtcdRelease, LabEtcdMirror, packEtcdRelease } from "./etcdMirror";
 import { Lab, LabNode, loadLab, nodesByRole, REPO_ROOT, RunResult, runStep, sshRun, tcpProbe } from "./harness";
-import { API_PORT, LabKubeApi, labStackWithKubernetes, toolchainBin } from "./kubeApi";
+import { API_PORT, LAB_GITOPS_SECRETS, LabKubeApi, labGitopsConfig, labStackWithKubernetes, toolchainBin } from "./kubeApi";
 
 /** The version an etcd binary reports. */
 function etcdVersionOf(binary: string): string {
@@ -36,6 +43,9 @@ function etcdVersionOf(binary: string): string {
 }
 
 jest.setTimeout(900_000);
+
+/** The lab stack's application (labGitopsConfig). */
+const LAB_APP = "backend-service-lab";
 
 describe("a real Kubernetes API on the lab, on the lab's etcd", () => {
     let lab: Lab;
@@ -167,6 +177,48 @@ describe("a real Kubernetes API on the lab, on the lab's etcd", () => {
         const { changed } = reapplyChanged(api, set.objects);
         expect(changed).toEqual([]);
         console.log(`lab API server: ${set.crds.length} CRDs, ${set.objects.length} objects, ${set.patches.length} patch(es) applied; a second apply changed none`);
+    });
+
+    test("Argo CD, in the VPN namespace, runs the loop on the lab's API servers: the first sync, a bump through GitLab's webhook, a hand edit reverted", async () => {
+        // The manifests repository where the lab stack's config says it is: on the lab host, read
+        // with the lab stack's read credential; the app pipeline's writer may push.
+        const host = lab.managementCidr.split("/")[0];
+        const { writer } = loopUsers();
+        const git = new GitServer({ reader: { username: "argocd-reader", password: LAB_GITOPS_SECRETS.manifestsPassword }, writer, address: host, port: 443 });
+        const loop = new LoopDriver(api, git, writer, { ...LOOP, app: LAB_APP });
+        try {
+            await git.start();
+            loop.repoUrl = git.createRepo(LOOP.repo, appManifests({ tag: "1.0.0", extraConfig: true }));
+            expect(loop.repoUrl).toBe((labGitopsConfig(lab, "").manifests as { url: string }).url);
+            loop.webhookSecret = loop.readWebhookSecret();
+            // Where the pods would run: behind the nodes' firewall, 6443 answers the VPN only.
+            loop.argocd = new ArgoCd({
+                kubeconfig: api.kubeconfig,
+                dir: path.join(dir, "argocd"),
+                namespace: LOOP.namespace,
+                trustedCas: { [host]: git.caPem },
+                objects: set.objects,
+                netns: lab.clients.vpn.netns,
+                serverAddress: lab.clients.vpn.address,
+            });
+            const started = Date.now();
+            await loop.argocd.start();
+            const head = loop.head();
+            await loop.waitUntil(`${LAB_APP} Synced at ${head}`, () => loop.synced(head), 240);
+            expect(loop.image()).toBe(`${LOOP.image}:1.0.0`);
+            const firstSync = secondsSince(started);
+            const bump = await loop.bump("1.0.1", true, 90);
+            const edited = Date.now();
+            api.must(["-n", LOOP.appNamespace, "patch", "configmap", "backend-service-config", "--type", "merge", "-p", '{"data":{"imageTag":"edited-by-hand"}}']);
+            await loop.waitUntil("the ConfigMap reverted", () => loop.object("configmap", "backend-service-config")?.data.imageTag === "1.0.1", 120);
+            console.log(
+                `${loop.argocd.version} in ${lab.clients.vpn.netns} against ${api.server} (reconciliation ${loop.argocd.reconciliation}), repository ${loop.repoUrl}: ` +
+                    `first sync ${firstSync.toFixed(1)} s after start; bump 1.0.0 -> 1.0.1 Synced ${bump.toFixed(1)} s after the push with the webhook; hand edit reverted in ${secondsSince(edited).toFixed(1)} s`,
+            );
+        } finally {
+            loop.argocd?.stop();
+            git.stop();
+        }
     });
 
     test("deleting the namespace finishes: the lab's controller manager removes what is in it", () => {

@@ -31,11 +31,15 @@ export class Processes {
         readonly boundSec = 1800,
     ) {}
 
-    /** Starts `bin args` in the background as `name`. */
-    start(name: string, bin: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): void {
+    /**
+     * Starts `bin args` in the background as `name`; with `netns`, inside that network namespace
+     * (`ip netns exec`, which execs the command: the process keeps its pid and group).
+     */
+    start(name: string, bin: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; netns?: string } = {}): void {
         const log = path.join(this.logDir, `${name}.log`);
         const fd = openSync(log, "a");
-        const child = spawn("timeout", [String(this.boundSec), bin, ...args], { stdio: ["ignore", fd, fd], detached: true, env: opts.env ?? process.env, cwd: opts.cwd });
+        const argv = [...(opts.netns === undefined ? [] : ["ip", "netns", "exec", opts.netns]), bin, ...args];
+        const child = spawn("timeout", [String(this.boundSec), ...argv], { stdio: ["ignore", fd, fd], detached: true, env: opts.env ?? process.env, cwd: opts.cwd });
         this.started.push({ name, child, log });
     }
 
