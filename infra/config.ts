@@ -250,18 +250,20 @@ function releaseBaseUrl(whose: string, defaultNote: string) {
         );
 }
 
+/** Where a pinned binary comes from (`etcd.source`, `kubernetes.k3s.source`): its release, or the node. */
+function releaseSource(allowed: string, description: string) {
+    return z
+        .enum(["release", "preinstalled"])
+        .default("release")
+        .meta(doc({ allowed, description }));
+}
+
 const etcdSchema = z
     .strictObject({
-        source: z
-            .enum(["release", "preinstalled"])
-            .default("release")
-            .meta(
-                doc({
-                    allowed: "release (the pinned etcd release, checked against its sha256) or preinstalled (an etcd already on the node, e.g. Debian's etcd-server; its version is checked)",
-                    description:
-                        "`release`: the official tarball of `etcd.version`, checked against its sha256 before anything is extracted (pins in `components/etcd/release.ts`). `preinstalled`: an etcd already on the node (golden image, air-gapped; e.g. Debian's `etcd-server`), whose `--version` must match `etcd.version`'s MAJOR.MINOR.",
-                }),
-            ),
+        source: releaseSource(
+            "release (the pinned etcd release, checked against its sha256) or preinstalled (an etcd already on the node, e.g. Debian's etcd-server; its version is checked)",
+            "`release`: the official tarball of `etcd.version`, checked against its sha256 before anything is extracted (pins in `components/etcd/release.ts`). `preinstalled`: an etcd already on the node (golden image, air-gapped; e.g. Debian's `etcd-server`), whose `--version` must match `etcd.version`'s MAJOR.MINOR.",
+        ),
         version: z
             .string()
             .regex(/^[0-9]+\.[0-9]+\.[0-9]+$/)
@@ -432,15 +434,10 @@ const kubernetesSchema = z
             ),
         k3s: z
             .strictObject({
-                source: z
-                    .enum(["release", "preinstalled"])
-                    .default("release")
-                    .meta(
-                        doc({
-                            allowed: "release (the pinned k3s binary, checked against its sha256) or preinstalled",
-                            description: "`release`: the k3s binary of `version`, checked against its sha256 before it is made executable.",
-                        }),
-                    ),
+                source: releaseSource(
+                    "release (the pinned k3s binary, checked against its sha256) or preinstalled",
+                    "`release`: the k3s binary of `version`, checked against its sha256 before it is made executable.",
+                ),
                 version: z
                     .string()
                     .regex(/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/)
