@@ -55,22 +55,31 @@ export function runUpdateManifests(o: { url: string; token: string; caFile: stri
     return { seconds: (Date.now() - started) / 1000, output };
 }
 
-/** Commits `files` (the whole tree: others are removed) to main and pushes it as `writer`. */
+/**
+ * Commits `files` (the whole tree: others are removed) to main and pushes it as `writer`. The
+ * password reaches git as update-manifests.sh hands it over: from the environment through a
+ * credential helper, never in a URL or on a command line.
+ */
 export function pushFiles(o: { url: string; writer: { username: string; password: string }; caFile: string; files: Record<string, string>; message: string }): void {
     const dir = mkdtempSync(path.join(tmpdir(), "zt-push-"));
-    const env = gitEnv(o.caFile);
-    const authed = new URL(o.url);
-    authed.username = o.writer.username;
-    authed.password = o.writer.password;
+    const env: NodeJS.ProcessEnv = {
+        ...gitEnv(o.caFile),
+        ZT_GIT_USER: o.writer.username,
+        ZT_GIT_PASSWORD: o.writer.password,
+        GIT_CONFIG_COUNT: "2",
+        GIT_CONFIG_KEY_0: "credential.helper",
+        GIT_CONFIG_VALUE_0: "",
+        GIT_CONFIG_KEY_1: "credential.helper",
+        GIT_CONFIG_VALUE_1: '!f() { test "$1" = get || return 0; printf "username=%s\\npassword=%s\\n" "$ZT_GIT_USER" "$ZT_GIT_PASSWORD"; }; f',
+    };
     const git = (args: string[], cwd = dir): void => {
         const r = spawnSync("git", args, { cwd, env, encoding: "utf8", timeout: 60_000 });
         if (r.status !== 0) {
-            // The URL with its password never reaches a message.
             throw new Error(`git ${args[0]}: exit ${String(r.status)}\n${(r.stderr ?? "").split(o.writer.password).join("***")}`);
         }
     };
     try {
-        git(["clone", "--quiet", "--branch", "main", authed.toString(), "repo"]);
+        git(["clone", "--quiet", "--branch", "main", o.url, "repo"]);
         const repo = path.join(dir, "repo");
         git(["rm", "-r", "--quiet", "."], repo);
         for (const [file, text] of Object.entries(o.files)) {
