@@ -14,7 +14,7 @@ import { SshTarget } from "../components/lib/connection";
 import { NodeStep } from "../components/lib/nodeScript";
 import { ControlPlaneNode, ControlPlane } from "../components/k8s/controlPlane";
 import { VpsNode, VpsNodeSpec, vpsNodeSteps } from "../components/node/vpsNode";
-import { EtcdOutput, GitOpsOutput, KubernetesOutput, NodeOutput, OUTPUTS_VERSION, PlatformOutputs } from "../stacks/outputs";
+import { EtcdOutput, FirewallOutput, GitOpsOutput, KubernetesOutput, NodeOutput, OUTPUTS_VERSION, PlatformOutputs } from "../stacks/outputs";
 import { NodeConfig, PlatformConfig } from "./config";
 
 /** What the program decides for one node, as plain data (no resources, no secrets). */
@@ -25,6 +25,21 @@ export interface NodePlan {
     readonly vps: VpsNodeSpec;
     readonly gate: FsyncGateStepArgs;
     readonly firewall: HostFirewallSpec;
+}
+
+/** What every node's firewall gets besides the nodes, the VPN and management ranges: k3s' pod range and CNI port, then `firewall.extraRules`. */
+export function clusterFirewall(cfg: PlatformConfig): FirewallOutput {
+    return {
+        podCidrs: cfg.kubernetes.mode === "k3s" ? [...K3S_FIREWALL.podCidrs] : [],
+        extraRules: [...(cfg.kubernetes.mode === "k3s" ? K3S_FIREWALL.rules : []), ...cfg.firewall.extraRules].map(
+            (r: ExtraRule): FirewallOutput["extraRules"][number] => ({
+                name: r.name,
+                protocol: r.protocol,
+                ports: typeof r.ports === "number" ? r.ports : [r.ports[0], r.ports[1]],
+                from: typeof r.from === "string" ? r.from : [...r.from],
+            }),
+        ),
+    };
 }
 
 /** Plans every node from a validated config, sorted by name. Pure. */
@@ -67,11 +82,7 @@ export function planNodes(cfg: PlatformConfig): NodePlan[] {
                 cluster,
                 vpnCidr: cfg.vpnCidr,
                 managementCidrs: cfg.managementCidrs,
-                ...(cfg.kubernetes.mode === "k3s" ? { podCidrs: K3S_FIREWALL.podCidrs } : {}),
-                extraRules: [
-                    ...(cfg.kubernetes.mode === "k3s" ? K3S_FIREWALL.rules : []),
-                    ...cfg.firewall.extraRules.map((r): ExtraRule => ({ name: r.name, protocol: r.protocol, ports: r.ports, from: r.from })),
-                ],
+                ...clusterFirewall(cfg),
             },
         };
     });
@@ -341,6 +352,7 @@ export function platformOutputs(cfg: PlatformConfig, plans: readonly NodePlan[],
                 workerNodes: names.filter((n) => cfg.nodes[n].role === "worker"),
                 vpnCidr: cfg.vpnCidr,
                 managementCidrs: cfg.managementCidrs,
+                firewall: clusterFirewall(cfg),
                 etcd: etcdResolved,
                 kubernetes: kubernetesResolved,
                 gitops: gitopsResolved,

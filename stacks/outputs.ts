@@ -88,6 +88,28 @@ export const gitopsOutputSchema = z.object({
     applications: z.array(z.string()),
 });
 
+/** One further firewall rule every node has (the CNI's, `firewall.extraRules`), as `ExtraRule` in components/firewall/rules.ts. */
+export const firewallExtraRuleOutputSchema = z.object({
+    name: z.string(),
+    protocol: z.enum(["tcp", "udp"]),
+    /** One port, or an inclusive range `[first, last]`. */
+    ports: z.union([z.number().int(), z.tuple([z.number().int(), z.number().int()])]),
+    /** `any`, a named source group, or a list of addresses/CIDRs. */
+    from: z.union([z.literal("any"), z.enum(["cluster", "control-plane", "vpn", "management", "pods"]), z.array(z.string())]),
+});
+
+/**
+ * What every node's host firewall is decided from besides the nodes, `vpnCidr` and
+ * `managementCidrs`: with those, `firewallRules()` gives each node's ruleset again. The exposure
+ * check derives from it which ports may answer where it stands.
+ */
+export const firewallOutputSchema = z.object({
+    /** Pod ranges the API server and kubelets accept (k3s' cluster CIDR); empty without k3s. */
+    podCidrs: z.array(z.string()),
+    /** Further rules, in the order the firewall was given them. */
+    extraRules: z.array(firewallExtraRuleOutputSchema),
+});
+
 export const platformOutputsSchema = z.object({
     outputsVersion: z.literal(OUTPUTS_VERSION),
     project: z.literal("zerotouch"),
@@ -97,6 +119,7 @@ export const platformOutputsSchema = z.object({
     workerNodes: z.array(z.string()),
     vpnCidr: z.string(),
     managementCidrs: z.array(z.string()),
+    firewall: firewallOutputSchema,
     etcd: etcdOutputSchema,
     kubernetes: kubernetesOutputSchema,
     /** The GitOps layer; null without `gitops`. */
@@ -106,6 +129,7 @@ export const platformOutputsSchema = z.object({
 export type NodeOutput = z.infer<typeof nodeOutputSchema>;
 export type EtcdOutput = z.infer<typeof etcdOutputSchema>;
 export type KubernetesOutput = z.infer<typeof kubernetesOutputSchema>;
+export type FirewallOutput = z.infer<typeof firewallOutputSchema>;
 export type GitOpsOutput = z.infer<typeof gitopsOutputSchema>;
 export type PlatformOutputs = z.infer<typeof platformOutputsSchema>;
 

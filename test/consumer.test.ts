@@ -22,6 +22,7 @@ function platformOutputs(gitops: boolean): Record<string, unknown> {
         workerNodes: [],
         vpnCidr: "10.8.0.0/24",
         managementCidrs: ["198.51.100.0/28"],
+        firewall: { podCidrs: ["10.42.0.0/16"], extraRules: [{ name: "flannel-vxlan", protocol: "udp", ports: 8472, from: "cluster" }] },
         etcd: { caCertPem: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n", clientEndpoints: ["https://203.0.113.11:2379"], members: {} },
         kubernetes: { mode: "k3s", apiEndpoint: "api.osl.example.net", apiServerUrl: "https://api.osl.example.net:6443" },
         gitops: gitops

@@ -76,13 +76,10 @@ describe.each(Object.entries(PIPELINES))("%s pipeline", (_name, file) => {
         expect(errors.join("\n")).toContain(message);
     });
 
-    test("every image is pinned to a version", () => {
-        const p = load(file);
-        const images = [p.default?.image, p.image, ...jobs(p).map(([, j]) => j.image)]
-            .filter((i) => i !== undefined)
-            .map((i) => (typeof i === "string" ? i : i.name) as string);
+    test("every image is pinned to an exact version, and none is an archived builder", () => {
+        const images = imagesOf(load(file));
         expect(images.length).toBeGreaterThan(0);
-        for (const image of images) expect(image).toMatch(/^[^\s:]+(\/[^\s:]+)*:v?\d+\.\d+\.\d+(-[a-z0-9]+)*$/);
+        for (const image of images) expect({ image, problem: imageProblem(image) }).toEqual({ image, problem: undefined });
     });
 
     test("no script line traces commands or prints GITOPS_TOKEN", () => {
@@ -94,6 +91,68 @@ describe.each(Object.entries(PIPELINES))("%s pipeline", (_name, file) => {
                 expect(line).not.toMatch(/:\/\/[^\s]*\$\{?GITOPS_TOKEN/);
             }
         }
+    });
+});
+
+test("every pipeline file in the repository is one of the checked ones", () => {
+    const found: string[] = [];
+    const walk = (dir: string) => {
+        for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+            if (entry.isDirectory() && !["node_modules", ".git", ".lab"].includes(entry.name)) walk(path.join(dir, entry.name));
+            else if (entry.isFile() && /(^|\.)gitlab-ci\.ya?ml$/.test(entry.name)) found.push(path.join(dir, entry.name));
+        }
+    };
+    walk(ROOT);
+    expect(found.sort()).toEqual(Object.values(PIPELINES).sort());
+});
+
+// ---------------------------------------------------------------------------------------------
+// images
+
+/**
+ * Builder images whose upstream is archived (no security fixes): never in a shipped pipeline.
+ * gcr.io/kaniko-project/executor: GoogleContainerTools/kaniko, archived June 2025.
+ */
+const ARCHIVED_IMAGES = ["gcr.io/kaniko-project/executor", "gcr.io/kaniko-project/warmer"];
+
+/** `name:tag` with an exact version tag (`1.2.3`, `v0.33.0-rootless`), optionally `@sha256:` a checked digest. */
+const EXACT_IMAGE = /^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:\d+)?(\/[a-z0-9._-]+)*:v?\d+\.\d+\.\d+(-[a-z0-9]+)*(@sha256:[0-9a-f]{64})?$/;
+
+/** Why an image reference may not ship, or undefined. */
+function imageProblem(image: string): string | undefined {
+    const repository = image.replace(/@.*$/, "").replace(/:[^/:]*$/, "");
+    if (ARCHIVED_IMAGES.includes(repository)) return `${repository} is archived upstream`;
+    if (!EXACT_IMAGE.test(image)) return "not pinned to an exact version tag (x.y.z)";
+    return undefined;
+}
+
+/** Every image of a pipeline: default, global, every job's (hidden templates too) and every service. */
+function imagesOf(p: Record<string, any>): string[] {
+    const name = (i: unknown) => (typeof i === "string" ? i : (i as { name: string }).name);
+    const holders = [p.default ?? {}, p, ...Object.entries(p).filter(([k]) => !GLOBAL_KEYS.has(k)).map(([, j]) => j as Record<string, any>)];
+    return holders.flatMap((h) => [...(h.image !== undefined ? [name(h.image)] : []), ...((h.services as unknown[] | undefined) ?? []).map(name)]);
+}
+
+describe("the image check (itself)", () => {
+    test.each([
+        ["gcr.io/kaniko-project/executor:v1.23.2-debug", /archived/],
+        ["gcr.io/kaniko-project/executor:v1.23.2@sha256:" + "a".repeat(64), /archived/],
+        ["moby/buildkit:rootless", /exact version/],
+        ["moby/buildkit:v0.33-rootless", /exact version/],
+        ["node:latest", /exact version/],
+        ["node:20", /exact version/],
+        ["node:20-bookworm", /exact version/],
+        ["node", /exact version/],
+        ["registry.example.com:5000/team/node:20.20", /exact version/],
+    ])("refuses %s", (image, problem) => {
+        expect(imageProblem(image)).toMatch(problem);
+    });
+    test.each(["moby/buildkit:v0.33.0-rootless", "node:20.20.2-bookworm", "registry.example.com:5000/team/node:20.20.2", `node:20.20.2-bookworm@sha256:${"0".repeat(64)}`])("accepts %s", (image) => {
+        expect(imageProblem(image)).toBeUndefined();
+    });
+    test("finds images in default, jobs, hidden jobs and services", () => {
+        const p = { default: { image: "a:1.0.0" }, ".t": { image: { name: "b:1.0.0" } }, job: { services: ["c:1.0.0", { name: "d:1.0.0" }], script: ["x"] } };
+        expect(imagesOf(p).sort()).toEqual(["a:1.0.0", "b:1.0.0", "c:1.0.0", "d:1.0.0"]);
     });
 });
 
@@ -217,13 +276,18 @@ describe("app template: which jobs run", () => {
         expect(p().build.rules).toEqual(job.rules);
     });
 
-    test("build: Kaniko pinned, debug variant, pushes the commit's image", () => {
+    test("build: BuildKit rootless, pinned, daemonless, unprivileged, pushes the commit's image", () => {
         const build = p().build;
         expect(build.stage).toBe("build");
-        expect(build.image.name).toMatch(/^gcr\.io\/kaniko-project\/executor:v\d+\.\d+\.\d+-debug$/);
+        expect(build.image.name).toMatch(/^moby\/buildkit:v\d+\.\d+\.\d+-rootless$/);
         expect(build.image.entrypoint).toEqual([""]);
+        expect(build.variables.BUILDKITD_FLAGS).toBe("--oci-worker-no-process-sandbox");
+        expect(build.services).toBeUndefined(); // no Docker-in-Docker
         const lines = scriptLines(build).join("\n");
-        expect(lines).toContain('--destination "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHA"');
+        expect(lines).toMatch(/^buildctl-daemonless\.sh build --frontend dockerfile\.v0 /m);
+        expect(lines).toContain('--output type=image,name="$CI_REGISTRY_IMAGE:$CI_COMMIT_SHA",push=true');
+        expect(lines).toContain('--opt label:org.opencontainers.image.revision="$CI_COMMIT_SHA"');
+        expect(lines).toContain('> "$HOME/.docker/config.json"');
         expect(lines).not.toMatch(/echo\s+"?\$CI_REGISTRY_PASSWORD/);
     });
 
@@ -252,8 +316,8 @@ describe("repository pipeline: which jobs run", () => {
     const p = () => load(PIPELINES.repository);
     test.each<[string, Record<string, string>]>([
         ["merge request", { lint: "on_success", test: "on_success", preview: "on_success" }],
-        ["push to main", { lint: "on_success", test: "on_success", deploy: "manual" }],
-        ["schedule on main", { drift: "on_success" }],
+        ["push to main", { lint: "on_success", test: "on_success", deploy: "manual", "verify-exposure": "on_success" }],
+        ["schedule on main", { drift: "on_success", "verify-exposure": "on_success" }],
         ["push to an unprotected branch", {}],
         ["push to a protected release branch", {}],
     ])("%s", (context, expected) => {
@@ -286,6 +350,24 @@ describe("repository pipeline: which jobs run", () => {
         expect(drift.rules).toEqual([{ if: '$CI_PIPELINE_SOURCE == "schedule"' }]);
         expect(drift.script).toContain("pulumi preview --refresh --expect-no-changes --stack prod");
         expect(drift.needs).toEqual([]);
+    });
+
+    test("verify-exposure runs after deploy (and alone on schedules), from outside the VPN, with nmap, on the stack's outputs", () => {
+        const job = jobs(p()).find(([n]) => n === "verify-exposure")![1];
+        const stages: string[] = p().stages;
+        expect(stages.indexOf(job.stage)).toBeGreaterThan(stages.indexOf("deploy"));
+        expect(job.needs).toEqual([{ job: "deploy", optional: true }]);
+        expect(job.resource_group).toBe("production");
+        expect(job.variables.EXPOSURE_FROM).toBe("internet");
+        const lines = scriptLines(job);
+        expect(lines).toContain("pulumi stack output platform --json --stack prod > exposure-outputs.json");
+        expect(lines.join("\n")).toMatch(/apt-get install [^\n]*\bnmap\b/);
+        expect(lines).toContain(
+            'npx ts-node --transpile-only components/firewall/verify-exposure.ts --outputs exposure-outputs.json --from "$EXPOSURE_FROM" --xml-out exposure-nmap.xml',
+        );
+        expect(fs.existsSync(path.join(ROOT, "components", "firewall", "verify-exposure.ts"))).toBe(true);
+        expect(job.artifacts).toMatchObject({ when: "always", paths: ["exposure-nmap.xml"] });
+        expect(job.allow_failure).toBeUndefined();
     });
 
     test("the Pulumi CLI is pinned to the SDK's release and checked by sha256", () => {

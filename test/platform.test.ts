@@ -141,6 +141,27 @@ describe("etcd and Kubernetes layers of the program", () => {
     });
 });
 
+test("the outputs hold every input of the nodes' firewalls: firewallRules() on them gives each deployed ruleset", async () => {
+    const { parsePlatformOutputs } = await import("../stacks/outputs");
+    const { nodePolicy } = await import("../components/firewall/exposure");
+    const { renderNftables } = await import("../components/firewall/rules");
+    const raw = validRawConfig(1);
+    raw.firewall = { extraRules: [{ name: "nodeports", protocol: "tcp", ports: [30000, 32767], from: ["192.0.2.0/24"] }] };
+    const { exports } = await runProgram(raw);
+    const outputs = parsePlatformOutputs(await resolve(exports.platform), "test");
+    expect(outputs.firewall).toEqual({
+        podCidrs: ["10.42.0.0/16"],
+        extraRules: [
+            { name: "flannel-vxlan", protocol: "udp", ports: 8472, from: "cluster" },
+            { name: "nodeports", protocol: "tcp", ports: [30000, 32767], from: ["192.0.2.0/24"] },
+        ],
+    });
+    expect(Object.keys(outputs.nodes).length).toBeGreaterThan(3);
+    for (const [name, node] of Object.entries(outputs.nodes)) {
+        expect([name, renderNftables(nodePolicy(outputs, name)).hash]).toEqual([name, node.firewallRulesetHash]);
+    }
+});
+
 describe("adding control-plane nodes (3 → 5)", () => {
     test("changes none of the existing members' etcd resources", async () => {
         const before = await runProgram(validRawConfig(1));

@@ -119,7 +119,8 @@ export const FIREWALL_TABLE = "inet zerotouch";
 /** ICMP echo requests accepted per second (and burst) before the rest is dropped. */
 const ECHO_RATE = "limit rate 10/second burst 20 packets";
 
-const GROUP_SET: Readonly<Record<SourceGroup, string>> = {
+/** The address set each named source group is rendered as (`vpn` → `vpn_v4`, `vpn_v6`). */
+export const GROUP_SET: Readonly<Record<SourceGroup, string>> = {
     cluster: "cluster",
     "control-plane": "control_plane",
     vpn: "vpn",

@@ -2,7 +2,8 @@
 # `npm run lab`: the main job on the local lab. Brings the lab up, then deploys the `lab` stack
 # (Pulumi.lab.yaml, written by lab.sh up) with `pulumi up`: the CLI, language host and plugins
 # of the toolchain cache (npm run toolchain), a file backend and a passphrase secrets provider
-# under .lab/pulumi-state. Prints the stack outputs. When the toolchain is not built, it says so
+# under .lab/pulumi-state. Prints the stack outputs, then runs the exposure check on them from the
+# lab's internet and VPN clients (test/lab/exposure.sh). When the toolchain is not built, it says so
 # and runs the node layer's steps directly over SSH instead (test/lab/nodeLayer.ts).
 #
 # Every etcd disk is fast unless LAB_SLOW_NODES names nodes to throttle (e.g. lab-cp-3): then
@@ -52,6 +53,7 @@ echo "lab: pulumi up exited $rc after $((SECONDS - started))s" >&2
 if [ "$rc" -eq 0 ]; then
   echo "lab: stack outputs (secrets hidden):"
   pulumi stack output --stack lab --json
+  bash test/lab/exposure.sh lab
   exit 0
 fi
 # A refusal the lab asked for (LAB_SLOW_NODES) is the outcome it intends; anything else fails.

@@ -24,6 +24,7 @@ readonly TOOLS=(
   lighttpd:lighttpd
   /usr/lib/lighttpd/mod_openssl.so:lighttpd-mod-openssl
   nft:nftables
+  nmap:nmap
   openssl:openssl
   python3:python3-minimal
   redis-server:redis-server
