@@ -119,7 +119,11 @@ export const platformOutputsSchema = z.object({
     workerNodes: z.array(z.string()),
     vpnCidr: z.string(),
     managementCidrs: z.array(z.string()),
-    firewall: firewallOutputSchema,
+    /**
+     * Optional in the contract: a stack last deployed before it existed still reads; `pulumi up`
+     * adds it, and the exposure check requires it.
+     */
+    firewall: firewallOutputSchema.optional(),
     etcd: etcdOutputSchema,
     kubernetes: kubernetesOutputSchema,
     /** The GitOps layer; null without `gitops`. */

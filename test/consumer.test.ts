@@ -120,6 +120,13 @@ describe("a team's stack on the platform", () => {
         expect(parsePlatformOutputs(platformOutputs(false), "x").gitops).toBeNull();
     });
 
+    test("a platform stack last deployed before the firewall output existed still reads", async () => {
+        const { parsePlatformOutputs } = await import("../stacks/outputs");
+        const { firewall, ...older } = platformOutputs(true);
+        expect(firewall).toBeDefined();
+        expect(parsePlatformOutputs(older, "x").firewall).toBeUndefined();
+    });
+
     test("the platform stack's name is checked", async () => {
         const { readPlatform } = await import("../stacks/reference");
         expect(() => readPlatform("prod")).toThrow(/platform stack "prod": allowed: <organization>\/<project>\/<stack>/);
