@@ -98,9 +98,7 @@ func childServer(fake *fakeRuntime) *grpc.Server {
 // its port and one more stdout line, and exits on SIGTERM, or by itself with
 // $LH_CHILD_EXIT after a moment.
 func fakeChildHostMain() int {
-	srv := grpc.NewServer()
-	pulumirpc.RegisterLanguageRuntimeServer(srv, newFakeRuntime())
-	if !announce(srv, "output of a program the host ran") {
+	if !announce(childServer(newFakeRuntime()), "output of a program the host ran") {
 		return 2
 	}
 	if code := os.Getenv("LH_CHILD_EXIT"); code != "" {
