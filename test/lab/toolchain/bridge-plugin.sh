@@ -5,7 +5,8 @@
 #                 embeds is generated at build time by the wrapper's own tfgen program (offline)
 #   kubernetes    pulumi-kubernetes' provider module; the compact, versioned schema and
 #                 Terraform mapping it embeds are generated from the files that module ships
-# Generated files go into a temporary copy of the wrapper module, never into the checkout.
+# Generated files go into a temporary copy of modules/ (the wrapper and the modules it replaces
+# in), never into the checkout.
 #
 # Usage: test/lab/toolchain/bridge-plugin.sh <random|tls|kubernetes> <outdir> [version]
 #   Writes <outdir>/pulumi-resource-<name>; version defaults to the one package.json pins.
