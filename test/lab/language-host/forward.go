@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strings"
 
@@ -56,6 +57,16 @@ func dialLocal(port int) (*grpc.ClientConn, error) {
 	return grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", port),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize)))
+}
+
+// serveLocal serves srv on a free port of 127.0.0.1 in the background and returns the port.
+func serveLocal(srv *grpc.Server) (int, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	go func() { _ = srv.Serve(lis) }()
+	return lis.Addr().(*net.TCPAddr).Port, nil
 }
 
 // newServer returns a gRPC server that answers the methods of desc named in own with

@@ -15,15 +15,8 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-func childServer(fake *fakeRuntime) *grpc.Server {
-	srv := grpc.NewServer()
-	pulumirpc.RegisterLanguageRuntimeServer(srv, fake)
-	return srv
-}
-
 func TestForwardUnaryWithMetadata(t *testing.T) {
-	conn, _ := startAdapter(t, childServer(newFakeRuntime()))
-	client := pulumirpc.NewLanguageRuntimeClient(conn)
+	client := adapterClient(t)
 	ctx := testContext(t)
 
 	var header, trailer metadata.MD
@@ -55,8 +48,7 @@ func TestForwardUnaryWithMetadata(t *testing.T) {
 }
 
 func TestForwardKeepsStatus(t *testing.T) {
-	conn, _ := startAdapter(t, childServer(newFakeRuntime()))
-	client := pulumirpc.NewLanguageRuntimeClient(conn)
+	client := adapterClient(t)
 	ctx := testContext(t)
 
 	_, err := client.Run(ctx, &pulumirpc.RunRequest{})
@@ -87,8 +79,7 @@ func TestForwardKeepsStatus(t *testing.T) {
 }
 
 func TestForwardServerStream(t *testing.T) {
-	conn, _ := startAdapter(t, childServer(newFakeRuntime()))
-	stream, err := pulumirpc.NewLanguageRuntimeClient(conn).InstallDependencies(testContext(t),
+	stream, err := adapterClient(t).InstallDependencies(testContext(t),
 		&pulumirpc.InstallDependenciesRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +102,7 @@ func TestForwardServerStream(t *testing.T) {
 
 func TestForwardCancellation(t *testing.T) {
 	fake := newFakeRuntime()
-	conn, _ := startAdapter(t, childServer(fake))
+	conn := startAdapter(t, childServer(fake))
 	ctx, cancel := context.WithCancel(testContext(t))
 	errs := make(chan error, 1)
 	go func() {
@@ -157,7 +148,7 @@ var echoDesc = grpc.ServiceDesc{
 func TestForwardBidiStream(t *testing.T) {
 	backend := grpc.NewServer(grpc.ForceServerCodec(frameCodec{}))
 	backend.RegisterService(&echoDesc, struct{}{})
-	conn, _ := startAdapter(t, backend)
+	conn := startAdapter(t, backend)
 
 	stream, err := conn.NewStream(testContext(t), &echoDesc.Streams[0], "/lab.test.Echo/Echo",
 		grpc.ForceCodec(frameCodec{}))
@@ -187,15 +178,15 @@ func TestForwardBidiStream(t *testing.T) {
 
 func TestRunPluginIsNotForwarded(t *testing.T) {
 	requireNode(t)
-	conn, _ := startAdapter(t, childServer(newFakeRuntime()))
-	msgs, err := callRunPlugin(t, pulumirpc.NewLanguageRuntimeClient(conn), &pulumirpc.RunPluginRequest{
+	p := startRunPlugin(t, testContext(t), adapterClient(t), &pulumirpc.RunPluginRequest{
 		Info: &pulumirpc.ProgramInfo{ProgramDirectory: t.TempDir()},
 		Kind: "resource",
 	})
-	if err != nil {
-		t.Fatalf("RunPlugin answered %v (the child's answer is \"not supported\")", err)
+	p.wait(t)
+	if p.err != nil {
+		t.Fatalf("RunPlugin answered %v (the child's answer is \"not supported\")", p.err)
 	}
-	if len(msgs) == 0 || msgs[len(msgs)-1].GetOutput() == nil {
-		t.Fatal("no messages from the adapter's RunPlugin")
+	if p.exit == nil {
+		t.Fatal("no exit code from the adapter's RunPlugin")
 	}
 }

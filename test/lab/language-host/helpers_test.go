@@ -1,15 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,9 +17,6 @@ import (
 
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -37,80 +34,15 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// fakeRuntime plays the v3.68.0 host behind the forwarder.
-type fakeRuntime struct {
-	pulumirpc.UnimplementedLanguageRuntimeServer
-	cancelled chan struct{} // closed when a GetProgramDependencies call sees its context end
-	once      sync.Once
-}
-
-func newFakeRuntime() *fakeRuntime { return &fakeRuntime{cancelled: make(chan struct{})} }
-
-func (f *fakeRuntime) GetPluginInfo(ctx context.Context, _ *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
-	_ = grpc.SetHeader(ctx, metadata.Pairs("x-child", "header"))
-	_ = grpc.SetTrailer(ctx, metadata.Pairs("x-child-trailer", "trailer"))
-	b, _ := json.Marshal(childReport{Args: os.Args[1:], Marker: os.Getenv("LH_MARKER"), Pid: os.Getpid()})
-	return &pulumirpc.PluginInfo{Version: string(b)}, nil
-}
-
-type childReport struct {
-	Args   []string `json:"args"`
-	Marker string   `json:"marker"`
-	Pid    int      `json:"pid"`
-}
-
-func (f *fakeRuntime) GetRequiredPlugins(ctx context.Context, req *pulumirpc.GetRequiredPluginsRequest) (
-	*pulumirpc.GetRequiredPluginsResponse, error,
-) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	deadline, hasDeadline := ctx.Deadline()
-	return &pulumirpc.GetRequiredPluginsResponse{Plugins: []*pulumirpc.PluginDependency{{
-		Name:    strings.Join(md.Get("x-caller"), ","),
-		Kind:    "resource",
-		Version: req.GetProgram(),
-		Server:  strconv.FormatBool(hasDeadline && time.Until(deadline) > 0),
-	}}}, nil
-}
-
-func (f *fakeRuntime) Run(context.Context, *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
-	st, _ := status.New(codes.FailedPrecondition, "fake run failed").WithDetails(&pulumirpc.PluginInfo{Version: "detail"})
-	return nil, st.Err()
-}
-
-func (f *fakeRuntime) InstallDependencies(req *pulumirpc.InstallDependenciesRequest,
-	stream grpc.ServerStreamingServer[pulumirpc.InstallDependenciesResponse],
-) error {
-	for _, s := range []string{"one", "two", "three"} {
-		if err := stream.Send(&pulumirpc.InstallDependenciesResponse{Stdout: []byte(s)}); err != nil {
-			return err
-		}
-	}
-	return status.Error(codes.Aborted, "after three")
-}
-
-func (f *fakeRuntime) GetProgramDependencies(ctx context.Context, _ *pulumirpc.GetProgramDependenciesRequest) (
-	*pulumirpc.GetProgramDependenciesResponse, error,
-) {
-	<-ctx.Done()
-	f.once.Do(func() { close(f.cancelled) })
-	return nil, ctx.Err()
-}
-
-// RunPlugin answers as the v3.68.0 host does.
-func (f *fakeRuntime) RunPlugin(*pulumirpc.RunPluginRequest, pulumirpc.LanguageRuntime_RunPluginServer) error {
-	return errors.New("not supported")
-}
-
-// serve starts srv on a free local port and returns the port.
+// serve starts srv on a free local port until the test ends and returns the port.
 func serve(t *testing.T, srv *grpc.Server) int {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := serveLocal(srv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	return lis.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func dial(t *testing.T, port int) *grpc.ClientConn {
@@ -123,14 +55,19 @@ func dial(t *testing.T, port int) *grpc.ClientConn {
 	return conn
 }
 
-// startAdapter puts the adapter's server in front of a fake child host and returns a
-// client of the adapter, the fake, and the adapter's RunPlugin implementation.
-func startAdapter(t *testing.T, child *grpc.Server) (*grpc.ClientConn, *languageRuntime) {
+// startAdapter puts the adapter's server in front of child and returns a client
+// connection to the adapter.
+func startAdapter(t *testing.T, child *grpc.Server) *grpc.ClientConn {
 	t.Helper()
 	childConn := dial(t, serve(t, child))
-	rt := newLanguageRuntime()
 	fwd := &forwarder{target: func(context.Context) (*grpc.ClientConn, error) { return childConn, nil }}
-	return dial(t, serve(t, newServer(fwd, &pulumirpc.LanguageRuntime_ServiceDesc, rt, "RunPlugin"))), rt
+	return dial(t, serve(t, newServer(fwd, &pulumirpc.LanguageRuntime_ServiceDesc, newLanguageRuntime(), "RunPlugin")))
+}
+
+// adapterClient is a LanguageRuntime client of the adapter in front of a fake child host.
+func adapterClient(t *testing.T) pulumirpc.LanguageRuntimeClient {
+	t.Helper()
+	return pulumirpc.NewLanguageRuntimeClient(startAdapter(t, childServer(newFakeRuntime())))
 }
 
 func testContext(t *testing.T) context.Context {
@@ -139,151 +76,140 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// callRunPlugin sends req to client's RunPlugin, fails the test if the call is refused, and reads
-// the stream to its end; the stream's error is returned.
-func callRunPlugin(t *testing.T, client pulumirpc.LanguageRuntimeClient, req *pulumirpc.RunPluginRequest) ([]*pulumirpc.RunPluginResponse, error) {
+// pluginStream gathers a RunPlugin stream in the background.
+type pluginStream struct {
+	mu        sync.Mutex
+	stdout    bytes.Buffer
+	stderr    bytes.Buffer
+	exit      *int32
+	afterExit int // messages that came after the exit code
+	err       error
+	done      chan struct{}
+}
+
+func readPlugin(stream grpc.ServerStreamingClient[pulumirpc.RunPluginResponse]) *pluginStream {
+	p := &pluginStream{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for {
+			msg, err := stream.Recv()
+			p.mu.Lock()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					p.err = err
+				}
+				p.mu.Unlock()
+				return
+			}
+			if p.exit != nil {
+				p.afterExit++
+			}
+			switch o := msg.GetOutput().(type) {
+			case *pulumirpc.RunPluginResponse_Stdout:
+				p.stdout.Write(o.Stdout)
+			case *pulumirpc.RunPluginResponse_Stderr:
+				p.stderr.Write(o.Stderr)
+			case *pulumirpc.RunPluginResponse_Exitcode:
+				code := o.Exitcode
+				p.exit = &code
+			}
+			p.mu.Unlock()
+		}
+	}()
+	return p
+}
+
+// startRunPlugin sends req to client's RunPlugin, fails the test if the call is refused, and
+// gathers the stream.
+func startRunPlugin(t *testing.T, ctx context.Context, client pulumirpc.LanguageRuntimeClient,
+	req *pulumirpc.RunPluginRequest,
+) *pluginStream {
 	t.Helper()
-	stream, err := client.RunPlugin(testContext(t), req)
+	stream, err := client.RunPlugin(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return collect(stream)
+	return readPlugin(stream)
 }
 
-// runPluginOutput is callRunPlugin for a stream that must end cleanly, its messages split into
-// stdout, stderr and the exit code.
-func runPluginOutput(t *testing.T, client pulumirpc.LanguageRuntimeClient, req *pulumirpc.RunPluginRequest) (stdout, stderr string, code int32) {
-	t.Helper()
-	msgs, err := callRunPlugin(t, client, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return split(t, msgs)
-}
-
-// fakeChildHostMain is the fake v3.68.0 host for run(): it serves fakeRuntime, prints
-// its port and one more stdout line, and exits on SIGTERM, or by itself with
-// $LH_CHILD_EXIT after a moment.
-func fakeChildHostMain() int {
-	srv := grpc.NewServer()
-	pulumirpc.RegisterLanguageRuntimeServer(srv, newFakeRuntime())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 2
-	}
-	go func() { _ = srv.Serve(lis) }()
-	fmt.Printf("%d\n", lis.Addr().(*net.TCPAddr).Port)
-	fmt.Println("output of a program the host ran")
-	if code := os.Getenv("LH_CHILD_EXIT"); code != "" {
-		time.Sleep(500 * time.Millisecond)
-		n, _ := strconv.Atoi(code)
-		return n
-	}
-	select {} // until a signal ends the process
-}
-
-// fakePack is the fake policy pack: an analyzer that reports what it was started with.
-type fakePack struct {
-	pulumirpc.UnimplementedAnalyzerServer
-	mu   sync.Mutex
-	tags map[string]string
-}
-
-func (p *fakePack) ConfigureStack(_ context.Context, req *pulumirpc.AnalyzerStackConfigureRequest) (
-	*pulumirpc.AnalyzerStackConfigureResponse, error,
+// runPluginOutput runs req to its end, which must be clean, with exactly one exit code, last;
+// it returns the stdout, the stderr and the exit code.
+func runPluginOutput(t *testing.T, client pulumirpc.LanguageRuntimeClient, req *pulumirpc.RunPluginRequest) (
+	stdout, stderr string, code int32,
 ) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.tags = req.GetTags()
-	return &pulumirpc.AnalyzerStackConfigureResponse{}, nil
-}
-
-func (p *fakePack) GetAnalyzerInfo(context.Context, *emptypb.Empty) (*pulumirpc.AnalyzerInfo, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cwd, _ := os.Getwd()
-	env := map[string]string{}
-	for _, k := range []string{"PULUMI_NODEJS_ORGANIZATION", "PULUMI_NODEJS_PROJECT", "PULUMI_NODEJS_STACK",
-		"PULUMI_NODEJS_DRY_RUN", "PULUMI_CONFIG", "PULUMI_NODEJS_TYPESCRIPT", "LH_FROM_REQUEST"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env[k] = v
-		}
-	}
-	b, _ := json.Marshal(packReport{Args: os.Args[1:], Cwd: cwd, Env: env, Pid: os.Getpid(), Tags: p.tags})
-	return &pulumirpc.AnalyzerInfo{Name: "fake-pack", Description: string(b)}, nil
-}
-
-type packReport struct {
-	Args []string          `json:"args"`
-	Cwd  string            `json:"cwd"`
-	Env  map[string]string `json:"env"`
-	Pid  int               `json:"pid"`
-	Tags map[string]string `json:"tags"`
-}
-
-func fakePackMain() int {
-	srv := grpc.NewServer()
-	pulumirpc.RegisterAnalyzerServer(srv, &fakePack{})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 2
-	}
-	go func() { _ = srv.Serve(lis) }()
-	fmt.Fprintln(os.Stderr, "pack started")
-	fmt.Printf("%d\n", lis.Addr().(*net.TCPAddr).Port)
-	fmt.Println("pack output after the port")
-	select {}
-}
-
-// nodeModules writes a fake @pulumi/pulumi into root/node_modules: run-plugin reports
-// its arguments, directory and environment as JSON and exits with $LH_EXIT, or with
-// LH_HANG=1 starts a grandchild, prints both process ids and waits; run-policy-pack
-// starts the test binary as the fake pack.
-func nodeModules(t *testing.T, root string) {
 	t.Helper()
-	pkg := filepath.Join(root, "node_modules", "@pulumi", "pulumi")
-	files := map[string]string{
-		"package.json": `{"name": "@pulumi/pulumi", "version": "3.248.0"}`,
-		"cmd/run-plugin/index.js": `
-const report = {
-  argv: process.argv.slice(2), cwd: process.cwd(), foo: process.env.LH_FOO || null,
-  typescript: process.env.PULUMI_NODEJS_TYPESCRIPT || null, tsconfig: process.env.PULUMI_NODEJS_TSCONFIG_PATH || null,
-  execArgv: process.execArgv,
-};
-process.stdout.write(JSON.stringify(report) + "\n");
-process.stderr.write("plugin stderr\n");
-if (process.env.LH_HANG) {
-  const { spawn } = require("child_process");
-  const g = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
-  process.stdout.write(JSON.stringify({ pids: [process.pid, g.pid] }) + "\n");
-  setInterval(() => {}, 1000);
-} else {
-  process.exitCode = Number(process.env.LH_EXIT || 0);
+	p := startRunPlugin(t, testContext(t), client, req)
+	p.wait(t)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	if p.exit == nil {
+		t.Fatalf("no exit code (stdout %q, stderr %q)", p.stdout.String(), p.stderr.String())
+	}
+	if p.afterExit != 0 {
+		t.Errorf("%d messages after the exit code, want it last", p.afterExit)
+	}
+	return p.stdout.String(), p.stderr.String(), *p.exit
 }
-`,
-		"cmd/run-policy-pack/index.js": `
-const { spawn } = require("child_process");
-const child = spawn(process.env.LH_FAKE_PACK, process.argv.slice(2), {
-  stdio: "inherit", env: { ...process.env, LH_TEST_HELPER: "pack" },
-});
-child.on("exit", (code) => process.exit(code === null ? 1 : code));
-`,
-	}
-	for name, text := range files {
-		p := filepath.Join(pkg, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
+
+// waitLine returns the first stdout line containing substr.
+func (p *pluginStream) waitLine(t *testing.T, substr string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		out := p.stdout.String()
+		p.mu.Unlock()
+		for _, line := range strings.SplitAfter(out, "\n") {
+			if strings.HasSuffix(line, "\n") && strings.Contains(line, substr) {
+				return strings.TrimSpace(line)
+			}
 		}
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		time.Sleep(20 * time.Millisecond)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t.Fatalf("no stdout line with %q; stdout %q, stderr %q", substr, p.stdout.String(), p.stderr.String())
+	return ""
+}
+
+func (p *pluginStream) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the RunPlugin stream did not end")
+	}
+}
+
+// pluginDirs makes root/node_modules with the fake @pulumi/pulumi and a plugin folder
+// below root, so the module is resolved from the plugin folder upwards.
+func pluginDirs(t *testing.T) (root, plugin string) {
+	t.Helper()
+	root = t.TempDir()
+	nodeModules(t, root)
+	plugin = filepath.Join(root, "plugins", "one")
+	if err := os.MkdirAll(plugin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return root, plugin
+}
+
+func testBinary(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }
 
 func requireNode(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not on PATH")
+		t.Fatal("node is not on PATH: the RunPlugin tests start it")
 	}
 }
 

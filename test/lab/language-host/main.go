@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -50,17 +49,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer conn.Close()
 
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fail(err)
-	}
 	runtime := newLanguageRuntime()
 	fwd := &forwarder{target: func(context.Context) (*grpc.ClientConn, error) { return conn, nil }}
 	srv := newServer(fwd, &pulumirpc.LanguageRuntime_ServiceDesc, runtime, "RunPlugin")
-	go func() { _ = srv.Serve(lis) }()
+	port, err := serveLocal(srv)
+	if err != nil {
+		return fail(err)
+	}
 
 	// Like every plugin: the port first, then whatever the child's programs print.
-	if _, err := fmt.Fprintf(stdout, "%d\n", lis.Addr().(*net.TCPAddr).Port); err != nil {
+	if _, err := fmt.Fprintf(stdout, "%d\n", port); err != nil {
 		srv.Stop()
 		return fail(err)
 	}

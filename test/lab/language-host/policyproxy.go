@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -45,13 +44,12 @@ type policyProxy struct {
 
 func startPolicyProxy() (*policyProxy, error) {
 	p := &policyProxy{configured: make(chan struct{}), attached: make(chan struct{})}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	p.srv = newServer(&forwarder{target: p.packConn}, &pulumirpc.Analyzer_ServiceDesc, p, "Handshake", "ConfigureStack")
+	port, err := serveLocal(p.srv)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "policy proxy: %v", err)
 	}
-	p.port = lis.Addr().(*net.TCPAddr).Port
-	p.srv = newServer(&forwarder{target: p.packConn}, &pulumirpc.Analyzer_ServiceDesc, p, "Handshake", "ConfigureStack")
-	go func() { _ = p.srv.Serve(lis) }()
+	p.port = port
 	return p, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -78,28 +79,30 @@ type nodeOptions struct {
 
 func parseNodeOptions(options map[string]any) (nodeOptions, error) {
 	opts := nodeOptions{typescript: true}
-	if v, ok := options["typescript"]; ok {
-		b, ok := v.(bool)
-		if !ok {
-			return opts, errors.New("runtime option typescript must be a boolean")
+	for _, err := range []error{
+		setOption(options, "typescript", "a boolean", &opts.typescript),
+		setOption(options, "tsconfig", "a string", &opts.tsconfig),
+		setOption(options, "nodeargs", "a string", &opts.nodeargs),
+	} {
+		if err != nil {
+			return opts, err
 		}
-		opts.typescript = b
-	}
-	if v, ok := options["tsconfig"]; ok {
-		s, ok := v.(string)
-		if !ok {
-			return opts, errors.New("runtime option tsconfig must be a string")
-		}
-		opts.tsconfig = s
-	}
-	if v, ok := options["nodeargs"]; ok {
-		s, ok := v.(string)
-		if !ok {
-			return opts, errors.New("runtime option nodeargs must be a string")
-		}
-		opts.nodeargs = s
 	}
 	return opts, nil
+}
+
+// setOption sets *dst to options[name] when it is there; kind names T in the error.
+func setOption[T any](options map[string]any, name, kind string, dst *T) error {
+	v, ok := options[name]
+	if !ok {
+		return nil
+	}
+	t, ok := v.(T)
+	if !ok {
+		return fmt.Errorf("runtime option %s must be %s", name, kind)
+	}
+	*dst = t
+	return nil
 }
 
 // RunPlugin starts a plugin written in Node.js and streams its stdout, stderr and exit

@@ -1,77 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
-
-// collect reads a RunPlugin stream to its end.
-func collect(stream grpc.ServerStreamingClient[pulumirpc.RunPluginResponse]) ([]*pulumirpc.RunPluginResponse, error) {
-	var msgs []*pulumirpc.RunPluginResponse
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return msgs, nil
-		}
-		if err != nil {
-			return msgs, err
-		}
-		msgs = append(msgs, msg)
-	}
-}
-
-// split joins the stdout and stderr messages and checks that exactly one exit code
-// came, last.
-func split(t *testing.T, msgs []*pulumirpc.RunPluginResponse) (stdout, stderr string, code int32) {
-	t.Helper()
-	var out, errOut strings.Builder
-	for i, m := range msgs {
-		switch o := m.GetOutput().(type) {
-		case *pulumirpc.RunPluginResponse_Stdout:
-			out.Write(o.Stdout)
-		case *pulumirpc.RunPluginResponse_Stderr:
-			errOut.Write(o.Stderr)
-		case *pulumirpc.RunPluginResponse_Exitcode:
-			if i != len(msgs)-1 {
-				t.Errorf("exit code is message %d of %d, want the last", i+1, len(msgs))
-			}
-			return out.String(), errOut.String(), o.Exitcode
-		}
-	}
-	t.Fatalf("no exit code in %d messages (stdout %q, stderr %q)", len(msgs), out.String(), errOut.String())
-	return "", "", 0
-}
-
-// pluginDirs makes root/node_modules with the fake @pulumi/pulumi and a plugin folder
-// below root, so the module is resolved from the plugin folder upwards.
-func pluginDirs(t *testing.T) (root, plugin string) {
-	t.Helper()
-	root = t.TempDir()
-	nodeModules(t, root)
-	plugin = filepath.Join(root, "plugins", "one")
-	if err := os.MkdirAll(plugin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return root, plugin
-}
 
 type pluginReport struct {
 	Argv       []string `json:"argv"`
@@ -86,8 +28,7 @@ func TestRunPluginCommandLine(t *testing.T) {
 	requireNode(t)
 	_, plugin := pluginDirs(t)
 	pwd := t.TempDir()
-	conn, _ := startAdapter(t, childServer(newFakeRuntime()))
-	client := pulumirpc.NewLanguageRuntimeClient(conn)
+	client := adapterClient(t)
 
 	withOptions := func(m map[string]any) *structpb.Struct {
 		s, err := structpb.NewStruct(m)
@@ -164,8 +105,7 @@ func equalPtr(a, b *string) bool { return deref(a) == deref(b) }
 
 func TestRunPluginModuleMissing(t *testing.T) {
 	requireNode(t)
-	conn, _ := startAdapter(t, childServer(newFakeRuntime()))
-	_, stderr, code := runPluginOutput(t, pulumirpc.NewLanguageRuntimeClient(conn), &pulumirpc.RunPluginRequest{
+	_, stderr, code := runPluginOutput(t, adapterClient(t), &pulumirpc.RunPluginRequest{
 		Args: []string{"127.0.0.1:1"},
 		Info: &pulumirpc.ProgramInfo{ProgramDirectory: t.TempDir()},
 		Kind: "analyzer",
@@ -180,8 +120,7 @@ func TestRunPluginModuleMissing(t *testing.T) {
 }
 
 func TestRunPluginRejectsBadRequests(t *testing.T) {
-	conn, _ := startAdapter(t, childServer(newFakeRuntime()))
-	client := pulumirpc.NewLanguageRuntimeClient(conn)
+	client := adapterClient(t)
 	options, _ := structpb.NewStruct(map[string]any{"typescript": "yes"})
 	for name, req := range map[string]*pulumirpc.RunPluginRequest{
 		"no program directory": {Kind: "resource"},
@@ -190,7 +129,9 @@ func TestRunPluginRejectsBadRequests(t *testing.T) {
 	} {
 		stream, err := client.RunPlugin(testContext(t), req)
 		if err == nil {
-			_, err = collect(stream)
+			p := readPlugin(stream)
+			p.wait(t)
+			err = p.err
 		}
 		if code := status.Code(err); code != codes.InvalidArgument && code != codes.Unimplemented {
 			t.Errorf("%s: %v, want InvalidArgument or Unimplemented", name, err)
@@ -198,89 +139,15 @@ func TestRunPluginRejectsBadRequests(t *testing.T) {
 	}
 }
 
-// pluginStream gathers a RunPlugin stream in the background.
-type pluginStream struct {
-	mu     sync.Mutex
-	stdout bytes.Buffer
-	stderr bytes.Buffer
-	exit   *int32
-	err    error
-	done   chan struct{}
-}
-
-func readPlugin(stream grpc.ServerStreamingClient[pulumirpc.RunPluginResponse]) *pluginStream {
-	p := &pluginStream{done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		for {
-			msg, err := stream.Recv()
-			p.mu.Lock()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					p.err = err
-				}
-				p.mu.Unlock()
-				return
-			}
-			switch o := msg.GetOutput().(type) {
-			case *pulumirpc.RunPluginResponse_Stdout:
-				p.stdout.Write(o.Stdout)
-			case *pulumirpc.RunPluginResponse_Stderr:
-				p.stderr.Write(o.Stderr)
-			case *pulumirpc.RunPluginResponse_Exitcode:
-				code := o.Exitcode
-				p.exit = &code
-			}
-			p.mu.Unlock()
-		}
-	}()
-	return p
-}
-
-// waitLine returns the first stdout line containing substr.
-func (p *pluginStream) waitLine(t *testing.T, substr string) string {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		p.mu.Lock()
-		out := p.stdout.String()
-		p.mu.Unlock()
-		for _, line := range strings.SplitAfter(out, "\n") {
-			if strings.HasSuffix(line, "\n") && strings.Contains(line, substr) {
-				return strings.TrimSpace(line)
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	t.Fatalf("no stdout line with %q; stdout %q, stderr %q", substr, p.stdout.String(), p.stderr.String())
-	return ""
-}
-
-func (p *pluginStream) wait(t *testing.T) {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the RunPlugin stream did not end")
-	}
-}
-
 func TestRunPluginCancelKillsProcessGroup(t *testing.T) {
 	requireNode(t)
 	_, plugin := pluginDirs(t)
-	conn, _ := startAdapter(t, childServer(newFakeRuntime()))
 	ctx, cancel := context.WithCancel(testContext(t))
-	stream, err := pulumirpc.NewLanguageRuntimeClient(conn).RunPlugin(ctx, &pulumirpc.RunPluginRequest{
+	p := startRunPlugin(t, ctx, adapterClient(t), &pulumirpc.RunPluginRequest{
 		Env:  []string{"LH_HANG=1"},
 		Info: &pulumirpc.ProgramInfo{ProgramDirectory: plugin},
 		Kind: "resource",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := readPlugin(stream)
 	var pids struct{ Pids []int }
 	if err := json.Unmarshal([]byte(p.waitLine(t, `"pids"`)), &pids); err != nil || len(pids.Pids) != 2 {
 		t.Fatalf("pids line: %v", err)
@@ -299,32 +166,18 @@ func startPack(t *testing.T, ctx context.Context, packBin string) (*pluginStream
 	t.Helper()
 	requireNode(t)
 	_, plugin := pluginDirs(t)
-	conn, _ := startAdapter(t, childServer(newFakeRuntime()))
-	stream, err := pulumirpc.NewLanguageRuntimeClient(conn).RunPlugin(ctx, &pulumirpc.RunPluginRequest{
+	p := startRunPlugin(t, ctx, adapterClient(t), &pulumirpc.RunPluginRequest{
 		Pwd:  t.TempDir(),
 		Args: []string{"127.0.0.1:4242"},
 		Env:  []string{"LH_FAKE_PACK=" + packBin, "LH_FROM_REQUEST=yes"},
 		Info: &pulumirpc.ProgramInfo{RootDirectory: plugin, ProgramDirectory: plugin, EntryPoint: "."},
 		Kind: "analyzer",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := readPlugin(stream)
 	port, err := parsePort(p.waitLine(t, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p, pulumirpc.NewAnalyzerClient(dial(t, port)), plugin
-}
-
-func testBinary(t *testing.T) string {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return exe
 }
 
 func TestRunPolicyPackWithStackConfiguration(t *testing.T) {

@@ -5,7 +5,8 @@
 #                 embeds is generated at build time by the wrapper's own tfgen program (offline)
 #   kubernetes    pulumi-kubernetes' provider module; the compact, versioned schema and
 #                 Terraform mapping it embeds are generated from the files that module ships
-# Generated files go into a temporary copy of the wrapper module, never into the checkout.
+# Generated files go into a temporary copy of modules/ (the wrapper and the modules it replaces
+# in), never into the checkout.
 #
 # Usage: test/lab/toolchain/bridge-plugin.sh <random|tls|kubernetes> <outdir> [version]
 #   Writes <outdir>/pulumi-resource-<name>; version defaults to the one package.json pins.
@@ -27,11 +28,11 @@ outdir="$2"
 case "$name" in
   random)
     version="${3:-4.21.2}"
-    version_var="zerotouch.local/toolchain/pulumi-resource-random/version.Version"
+    version_var="zerotouch.local/toolchain/bridged.Version"
     ;;
   tls)
     version="${3:-5.6.1}"
-    version_var="zerotouch.local/toolchain/pulumi-resource-tls/version.Version"
+    version_var="zerotouch.local/toolchain/bridged.Version"
     ;;
   kubernetes)
     version="${3:-4.34.2}"
@@ -56,8 +57,10 @@ ldflags="-s -w -X $version_var=$version"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/bridge-plugin-$name.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-src="$work/src"
-cp -R "$wrapper" "$src"
+# The wrapper is copied with the other modules of modules/ (under 1 MB), so that a replace
+# directive "=> ../<module>" in its go.mod resolves (random and tls share modules/bridged).
+cp -R "$here/modules" "$work/modules"
+src="$work/modules/pulumi-resource-$name"
 
 log() { printf '%s bridge-plugin %s: %s\n' "$(date -u +%H:%M:%S)" "$name" "$*"; }
 started=$(date +%s)

@@ -129,17 +129,24 @@ build_one() {
 }
 
 # source_stamp NAME WRAPPER: for what is built from this repository's own files (local:<dir>,
-# script:<file> with its wrapper module modules/<NAME>, or a wrapper module modules/<WRAPPER>),
-# the sha256 of those files: the cache key covers versions.env only, so a binary built from older
-# files is built again. Empty for `go install` entries.
+# script:<file> with its wrapper module modules/<NAME>, or a wrapper module modules/<WRAPPER>,
+# each with the modules of modules/ its go.mod replaces in as ../<module>), the sha256 of those
+# files: the cache key covers versions.env only, so a binary built from older files is built
+# again. Empty for `go install` entries.
 source_stamp() {
-  local dirs=()
+  local dirs=() module sibling
   case "$2" in
     local:*) dirs=("$here/${2#local:}") ;;
     script:*) dirs=("$here/${2#script:}" "$here/modules/$1") ;;
     -) echo "" && return 0 ;;
     *) dirs=("$here/modules/$2") ;;
   esac
+  module="${dirs[-1]}"
+  if [[ "$module" == "$here/modules/"* && -f "$module/go.mod" ]]; then
+    while read -r sibling; do
+      dirs+=("$here/modules/$sibling")
+    done < <(sed -n '/^[[:space:]]*\/\//!s#.*=>[[:space:]]*\.\./\([^[:space:]/]*\)[[:space:]]*$#\1#p' "$module/go.mod")
+  fi
   find "${dirs[@]}" -type f \( -name '*.go' -o -name go.mod -o -name go.sum -o -name '*.sh' -o -name runtime-files \) ! -name '*_test.go' -print0 |
     sort -z | xargs -0 sha256sum | sed "s#$here/##" | sha256sum | cut -c1-64
 }

@@ -56,45 +56,29 @@ type ProxyConnection struct {
 
 func (c *Connection) Annotate(a infer.Annotator) {
 	a.Describe(&c, "How to reach the remote host over SSH.")
-	c.endpoint.annotate(a, endpointText{
-		host:       "Address of the remote host.",
-		port:       "SSH port. Defaults to 22.",
-		user:       "SSH user. Defaults to root.",
-		password:   "Password for password or keyboard-interactive authentication.",
-		privateKey: "Private key (file contents) for public-key authentication.",
-		hostKey:    "Expected host public key (authorized_keys form). When absent the host key is not checked.",
-	})
+	c.endpoint.annotate(a, "remote host")
 	a.Describe(&c.Proxy, "Bastion host the connection is made through.")
 }
 
 func (c *ProxyConnection) Annotate(a infer.Annotator) {
 	a.Describe(&c, "How to reach the remote host through a bastion host.")
-	c.endpoint.annotate(a, endpointText{
-		host:       "Address of the bastion host.",
-		port:       "SSH port of the bastion host. Defaults to 22.",
-		user:       "SSH user on the bastion host. Defaults to root.",
-		password:   "Password for the bastion host.",
-		privateKey: "Private key (file contents) for the bastion host.",
-		hostKey:    "Expected host public key of the bastion. When absent it is not checked.",
-	})
+	c.endpoint.annotate(a, "bastion host")
 }
 
-// endpointText holds the descriptions that differ between the target and the bastion.
-type endpointText struct{ host, port, user, password, privateKey, hostKey string }
-
-// annotate describes the endpoint's fields and sets their defaults; the annotator matches
-// fields by address, so the fields of the embedding struct are annotated.
-func (e *endpoint) annotate(a infer.Annotator, text endpointText) {
-	a.Describe(&e.Host, text.host)
-	a.Describe(&e.Port, text.port)
+// annotate describes the endpoint's fields, host naming the machine they reach ("remote host"
+// or "bastion host"), and sets their defaults; the annotator matches fields by address, so the
+// fields of the embedding struct are annotated.
+func (e *endpoint) annotate(a infer.Annotator, host string) {
+	a.Describe(&e.Host, "Address of the "+host+".")
+	a.Describe(&e.Port, "SSH port of the "+host+". Defaults to 22.")
 	a.SetDefault(&e.Port, defaultPort)
-	a.Describe(&e.User, text.user)
+	a.Describe(&e.User, "SSH user on the "+host+". Defaults to root.")
 	a.SetDefault(&e.User, defaultUser)
-	a.Describe(&e.Password, text.password)
-	a.Describe(&e.PrivateKey, text.privateKey)
+	a.Describe(&e.Password, "Password for the "+host+" (password or keyboard-interactive authentication).")
+	a.Describe(&e.PrivateKey, "Private key (file contents) for public-key authentication to the "+host+".")
 	a.Describe(&e.PrivateKeyPassword, "Passphrase of an encrypted private key.")
 	a.Describe(&e.SocketPath, "Unix socket of an SSH key holder (the SSH_AUTH_SOCK protocol). Defaults to $SSH_AUTH_SOCK when set.")
-	a.Describe(&e.HostKey, text.hostKey)
+	a.Describe(&e.HostKey, "Expected public key of the "+host+" (authorized_keys form). When absent it is not checked.")
 	a.Describe(&e.DialErrorLimit, "Failed dials tolerated before giving up; -1 means no limit. Defaults to 10.")
 	a.SetDefault(&e.DialErrorLimit, defaultDialErrorLimit)
 	a.Describe(&e.PerDialTimeout, "Seconds one dial may take; 0 means no limit. Defaults to 15.")
@@ -232,21 +216,14 @@ func (l *link) Close() error {
 // dialErrorLimit failures are tolerated (so at most dialErrorLimit+1 dials), a negative limit
 // retries until the context ends, and every failure is reported as a status line.
 func (c *Connection) dial(ctx context.Context, status func(string)) (*link, error) {
-	addr, err := c.address()
-	if err != nil {
-		return nil, err
-	}
-	cfg, release, err := c.clientConfig()
+	target, release, err := c.hop()
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	timeout := c.perDialTimeout()
-	limit := c.dialErrorLimit()
-
 	if c.Proxy == nil {
-		client, err := withRetries(ctx, "Dial", limit, status, func() (*ssh.Client, error) {
-			return dialDirect(ctx, addr, cfg, timeout)
+		client, err := withRetries(ctx, "Dial", target.limit, status, func() (*ssh.Client, error) {
+			return target.dial(ctx, nil)
 		})
 		if err != nil {
 			return nil, err
@@ -254,37 +231,68 @@ func (c *Connection) dial(ctx context.Context, status func(string)) (*link, erro
 		return &link{Client: client}, nil
 	}
 
-	proxyAddr, err := c.Proxy.address()
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
-	proxyCfg, proxyRelease, err := c.Proxy.clientConfig()
+	proxy, proxyRelease, err := c.Proxy.hop()
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	defer proxyRelease()
-	proxyTimeout := c.Proxy.perDialTimeout()
-	bastion, err := withRetries(ctx, "Dial proxy", c.Proxy.dialErrorLimit(), status, func() (*ssh.Client, error) {
-		return dialDirect(ctx, proxyAddr, proxyCfg, proxyTimeout)
+	bastion, err := withRetries(ctx, "Dial proxy", proxy.limit, status, func() (*ssh.Client, error) {
+		return proxy.dial(ctx, nil)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	client, err := withRetries(ctx, "Dial from proxy", limit, status, func() (*ssh.Client, error) {
-		deadline := deadlineFor(timeout)
-		dctx, cancel := contextUntil(ctx, deadline)
-		defer cancel()
-		conn, err := bastion.DialContext(dctx, "tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		return handshake(ctx, conn, addr, cfg, deadline)
+	client, err := withRetries(ctx, "Dial from proxy", target.limit, status, func() (*ssh.Client, error) {
+		return target.dial(ctx, bastion)
 	})
 	if err != nil {
 		_ = bastion.Close()
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	return &link{Client: client, via: bastion}, nil
+}
+
+// hop is what dialling one endpoint takes: its address, SSH client settings, per-dial timeout
+// and limit of failed dials.
+type hop struct {
+	addr    string
+	cfg     *ssh.ClientConfig
+	timeout time.Duration
+	limit   int
+}
+
+// hop reads the endpoint's settings. The returned release closes the key holder's socket, if
+// one was opened; call it once the handshakes are over.
+func (e *endpoint) hop() (hop, func(), error) {
+	addr, err := e.address()
+	if err != nil {
+		return hop{}, func() {}, err
+	}
+	cfg, release, err := e.clientConfig()
+	if err != nil {
+		return hop{}, release, err
+	}
+	return hop{addr: addr, cfg: cfg, timeout: e.perDialTimeout(), limit: e.dialErrorLimit()}, release, nil
+}
+
+// dial makes one TCP connection, directly or from the bastion via when it is not nil, and the
+// SSH handshake, both within one per-dial timeout.
+func (h hop) dial(ctx context.Context, via *ssh.Client) (*ssh.Client, error) {
+	deadline := deadlineFor(h.timeout)
+	var conn net.Conn
+	var err error
+	if via == nil {
+		dialer := net.Dialer{Deadline: deadline}
+		conn, err = dialer.DialContext(ctx, "tcp", h.addr)
+	} else {
+		dctx, cancel := contextUntil(ctx, deadline)
+		defer cancel()
+		conn, err = via.DialContext(dctx, "tcp", h.addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return handshake(ctx, conn, h.addr, h.cfg, deadline)
 }
 
 // withRetries calls once until it succeeds, the limit of failures is passed, or ctx ends.
@@ -327,17 +335,6 @@ func contextUntil(ctx context.Context, deadline time.Time) (context.Context, con
 		return context.WithCancel(ctx)
 	}
 	return context.WithDeadline(ctx, deadline)
-}
-
-// dialDirect makes one TCP connection and SSH handshake, both within one per-dial timeout.
-func dialDirect(ctx context.Context, addr string, cfg *ssh.ClientConfig, timeout time.Duration) (*ssh.Client, error) {
-	deadline := deadlineFor(timeout)
-	dialer := net.Dialer{Deadline: deadline}
-	conn, err := dialer.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return handshake(ctx, conn, addr, cfg, deadline)
 }
 
 // handshake runs the SSH handshake on conn. Unlike x/crypto's own Timeout (which covers only

@@ -35,15 +35,29 @@ func (r *recorder) lines() []string {
 
 func ptr[T any](v T) *T { return &v }
 
+// endpointTo is an endpoint of s with the test key and quick retries.
+func endpointTo(s *sshtest.Server) endpoint {
+	return endpoint{
+		Host:           ptr(s.Host),
+		Port:           ptr(float64(s.Port)),
+		User:           ptr(s.User),
+		PrivateKey:     ptr(s.ClientKeyPEM),
+		DialErrorLimit: ptr(0),
+		PerDialTimeout: ptr(5),
+	}
+}
+
 // connectionTo is a connection to s with the test key and quick retries.
-func connectionTo(s *sshtest.Server) *Connection {
+func connectionTo(s *sshtest.Server) *Connection { return &Connection{endpoint: endpointTo(s)} }
+
+// passwordConnection is a connection to port on 127.0.0.1 by password, for listeners that
+// never complete an SSH handshake.
+func passwordConnection(port, dialErrorLimit int) *Connection {
 	c := &Connection{}
-	c.Host = ptr(s.Host)
-	c.Port = ptr(float64(s.Port))
-	c.User = ptr(s.User)
-	c.PrivateKey = ptr(s.ClientKeyPEM)
-	c.DialErrorLimit = ptr(0)
-	c.PerDialTimeout = ptr(5)
+	c.Host = ptr("127.0.0.1")
+	c.Port = ptr(float64(port))
+	c.Password = ptr("x")
+	c.DialErrorLimit = ptr(dialErrorLimit)
 	return c
 }
 

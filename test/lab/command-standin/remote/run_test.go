@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -166,44 +167,42 @@ func TestLoggingChoosesStreams(t *testing.T) {
 	}
 }
 
-func TestPinnedHostKeyAccepted(t *testing.T) {
+func TestHostKeyPinning(t *testing.T) {
 	ctx := testContext(t)
 	// The server also holds an ECDSA key, which an unrestricted x/crypto client would pick.
 	s := sshtest.Start(t, sshtest.Options{ExtraECDSAHostKey: true})
-	conn := connectionTo(s)
-	conn.HostKey = ptr(s.AuthorizedHostKey() + " root@lab-cp-1")
-	stdout := stdoutOf(t, ctx, conn, job{command: "echo pinned"})
-	if stdout != "pinned" {
-		t.Errorf("stdout = %q", stdout)
-	}
-}
-
-func TestHostKeyMismatchRefused(t *testing.T) {
-	ctx := testContext(t)
-	s := sshtest.Start(t, sshtest.Options{})
 	other := sshtest.Start(t, sshtest.Options{})
-	conn := connectionTo(s)
-	conn.HostKey = ptr(other.AuthorizedHostKey())
-	conn.DialErrorLimit = ptr(1)
-	_, _, err := execute(ctx, conn, job{command: "echo must-not-run"}, &recorder{})
-	if err == nil || !strings.Contains(err.Error(), "host key mismatch") {
-		t.Fatalf("err = %v, want a host key mismatch", err)
+	cases := []struct {
+		name    string
+		hostKey string
+		wantErr []string // none: the command runs
+	}{
+		{"pinned key accepted", s.AuthorizedHostKey() + " root@lab-cp-1", nil},
+		{"other key refused at every dial", other.AuthorizedHostKey(), []string{"host key mismatch", "after 2 failed attempts"}},
+		{"text that is no key rejected", "not-a-key", []string{"hostKey"}},
 	}
-	if !strings.Contains(err.Error(), "after 2 failed attempts") {
-		t.Errorf("err = %v, want 2 attempts with dialErrorLimit 1", err)
-	}
-	if s.Execs() != 0 {
-		t.Errorf("a command ran on a host with the wrong key")
-	}
-}
-
-func TestBadHostKeyTextRejected(t *testing.T) {
-	ctx := testContext(t)
-	s := sshtest.Start(t, sshtest.Options{})
-	conn := connectionTo(s)
-	conn.HostKey = ptr("not-a-key")
-	if _, _, err := execute(ctx, conn, job{command: "true"}, &recorder{}); err == nil || !strings.Contains(err.Error(), "hostKey") {
-		t.Fatalf("err = %v", err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conn := connectionTo(s)
+			conn.HostKey = ptr(c.hostKey)
+			conn.DialErrorLimit = ptr(1)
+			execs := s.Execs()
+			stdout, _, err := execute(ctx, conn, job{command: "echo pinned"}, &recorder{})
+			if len(c.wantErr) == 0 {
+				if err != nil || stdout != "pinned" {
+					t.Errorf("stdout = %q, err = %v", stdout, err)
+				}
+				return
+			}
+			for _, want := range c.wantErr {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want %q (dialErrorLimit 1)", err, want)
+				}
+			}
+			if s.Execs() != execs {
+				t.Errorf("a command ran on a host with the wrong key")
+			}
+		})
 	}
 }
 
@@ -219,36 +218,20 @@ func TestPasswordAuthentication(t *testing.T) {
 }
 
 // refusingListener accepts TCP connections and closes them at once, counting them.
-func refusingListener(t *testing.T) (*net.TCPAddr, *atomic.Int64) {
+func refusingListener(t *testing.T) (port int, accepted *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	var accepted atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			_ = c.Close()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr), &accepted
+	accepted = &atomic.Int64{}
+	addr := sshtest.Listen(t, func(c net.Conn) {
+		accepted.Add(1)
+		_ = c.Close()
+	})
+	return addr.Port, accepted
 }
 
 func TestDialRetriesAreBounded(t *testing.T) {
 	ctx := testContext(t)
-	addr, accepted := refusingListener(t)
-	conn := &Connection{}
-	conn.Host = ptr("127.0.0.1")
-	conn.Port = ptr(float64(addr.Port))
-	conn.User = ptr("nobody")
-	conn.Password = ptr("x")
-	conn.DialErrorLimit = ptr(3)
+	port, accepted := refusingListener(t)
+	conn := passwordConnection(port, 3)
 	log := &recorder{}
 	start := time.Now()
 	_, _, err := execute(ctx, conn, job{command: "true"}, log)
@@ -270,16 +253,11 @@ func TestDialRetriesAreBounded(t *testing.T) {
 }
 
 func TestUnlimitedDialsStopWithTheContext(t *testing.T) {
-	addr, accepted := refusingListener(t)
+	port, accepted := refusingListener(t)
 	t.Setenv("SSH_AUTH_SOCK", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
-	conn := &Connection{}
-	conn.Host = ptr("127.0.0.1")
-	conn.Port = ptr(float64(addr.Port))
-	conn.Password = ptr("x")
-	conn.DialErrorLimit = ptr(-1)
-	_, _, err := execute(ctx, conn, job{command: "true"}, &recorder{})
+	_, _, err := execute(ctx, passwordConnection(port, -1), job{command: "true"}, &recorder{})
 	if err == nil || !strings.Contains(err.Error(), "cancelled") {
 		t.Fatalf("err = %v", err)
 	}
@@ -290,36 +268,16 @@ func TestUnlimitedDialsStopWithTheContext(t *testing.T) {
 
 func TestPerDialTimeoutCoversTheHandshake(t *testing.T) {
 	ctx := testContext(t)
-	// A listener that accepts and then says nothing, like a host whose sshd hangs.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	silent := make(chan net.Conn, 4)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				close(silent)
-				return
-			}
-			silent <- c
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		for c := range silent {
-			_ = c.Close()
-		}
+	// A listener that accepts and then says nothing, like a host whose sshd hangs; it holds
+	// each connection until the client closes it.
+	silent := sshtest.Listen(t, func(c net.Conn) {
+		_, _ = io.Copy(io.Discard, c)
+		_ = c.Close()
 	})
-	conn := &Connection{}
-	conn.Host = ptr("127.0.0.1")
-	conn.Port = ptr(float64(ln.Addr().(*net.TCPAddr).Port))
-	conn.Password = ptr("x")
-	conn.DialErrorLimit = ptr(0)
+	conn := passwordConnection(silent.Port, 0)
 	conn.PerDialTimeout = ptr(1)
 	start := time.Now()
-	_, _, err = execute(ctx, conn, job{command: "true"}, &recorder{})
+	_, _, err := execute(ctx, conn, job{command: "true"}, &recorder{})
 	if err == nil || !strings.Contains(err.Error(), "per-dial timeout") {
 		t.Fatalf("err = %v", err)
 	}
@@ -349,14 +307,8 @@ func TestProxyConnection(t *testing.T) {
 	bastion := sshtest.Start(t, sshtest.Options{})
 	conn := connectionTo(target)
 	conn.HostKey = ptr(target.AuthorizedHostKey())
-	proxy := &ProxyConnection{}
-	proxy.Host = ptr(bastion.Host)
-	proxy.Port = ptr(float64(bastion.Port))
-	proxy.User = ptr(bastion.User)
-	proxy.PrivateKey = ptr(bastion.ClientKeyPEM)
-	proxy.HostKey = ptr(bastion.AuthorizedHostKey())
-	proxy.DialErrorLimit = ptr(0)
-	conn.Proxy = proxy
+	conn.Proxy = &ProxyConnection{endpoint: endpointTo(bastion)}
+	conn.Proxy.HostKey = ptr(bastion.AuthorizedHostKey())
 	if stdout := stdoutOf(t, ctx, conn, job{command: "echo through"}); stdout != "through" {
 		t.Fatalf("stdout = %q", stdout)
 	}

@@ -49,32 +49,18 @@ type Server struct {
 	// ClientKeyPEM is an authorised client private key (OpenSSH PEM).
 	ClientKeyPEM string
 
-	listener net.Listener
-	execs    atomic.Int64
-	mu       sync.Mutex
-	last     []string // commands run, in order
+	execs atomic.Int64
+	mu    sync.Mutex
+	last  []string // commands run, in order
 }
 
 // Start starts a server for t.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientPub, clientPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientSSHPub, err := ssh.NewPublicKey(clientPub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(clientPriv, "")
+	hostSigner := signer(t, newEd25519Key(t))
+	clientKey := newEd25519Key(t)
+	clientPub := signer(t, clientKey).PublicKey()
+	block, err := ssh.MarshalPrivateKey(clientKey, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +68,7 @@ func Start(t testing.TB, opts Options) *Server {
 	user := "tester"
 	cfg := &ssh.ServerConfig{
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if meta.User() == user && string(key.Marshal()) == string(clientSSHPub.Marshal()) {
+			if meta.User() == user && string(key.Marshal()) == string(clientPub.Marshal()) {
 				return nil, nil
 			}
 			return nil, errors.New("unknown key")
@@ -102,25 +88,46 @@ func Start(t testing.TB, opts Options) *Server {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ecSigner, err := ssh.NewSignerFromKey(ecKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.AddHostKey(ecSigner)
+		cfg.AddHostKey(signer(t, ecKey))
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &Server{
-		Addr:         ln.Addr().String(),
 		Host:         "127.0.0.1",
-		Port:         ln.Addr().(*net.TCPAddr).Port,
 		User:         user,
 		HostKey:      hostSigner.PublicKey(),
 		ClientKeyPEM: string(pem.EncodeToMemory(block)),
-		listener:     ln,
+	}
+	addr := Listen(t, func(conn net.Conn) { s.serve(conn, cfg, opts) })
+	s.Addr, s.Port = addr.String(), addr.Port
+	return s
+}
+
+func newEd25519Key(t testing.TB) ed25519.PrivateKey {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func signer(t testing.TB, key any) ssh.Signer {
+	t.Helper()
+	s, err := ssh.NewSignerFromKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Listen accepts TCP connections on 127.0.0.1 until the test ends and hands each to handle,
+// in a goroutine of its own; after the test it closes the listener and waits (10 s at most)
+// for the handlers to return.
+func Listen(t testing.TB, handle func(net.Conn)) *net.TCPAddr {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -134,7 +141,7 @@ func Start(t testing.TB, opts Options) *Server {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s.serve(conn, cfg, opts)
+				handle(conn)
 			}()
 		}
 	}()
@@ -148,7 +155,7 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Log("sshtest: connections still open 10 s after the test")
 		}
 	})
-	return s
+	return ln.Addr().(*net.TCPAddr)
 }
 
 // AuthorizedHostKey is the Ed25519 host key in authorized_keys form, as `hostKey` takes it.

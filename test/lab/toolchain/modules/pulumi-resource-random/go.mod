@@ -11,6 +11,7 @@ require (
 	github.com/pulumi/pulumi-terraform-bridge/v3 v3.137.0
 	github.com/pulumi/pulumi/sdk/v3 v3.256.0
 	github.com/terraform-providers/terraform-provider-random/shim v0.0.0
+	zerotouch.local/toolchain/bridged v0.0.0
 )
 
 require (
@@ -245,4 +246,5 @@ require (
 replace (
 	github.com/hashicorp/terraform-plugin-sdk/v2 => github.com/pulumi/terraform-plugin-sdk/v2 v2.0.0-20260318212141-5525259d096b
 	github.com/terraform-providers/terraform-provider-random/shim => ./shim
+	zerotouch.local/toolchain/bridged => ../bridged
 )

@@ -10,6 +10,7 @@ go 1.25.11
 require (
 	github.com/hashicorp/terraform-provider-tls/shim v0.0.0
 	github.com/pulumi/pulumi-terraform-bridge/v3 v3.137.0
+	zerotouch.local/toolchain/bridged v0.0.0
 )
 
 require (
@@ -244,4 +245,5 @@ require (
 replace (
 	github.com/hashicorp/terraform-plugin-sdk/v2 => github.com/pulumi/terraform-plugin-sdk/v2 v2.0.0-20260318212141-5525259d096b
 	github.com/hashicorp/terraform-provider-tls/shim => ./shim
+	zerotouch.local/toolchain/bridged => ../bridged
 )

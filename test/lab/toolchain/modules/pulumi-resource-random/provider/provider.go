@@ -8,36 +8,24 @@ import (
 	"context"
 	"errors"
 
-	pf "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/tfbridge"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge/tokens"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/terraform-providers/terraform-provider-random/shim"
 
-	"zerotouch.local/toolchain/pulumi-resource-random/version"
+	"zerotouch.local/toolchain/bridged"
 )
 
 // Info returns the bridge's provider info. metadata is the bridge-metadata.json written by the
 // tfgen step ("{}" when running tfgen itself).
 func Info(metadata []byte) tfbridge.ProviderInfo {
-	info := tfbridge.ProviderInfo{
-		P:            pf.ShimProvider(shim.NewProvider()),
-		Name:         "random",
-		Description:  "A Pulumi package to safely use randomness in Pulumi programs.",
-		Keywords:     []string{"pulumi", "random"},
-		License:      "Apache-2.0",
-		Homepage:     "https://pulumi.io",
-		Repository:   "https://github.com/pulumi/pulumi-random",
-		Version:      version.Version,
-		MetadataInfo: tfbridge.NewProviderMetadata(metadata),
-		Resources: map[string]*tfbridge.ResourceInfo{
-			// random_bytes has no "id" attribute; its ID is its base64 value.
-			"random_bytes": {ComputeID: bytesID},
-		},
-		JavaScript:                  &tfbridge.JavaScriptInfo{RespectSchemaVersion: true},
-		EnableAccurateBridgePreview: true,
-		EnableRawStateDelta:         true,
+	info := bridged.Info("random", "A Pulumi package to safely use randomness in Pulumi programs.", shim.NewProvider(), metadata)
+	info.Resources = map[string]*tfbridge.ResourceInfo{
+		// random_bytes has no "id" attribute; its ID is its base64 value.
+		"random_bytes": {ComputeID: bytesID},
 	}
+	info.EnableAccurateBridgePreview = true
+	info.EnableRawStateDelta = true
 	// random_password -> random:index/randomPassword:RandomPassword, and so on.
 	makeToken := func(module, name string) (string, error) {
 		return tokens.MakeStandard("random")(module, "Random"+name)

@@ -7,37 +7,26 @@ package provider
 
 import (
 	"github.com/hashicorp/terraform-provider-tls/shim"
-	pf "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/tfbridge"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge"
 
-	"zerotouch.local/toolchain/pulumi-resource-tls/version"
+	"zerotouch.local/toolchain/bridged"
 )
 
 // Info returns the bridge's provider info. metadata is the bridge-metadata.json written by the
 // tfgen step ("{}" when running tfgen itself).
 func Info(metadata []byte) tfbridge.ProviderInfo {
-	return tfbridge.ProviderInfo{
-		P:            pf.ShimProvider(shim.NewProvider()),
-		Name:         "tls",
-		Description:  "A Pulumi package to create TLS resources in Pulumi programs.",
-		Keywords:     []string{"pulumi", "tls"},
-		License:      "Apache-2.0",
-		Homepage:     "https://pulumi.io",
-		Repository:   "https://github.com/pulumi/pulumi-tls",
-		GitHubOrg:    "hashicorp",
-		Version:      version.Version,
-		MetadataInfo: tfbridge.NewProviderMetadata(metadata),
-		Resources: map[string]*tfbridge.ResourceInfo{
-			"tls_cert_request":        {Tok: "tls:index/certRequest:CertRequest"},
-			"tls_locally_signed_cert": {Tok: "tls:index/locallySignedCert:LocallySignedCert"},
-			"tls_private_key":         {Tok: "tls:index/privateKey:PrivateKey"},
-			"tls_self_signed_cert":    {Tok: "tls:index/selfSignedCert:SelfSignedCert"},
-		},
-		DataSources: map[string]*tfbridge.DataSourceInfo{
-			"tls_certificate": {Tok: "tls:index/getCertificate:getCertificate"},
-			"tls_public_key":  {Tok: "tls:index/getPublicKey:getPublicKey"},
-		},
-		JavaScript:                     &tfbridge.JavaScriptInfo{RespectSchemaVersion: true},
-		EnableZeroDefaultSchemaVersion: true,
+	info := bridged.Info("tls", "A Pulumi package to create TLS resources in Pulumi programs.", shim.NewProvider(), metadata)
+	info.GitHubOrg = "hashicorp"
+	info.Resources = map[string]*tfbridge.ResourceInfo{
+		"tls_cert_request":        {Tok: "tls:index/certRequest:CertRequest"},
+		"tls_locally_signed_cert": {Tok: "tls:index/locallySignedCert:LocallySignedCert"},
+		"tls_private_key":         {Tok: "tls:index/privateKey:PrivateKey"},
+		"tls_self_signed_cert":    {Tok: "tls:index/selfSignedCert:SelfSignedCert"},
 	}
+	info.DataSources = map[string]*tfbridge.DataSourceInfo{
+		"tls_certificate": {Tok: "tls:index/getCertificate:getCertificate"},
+		"tls_public_key":  {Tok: "tls:index/getPublicKey:getPublicKey"},
+	}
+	info.EnableZeroDefaultSchemaVersion = true
+	return info
 }

@@ -4,20 +4,13 @@
 package main
 
 import (
-	"context"
-	_ "embed"
+	"embed"
 
-	pf "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/tfbridge"
-
+	"zerotouch.local/toolchain/bridged"
 	"zerotouch.local/toolchain/pulumi-resource-tls/provider"
 )
 
-//go:embed schema-embed.json
-var schema []byte
+//go:embed schema-embed.json bridge-metadata.json
+var generated embed.FS
 
-//go:embed bridge-metadata.json
-var metadata []byte
-
-func main() {
-	pf.Main(context.Background(), "tls", provider.Info(metadata), pf.ProviderMetadata{PackageSchema: schema})
-}
+func main() { bridged.Serve(provider.Info, generated) }

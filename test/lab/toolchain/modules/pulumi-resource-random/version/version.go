@@ -1,6 +1,0 @@
-// Package version holds the plugin version, set at link time:
-// -ldflags "-X zerotouch.local/toolchain/pulumi-resource-random/version.Version=4.21.2".
-package version
-
-// Version is the version the plugin reports (GetPluginInfo, --version).
-var Version = "0.0.0-dev"
