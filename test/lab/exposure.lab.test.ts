@@ -13,10 +13,8 @@ import { execFileSync } from "child_process";
 import { mkdirSync, writeFileSync } from "fs";
 import * as path from "path";
 
-import { hostFirewallSteps } from "../../components/firewall/hostFirewall";
-import type { FirewallNode } from "../../components/firewall/rules";
-import { expectOk } from "./etcdLab";
-import { Lab, LabNode, loadLab, netnsRun, REPO_ROOT, RunResult, runStep, sshRun, startListeners, stopListeners } from "./harness";
+import { Lab, LabNode, loadLab, netnsRun, REPO_ROOT, RunResult, sshRun, startListeners, stopListeners } from "./harness";
+import { labFirewall } from "./labFirewall";
 
 const CLI = path.join(REPO_ROOT, "components", "firewall", "verify-exposure.ts");
 const TS_NODE = path.join(REPO_ROOT, "node_modules", "ts-node", "dist", "bin.js");
@@ -33,15 +31,6 @@ describe("the exposure check on the lab", () => {
     let nodes: LabNode[];
     let outputs: string;
 
-    function firewall(action: "create" | "delete"): void {
-        const cluster: Record<string, FirewallNode> = Object.fromEntries(lab.nodes.map((n) => [n.name, { role: n.role, address: n.address }]));
-        for (const node of lab.nodes) {
-            const steps = hostFirewallSteps({ node: node.name, role: node.role, address: node.address, cluster, vpnCidr: lab.vpnCidr, managementCidrs: [lab.managementCidr], rollbackSeconds: 30 });
-            for (const step of action === "create" ? steps : steps.slice(0, 1)) {
-                expectOk(node, runStep(lab, node, step, action));
-            }
-        }
-    }
 
     /** Runs the check as the pipeline does, from a lab namespace or (netns undefined) from the host. */
     function check(netns: string | undefined, from: string, name: string): RunResult & { table: string } {
@@ -104,7 +93,7 @@ describe("the exposure check on the lab", () => {
             firewall: { podCidrs: [], extraRules: [] },
         };
         writeFileSync(outputs, JSON.stringify({ platform }, null, 2));
-        firewall("create");
+        labFirewall(lab, "create");
         for (const n of nodes) {
             startListeners(lab, n, LISTENING);
         }
@@ -117,7 +106,7 @@ describe("the exposure check on the lab", () => {
         for (const n of nodes) {
             stopListeners(lab, n);
         }
-        firewall("delete");
+        labFirewall(lab, "delete");
     });
 
     test("from the internet namespace only 80 and 443 answer, on every node", () => {

@@ -18,8 +18,6 @@ import * as path from "path";
 
 import { clientUrl, LOCAL_CLIENT_URL, parseEtcdMemberResult } from "../../components/etcd/member";
 import { etcdInstallSteps, parseEtcdInstallResult } from "../../components/etcd/release";
-import { hostFirewallSteps } from "../../components/firewall/hostFirewall";
-import type { FirewallNode } from "../../components/firewall/rules";
 import { applyGitops, GitopsObjects, gitopsObjects, reapplyChanged } from "../k8s/gitopsApply";
 import { appManifests } from "../gitops/appManifests";
 import { ArgoCd } from "../gitops/argocd";
@@ -30,6 +28,7 @@ import { referenceFile } from "../support/reference";
 import { etcdctl, expectOk, LabEtcd, wipeEtcd } from "./etcdLab";
 import { EtcdRelease, LabEtcdMirror, packEtcdRelease } from "./etcdMirror";
 import { Lab, LabNode, loadLab, nodesByRole, REPO_ROOT, RunResult, runStep, sshRun, tcpProbe } from "./harness";
+import { labFirewall } from "./labFirewall";
 import { API_PORT, LAB_GITOPS_SECRETS, LabKubeApi, labGitopsConfig, labStackWithKubernetes, toolchainBin } from "./kubeApi";
 
 /** The version an etcd binary reports. */
@@ -61,16 +60,6 @@ describe("a real Kubernetes API on the lab, on the lab's etcd", () => {
     const install = (node: LabNode, sha256: string): RunResult =>
         runStep(lab, node, etcdInstallSteps({ node: node.name, source: "release", version: release.version, baseUrl: mirror.baseUrl, sha256: { amd64: sha256 } })[0]);
 
-    /** The program's host firewall on every lab node (apply, then confirm), or its removal. */
-    function firewall(action: "create" | "delete"): void {
-        const cluster: Record<string, FirewallNode> = Object.fromEntries(lab.nodes.map((n) => [n.name, { role: n.role, address: n.address }]));
-        for (const node of lab.nodes) {
-            const steps = hostFirewallSteps({ node: node.name, role: node.role, address: node.address, cluster, vpnCidr: lab.vpnCidr, managementCidrs: [lab.managementCidr], rollbackSeconds: 30 });
-            for (const step of action === "create" ? steps : steps.slice(0, 1)) {
-                expectOk(node, runStep(lab, node, step, action));
-            }
-        }
-    }
 
     beforeAll(async () => {
         lab = loadLab();
@@ -79,7 +68,7 @@ describe("a real Kubernetes API on the lab, on the lab's etcd", () => {
         dir = mkdtempSync(path.join(os.tmpdir(), "zt-lab-kube-"));
         const etcdPki = makeEtcdPem(path.join(dir, "etcd"), members.map((m) => ({ name: m.name, address: m.address })));
         members.forEach((m) => wipeEtcd(lab, m));
-        firewall("create");
+        labFirewall(lab, "create");
         // etcd.source release, from the lab's mirror, with the tarball's sha256 as configured.
         release = packEtcdRelease(path.dirname(toolchainBin("etcd")), etcdVersionOf(toolchainBin("etcd")), path.join(dir, "mirror"));
         mirror = new LabEtcdMirror(lab, path.join(dir, "mirror"));
@@ -115,7 +104,7 @@ describe("a real Kubernetes API on the lab, on the lab's etcd", () => {
             sshRun(lab, node, "rm -f /usr/local/bin/etcd /usr/local/bin/etcdctl /usr/local/bin/etcdutl");
         }
         mirror?.stop();
-        firewall("delete");
+        labFirewall(lab, "delete");
         rmSync(dir, { recursive: true, force: true });
     });
 
