@@ -31,6 +31,15 @@ for node in ${LAB_DELAYED_NODES//,/ }; do
   bash test/lab/lab.sh delay "$node" "$LAB_DELAY_MS"
 done
 
+# latency_table: the latency figures per node of the `platform` output (JSON on stdin), one line each.
+latency_table() {
+  jq -r '
+    .nodes | to_entries[] | .key as $n | .value.latency as $l
+    | [$n] + (["gitlab", "probe"] | map(. as $t | $l[$t] | if . == null then "\($t) -" else "\($t) \(.target) median \(.medianMs) worst \(.worstMs) (\(.connected)/\(.tries))" end))
+      + ["threshold \($l.maxLatencyMs // "none")"]
+    | join("  ")' | sed 's/^/  /'
+}
+
 # latency_figures <log>: each node's latency figures as its preflight logged them.
 latency_figures() {
   echo "lab: latency per node, as each node's preflight measured it (TCP connect; threshold preflight.maxLatencyMs):"
@@ -68,11 +77,7 @@ if [ "$rc" -eq 0 ]; then
   echo "lab: stack outputs (secrets hidden):"
   pulumi stack output --stack lab --json
   echo "lab: latency per node from the stack outputs (ms):"
-  pulumi stack output --stack lab --json platform | jq -r '
-    .nodes | to_entries[] | .key as $n | .value.latency as $l
-    | [$n] + ([$l.gitlab, $l.probe] | map(if . == null then "-" else "\(.target) median \(.medianMs) worst \(.worstMs) (\(.connected)/\(.tries))" end))
-      + ["threshold \($l.maxLatencyMs // "none")"]
-    | join("  ")' | sed 's/^/  /'
+  pulumi stack output --stack lab --json platform | latency_table
   exit 0
 fi
 # A refusal the lab asked for (LAB_SLOW_NODES, LAB_DELAYED_NODES) is the outcome it intends;
