@@ -8,6 +8,7 @@ import { DEFAULT_ETCD_VERSION } from "../components/etcd/release";
 import { DEFAULT_K3S_VERSION } from "../components/k8s/k3s";
 import { isReconciliationSeconds, isThresholdMs, RECONCILIATION_SECONDS, THRESHOLD_MS } from "../components/lib/ranges";
 import { DNS_LABEL, HOST_NAME } from "../components/lib/names";
+import { Endpoint, endpointOfUrl, LATENCY_TIMEOUT_MS, LATENCY_TRIES, LatencyTargetName, parseEndpoint } from "../components/node/latency";
 
 /**
  * The stack configuration of zerotouch: one zod schema, validated before any resource exists.
@@ -185,9 +186,19 @@ const nodeSchema = z.strictObject({
                 description: "Per-node override of the gate.",
             }),
         ),
+    maxLatencyMs: thresholdMs
+        .optional()
+        .meta(
+            doc({
+                allowed: "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals, overriding preflight.maxLatencyMs for this node",
+                docType: THRESHOLD_TYPE,
+                docDefault: "`preflight.maxLatencyMs`",
+                description: "Per-node override of the latency gate.",
+            }),
+        ),
 }).meta(
     doc({
-        allowed: "a lower-case DNS label (a-z, 0-9, '-', at most 63 characters) as node name, mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs",
+        allowed: "a lower-case DNS label (a-z, 0-9, '-', at most 63 characters) as node name, mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs, maxLatencyMs",
     }),
 );
 
@@ -865,6 +876,112 @@ function checkArgoCdAccess(gitops: NonNullable<GitopsCheckInput["gitops"]>, cfg:
     }
 }
 
+function endpointSchema(what: string) {
+    return z
+        .string()
+        .refine((t) => parseEndpoint(t) !== undefined)
+        .optional()
+        .meta(
+            doc({
+                allowed: `host:port of ${what} (a DNS name or an IPv4 address, [IPv6] in brackets; port 1-65535)`,
+                docType: "`host:port`",
+            }),
+        );
+}
+
+const latencySchema = z
+    .strictObject({
+        gitlab: endpointSchema("the GitLab host").meta(
+            doc({
+                allowed: "host:port of the GitLab host (a DNS name or an IPv4 address, [IPv6] in brackets; port 1-65535); default: the host and port of gitops.gitlab.baseUrl or gitops.manifests.url",
+                docType: "`host:port`",
+                docDefault: "host and port of `gitops.gitlab.baseUrl` (or `gitops.manifests.url`), 443 if it names none",
+                description: "Where each node times TCP connects to GitLab; none without it and without `gitops`.",
+            }),
+        ),
+        probe: endpointSchema("a probe target").meta(
+            doc({
+                allowed: "host:port of a probe target, e.g. a host at the local internet exchange (a DNS name or an IPv4 address, [IPv6] in brackets; port 1-65535)",
+                docType: "`host:port`",
+                docDefault: "(none)",
+                description: "A further target each node times, e.g. a host at the local internet exchange.",
+            }),
+        ),
+        tries: z
+            .number()
+            .int()
+            .min(LATENCY_TRIES.min)
+            .max(LATENCY_TRIES.max)
+            .default(LATENCY_TRIES.default)
+            .meta(
+                doc({
+                    allowed: `an integer from ${LATENCY_TRIES.min} to ${LATENCY_TRIES.max} (default ${LATENCY_TRIES.default}): TCP connects per target; the median and the worst are reported`,
+                    description: "TCP connects per target; median and worst are reported.",
+                }),
+            ),
+        timeoutMs: z
+            .number()
+            .int()
+            .min(LATENCY_TIMEOUT_MS.min)
+            .max(LATENCY_TIMEOUT_MS.max)
+            .default(LATENCY_TIMEOUT_MS.default)
+            .meta(
+                doc({
+                    allowed: `a whole number of milliseconds from ${LATENCY_TIMEOUT_MS.min} to ${LATENCY_TIMEOUT_MS.max} (default ${LATENCY_TIMEOUT_MS.default}): bound of one connect`,
+                    description: "Bound of one connect; a connect that takes longer counts as failed.",
+                }),
+            ),
+    })
+    .prefault({})
+    .meta(doc({ docRow: false, description: "TCP connect times from each node, measured at preflight." }));
+
+/**
+ * What each node's latency preflight measures: `preflight.latency.gitlab`, else the GitLab host
+ * of the GitOps layer (`gitops.gitlab.baseUrl`, or the manifests repository's URL when GitLab
+ * is wired by hand); and `preflight.latency.probe`.
+ */
+export function latencyTargets(cfg: {
+    preflight: { latency: { gitlab?: string; probe?: string } };
+    gitops?: { gitlab?: { baseUrl: string }; manifests: { url?: string } };
+}): Partial<Record<LatencyTargetName, Endpoint>> {
+    const l = cfg.preflight.latency;
+    const gitopsUrl = cfg.gitops?.gitlab?.baseUrl ?? cfg.gitops?.manifests.url;
+    const gitlab = l.gitlab !== undefined ? parseEndpoint(l.gitlab) : gitopsUrl !== undefined ? urlEndpoint(gitopsUrl) : undefined;
+    const probe = l.probe !== undefined ? parseEndpoint(l.probe) : undefined;
+    return { ...(gitlab !== undefined ? { gitlab } : {}), ...(probe !== undefined ? { probe } : {}) };
+}
+
+type LatencyCheckInput = Parameters<typeof latencyTargets>[0] & {
+    preflight: { maxLatencyMs?: number };
+    nodes: Record<string, { maxLatencyMs?: number }>;
+};
+
+/** The endpoint of a URL; undefined for one that is not valid (its own check reports it). */
+function urlEndpoint(url: string): Endpoint | undefined {
+    try {
+        return endpointOfUrl(url);
+    } catch {
+        return undefined;
+    }
+}
+
+/** A latency gate needs something to measure. */
+function checkLatencyGate(cfg: LatencyCheckInput, ctx: z.core.$RefinementCtx): void {
+    if (Object.keys(latencyTargets(cfg)).length > 0) {
+        return;
+    }
+    const message =
+        "a latency threshold, but nothing to measure: set preflight.latency.gitlab or preflight.latency.probe (host:port), or gitops.gitlab.baseUrl";
+    if (cfg.preflight.maxLatencyMs !== undefined) {
+        ctx.addIssue({ code: "custom", path: ["preflight", "maxLatencyMs"], message });
+    }
+    for (const [name, node] of Object.entries(cfg.nodes)) {
+        if (node.maxLatencyMs !== undefined) {
+            ctx.addIssue({ code: "custom", path: ["nodes", name, "maxLatencyMs"], message });
+        }
+    }
+}
+
 export const configSchema = z
     .strictObject({
         nodes: z
@@ -956,6 +1073,18 @@ export const configSchema = z
                     .default(true)
                     .meta(
                         doc({ allowed: "true or false (default true): whether a control-plane node's etcd data path must be on an NVMe disk", description: "A control-plane node's etcd disk must be NVMe (a rotational disk is always refused there)." }),
+                    ),
+                latency: latencySchema,
+                maxLatencyMs: thresholdMs
+                    .optional()
+                    .meta(
+                        doc({
+                            allowed: "a number of milliseconds greater than 0 and at most 1000, at most 6 decimals: largest median TCP connect time a node may show to each latency target (none: figures reported, nothing refused)",
+                            docType: THRESHOLD_TYPE,
+                            docDefault: "(none: not gated)",
+                            description:
+                                "Largest accepted median TCP connect time from a node to each latency target; a node above it is refused at preflight. Needs a target (`preflight.latency.gitlab`, the GitLab host of `gitops`, or `preflight.latency.probe`).",
+                        }),
                     ),
             })
             .prefault({})
@@ -1066,6 +1195,7 @@ export const configSchema = z
             ctx.addIssue({ code: "custom", path: ["kubeconfig"], message: `kubernetes.mode is ${cfg.kubernetes.mode}, which takes no kubeconfig` });
         }
         checkGitops(cfg, ctx);
+        checkLatencyGate(cfg, ctx);
         const ruleNames = new Set<string>();
         cfg.firewall.extraRules.forEach((r, i) => {
             if (ruleNames.has(r.name)) {

@@ -13,9 +13,11 @@ import { FsyncGate, FsyncGateStepArgs, fsyncGateSteps } from "../components/fsyn
 import { SshTarget } from "../components/lib/connection";
 import { NodeStep } from "../components/lib/nodeScript";
 import { ControlPlaneNode, ControlPlane } from "../components/k8s/controlPlane";
+import { formatEndpoint, LatencyResult, nsToMs } from "../components/node/latency";
+import { PreflightResult } from "../components/node/facts";
 import { VpsNode, VpsNodeSpec, vpsNodeSteps } from "../components/node/vpsNode";
-import { EtcdOutput, FirewallOutput, GitOpsOutput, KubernetesOutput, NodeOutput, OUTPUTS_VERSION, PlatformOutputs } from "../stacks/outputs";
-import { NodeConfig, PlatformConfig } from "./config";
+import { EtcdOutput, FirewallOutput, GitOpsOutput, KubernetesOutput, LatencyTargetOutput, NodeOutput, OUTPUTS_VERSION, PlatformOutputs } from "../stacks/outputs";
+import { latencyTargets, NodeConfig, PlatformConfig } from "./config";
 
 /** What the program decides for one node, as plain data (no resources, no secrets). */
 export interface NodePlan {
@@ -46,6 +48,7 @@ export function clusterFirewall(cfg: PlatformConfig): FirewallOutput {
 export function planNodes(cfg: PlatformConfig): NodePlan[] {
     const names = Object.keys(cfg.nodes).sort();
     const cluster = Object.fromEntries(names.map((n) => [n, { role: cfg.nodes[n].role, address: cfg.nodes[n].host }]));
+    const targets = latencyTargets(cfg);
     return names.map((name): NodePlan => {
         const node = cfg.nodes[name];
         const target: SshTarget = {
@@ -66,6 +69,12 @@ export function planNodes(cfg: PlatformConfig): NodePlan[] {
                 allowedVirtualization: cfg.preflight.allowedVirtualization,
                 requireNvme: cfg.preflight.requireNvme,
                 location: node.location,
+                latency: {
+                    targets,
+                    tries: cfg.preflight.latency.tries,
+                    timeoutMs: cfg.preflight.latency.timeoutMs,
+                    ...maxLatency(node.maxLatencyMs ?? cfg.preflight.maxLatencyMs),
+                },
             },
             gate: {
                 node: name,
@@ -86,6 +95,11 @@ export function planNodes(cfg: PlatformConfig): NodePlan[] {
             },
         };
     });
+}
+
+/** The latency threshold as an optional field. */
+function maxLatency(ms: number | undefined): { maxLatencyMs?: number } {
+    return ms !== undefined ? { maxLatencyMs: ms } : {};
 }
 
 /**
@@ -379,10 +393,24 @@ function nodeOutputs(plans: readonly NodePlan[], nodes: Readonly<Record<string, 
                     fsyncP99Ms: p99Ms,
                     fsyncThresholdMs: plan.gate.thresholdMs,
                     firewallRulesetHash: rulesetHash,
+                    latency: latencyOutput(plan, facts),
                 }),
             );
     }
     return outputs;
+}
+
+/** A node's latency figures for the outputs, from its preflight's report. */
+function latencyOutput(plan: NodePlan, facts: PreflightResult): NodeOutput["latency"] {
+    const target = (r: LatencyResult | undefined): LatencyTargetOutput | null =>
+        r === undefined
+            ? null
+            : { target: formatEndpoint(r), address: r.address, tries: r.tries, connected: r.connected, medianMs: nsToMs(r.medianNs), worstMs: nsToMs(r.worstNs) };
+    return {
+        gitlab: target(facts.latency.find((r) => r.name === "gitlab")),
+        probe: target(facts.latency.find((r) => r.name === "probe")),
+        maxLatencyMs: plan.vps.latency?.maxLatencyMs ?? null,
+    };
 }
 
 function etcdOutput(etcd: EtcdCluster): pulumi.Output<EtcdOutput> {

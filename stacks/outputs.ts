@@ -15,6 +15,20 @@ export const OUTPUT_NAME = "platform";
 /** The stack output holding the admin kubeconfig, a secret (absent with `kubernetes.mode: none`). */
 export const KUBECONFIG_OUTPUT_NAME = "kubeconfig";
 
+/** One latency target as a node measured it at preflight. */
+export const latencyTargetOutputSchema = z.object({
+    /** What was measured, `host:port`. */
+    target: z.string(),
+    /** The address connected to; "" when the host did not resolve. */
+    address: z.string(),
+    tries: z.number(),
+    /** Connects that succeeded within `preflight.latency.timeoutMs`. */
+    connected: z.number(),
+    /** Median and worst TCP connect time (ms, 3 decimals); null when no connect succeeded. */
+    medianMs: z.number().nullable(),
+    worstMs: z.number().nullable(),
+});
+
 export const nodeOutputSchema = z.object({
     host: z.string(),
     role: z.enum(["control-plane", "worker"]),
@@ -38,6 +52,13 @@ export const nodeOutputSchema = z.object({
     fsyncThresholdMs: z.number(),
     /** sha256 of the nftables ruleset applied on the node. */
     firewallRulesetHash: z.string(),
+    /** TCP connect times from the node, measured at preflight; a target not configured is null. */
+    latency: z.object({
+        gitlab: latencyTargetOutputSchema.nullable(),
+        probe: latencyTargetOutputSchema.nullable(),
+        /** The threshold on each median the node was gated on (ms); null: not gated. */
+        maxLatencyMs: z.number().nullable(),
+    }),
 });
 
 export const etcdMemberOutputSchema = z.object({
@@ -131,6 +152,7 @@ export const platformOutputsSchema = z.object({
 });
 
 export type NodeOutput = z.infer<typeof nodeOutputSchema>;
+export type LatencyTargetOutput = z.infer<typeof latencyTargetOutputSchema>;
 export type EtcdOutput = z.infer<typeof etcdOutputSchema>;
 export type KubernetesOutput = z.infer<typeof kubernetesOutputSchema>;
 export type FirewallOutput = z.infer<typeof firewallOutputSchema>;

@@ -26,7 +26,7 @@ describe("validateConfig accepts", () => {
     test("a valid config and applies each default once", () => {
         const cfg = validateConfig(valid(), SECRET);
         expect(cfg.fsyncGate).toEqual({ thresholdMs: 10, runs: 2, maxSecondsPerRun: 120 });
-        expect(cfg.preflight).toEqual({ allowedVirtualization: ["kvm"], requireNvme: true });
+        expect(cfg.preflight).toEqual({ allowedVirtualization: ["kvm"], requireNvme: true, latency: { tries: 5, timeoutMs: 2000 } });
         expect(cfg.nodes["cp-1"]).toMatchObject({ sshPort: 22, sshUser: "root", etcdDataPath: "/var/lib/etcd" });
         expect(cfg.nodes["cp-1"].sshHostKey).toBeUndefined();
         expect(cfg.etcd).toEqual(ETCD_DEFAULTS);
@@ -280,7 +280,7 @@ const rejections: Case[] = [
     [
         "a typo in a node",
         (r) => (r.nodes["cp-1"].sshPrt = 2222),
-        [/^zerotouch:nodes\.cp-1\.sshPrt \(node cp-1\): unknown key \(given 2222\); allowed: a lower-case DNS label .* mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs$/],
+        [/^zerotouch:nodes\.cp-1\.sshPrt \(node cp-1\): unknown key \(given 2222\); allowed: a lower-case DNS label .* mapping to the keys host, sshPort, sshUser, sshHostKey, role, location, etcdDataPath, fsyncThresholdMs, maxLatencyMs$/],
     ],
     [
         "a typo in a location",

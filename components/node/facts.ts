@@ -1,6 +1,7 @@
 import { z } from "zod";
 
 import { parseResultLine } from "../lib/result";
+import { latencyResultSchema } from "./latency";
 
 /** What the connect phase reports: who answered. */
 export const connectResultSchema = z.object({
@@ -35,6 +36,8 @@ export const preflightResultSchema = z.object({
         model: z.string(),
         description: z.string(),
     }),
+    /** TCP connect times to the GitLab host and the probe target, as the node measured and judged them. */
+    latency: z.array(latencyResultSchema),
     tools: z.object({ present: z.array(z.string()), installable: z.array(z.string()) }),
 });
 export type PreflightResult = z.infer<typeof preflightResultSchema>;

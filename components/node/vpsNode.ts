@@ -5,6 +5,7 @@ import * as path from "path";
 import { DialBounds, sshConnection, SshTarget } from "../lib/connection";
 import { COMMON_LIB, nodeScript, NodeStep } from "../lib/nodeScript";
 import { ConnectResult, parseConnectResult, parsePreflightResult, PreflightResult } from "./facts";
+import { LATENCY_LIB, LATENCY_TIMEOUT_MS, LATENCY_TRIES, latencyParams, LatencySpec } from "./latency";
 
 const SCRIPTS = path.join(__dirname, "scripts");
 
@@ -26,6 +27,9 @@ export const REQUIRED_TOOLS: readonly (readonly [string, string])[] = [
 
 export type NodeRole = "control-plane" | "worker";
 
+/** No latency target: nothing measured, nothing judged. */
+const NO_LATENCY: LatencySpec = { targets: {}, tries: LATENCY_TRIES.default, timeoutMs: LATENCY_TIMEOUT_MS.default };
+
 /** What decides a node's connect and preflight phases. Plain values. */
 export interface VpsNodeSpec {
     /** The node's name in the stack config. */
@@ -46,6 +50,11 @@ export interface VpsNodeSpec {
      * residency policies read it.
      */
     readonly location?: { readonly country: string; readonly region: string; readonly datacenter: string; readonly provider: string };
+    /**
+     * What the latency preflight measures and its threshold. Defaults to nothing measured
+     * (tries and timeout at their defaults).
+     */
+    readonly latency?: LatencySpec;
 }
 
 export interface VpsNodeArgs extends VpsNodeSpec {
@@ -82,7 +91,7 @@ export function vpsNodeSteps(args: VpsNodeSpec): { connect: NodeStep; preflight:
         preflight: {
             name: "preflight",
             script: path.join(SCRIPTS, "preflight.sh"),
-            libraries: [COMMON_LIB],
+            libraries: [COMMON_LIB, LATENCY_LIB],
             params: {
                 ZT_NODE: args.node,
                 ZT_ROLE: args.role,
@@ -91,6 +100,7 @@ export function vpsNodeSteps(args: VpsNodeSpec): { connect: NodeStep; preflight:
                 ZT_REQUIRE_NVME: args.requireNvme,
                 ZT_SUPPORTED_OS: [...SUPPORTED_OS],
                 ZT_REQUIRED_TOOLS: REQUIRED_TOOLS.map(([tool, pkg]) => `${tool} ${pkg}`),
+                ...latencyParams(args.latency ?? NO_LATENCY),
             },
             hasDelete: false,
             sensitive: false,
@@ -101,7 +111,8 @@ export function vpsNodeSteps(args: VpsNodeSpec): { connect: NodeStep; preflight:
 /**
  * A rented VPS reached over SSH: waits until it answers and has booted, records or checks its
  * host key, gathers its facts and runs the preflight checks (virtualization, OS, etcd disk,
- * tools). Nothing may be installed on the node before `ready`.
+ * tools, TCP connect times to the GitLab host and a probe target). Nothing may be installed on
+ * the node before `ready`.
  */
 export class VpsNode extends pulumi.ComponentResource {
     /** SSH connection for later phases, pinned to the configured or first-seen host key. */

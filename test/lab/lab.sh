@@ -8,12 +8,15 @@
 #        lab.sh throttle NODE IOPS   limit a running node's etcd disk to IOPS writes per
 #                        second (0 lifts the limit); the lab's state keeps the disk as it was
 #                        started (LAB_SLOW_NODES)
+#        lab.sh delay NODE MS   delay everything the internet namespace (where the latency
+#                        preflight's targets listen) sends to the node by MS ms (0 lifts it)
 #
 # Environment:
 #   LAB_CONTROL_PLANES  control-plane nodes, lab-cp-1..N. Defaults to 3.
 #   LAB_WORKERS         worker nodes, lab-worker-1..N. Defaults to 1.
 #   LAB_SLOW_NODES      control-plane nodes whose etcd disk is throttled. Defaults to lab-cp-3.
 #   LAB_SLOW_WRITE_IOPS write IOPS allowed on a slow etcd disk. Defaults to 40.
+#   LAB_MAX_LATENCY_MS  the lab stack's preflight.maxLatencyMs. Defaults to 20.
 #   LAB_FRESH=1         make `up` start a new lab even when a healthy one is running.
 #   LAB_KEEP_ON_FAILURE=1  leave a failed `up` in place for inspection (`down` removes it).
 #   LAB_STATE_DIR       state directory. Defaults to .lab in the repository root.
@@ -64,7 +67,9 @@ cmd_up() {
   trap 'exit 143' TERM
   validate_config
   lock
+  build_standin
   if [ "${LAB_FRESH:-0}" != 1 ] && healthy; then
+    targets_up
     write_pulumi_config
     log "lab is already up and healthy ($(node_names | paste -sd' ' -))"
     return 0
@@ -86,6 +91,7 @@ cmd_up() {
 
   log "network: bridge $BRIDGE ($HOST_ADDR, $VPN_GW, $INET_GW), clients zt-vpn ($VPN_CLIENT) and zt-internet ($INET_CLIENT)"
   net_up
+  targets_up
   local node
   for node in $(node_names); do
     prepare_node "$node" "$image"
@@ -154,8 +160,14 @@ case "${1:-}" in
     lock
     throttle_disk "$2" "$3"
     ;;
+  delay)
+    [ "$#" -eq 3 ] || die "usage: $0 delay NODE MS"
+    lock
+    [ -f "$STATE_FILE" ] || die "delay: the lab is not up"
+    delay_node "$2" "$3"
+    ;;
   *)
-    printf 'usage: %s up|down|status|throttle NODE IOPS\n' "$0" >&2
+    printf 'usage: %s up|down|status|throttle NODE IOPS|delay NODE MS\n' "$0" >&2
     exit 2
     ;;
 esac

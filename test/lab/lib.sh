@@ -34,6 +34,16 @@ INET_GW=10.213.200.1
 INET_CLIENT=10.213.200.10
 MANAGEMENT_CIDR="$HOST_ADDR/32"
 
+# The latency preflight's targets: TCP listeners in the "internet" client namespace standing for
+# the GitLab host and the probe target (netstandin listen), and the threshold the lab stack sets.
+GITLAB_STANDIN="$INET_CLIENT:7080"
+PROBE_STANDIN="$INET_CLIENT:7081"
+LAB_MAX_LATENCY_MS="${LAB_MAX_LATENCY_MS:-20}"
+STANDIN_SRC="$LAB_HERE/netstandin"
+STANDIN_BIN="$STATE_DIR/bin/netstandin"
+# Policy routing table in the internet namespace for packets a delay line hands back.
+DELAY_TABLE=213
+
 ETCD_DATA_PATH=/var/lib/etcd
 SSH_READY_SECONDS="${LAB_SSH_READY_SECONDS:-60}"
 STOP_SECONDS=30
@@ -192,6 +202,110 @@ netns_link() {
 }
 
 client_up() { netns_link "$1" "$2" "$3/24" "$4"; }
+
+# --- stand-ins beyond the link: the latency targets and link delays ---------------------------
+
+# netstandin (test/lab/netstandin, Go standard library only) built into .lab/bin once per source.
+build_standin() {
+  local want
+  want="$(cat "$STANDIN_SRC/go.mod" "$STANDIN_SRC/main.go" | sha256sum | cut -c1-16)"
+  if [ -x "$STANDIN_BIN" ] && [ "$(cat "$STANDIN_BIN.src" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  command -v go >/dev/null || die "go is not on PATH: the lab's network stand-ins are built from $STANDIN_SRC"
+  install -d -m 0755 "$(dirname "$STANDIN_BIN")"
+  (cd "$STANDIN_SRC" && GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod timeout 300 go build -trimpath -o "$STANDIN_BIN.tmp" .) ||
+    die "building $STANDIN_SRC failed"
+  mv -f "$STANDIN_BIN.tmp" "$STANDIN_BIN"
+  printf '%s\n' "$want" >"$STANDIN_BIN.src"
+}
+
+standin_pidfile() { printf '%s/standins/%s.pid\n' "$RUN_DIR" "$1"; }
+
+# standin_pid <name>: the pid of a running stand-in; fails when it does not run.
+standin_pid() {
+  local pid
+  pid="$(cat "$(standin_pidfile "$1")" 2>/dev/null)" || return 1
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = netstandin ] || return 1
+  printf '%s\n' "$pid"
+}
+
+# standin_start <name> <netns> <args...>: runs netstandin in the namespace, in the lab's cgroups
+# (so teardown ends it like a node), and waits (bounded) until it says it is ready.
+standin_start() {
+  local name="$1" netns="$2" out h
+  shift 2
+  install -d -m 0755 "$RUN_DIR/standins" "$STATE_DIR/logs"
+  out="$RUN_DIR/standins/$name.out"
+  : >"$out"
+  local cgroups=()
+  for h in "${CGROUP_HIERARCHIES[@]}"; do
+    [ -d "/sys/fs/cgroup/$h" ] || continue
+    mkdir -p "$(node_cgroup "$h" "standin-$name")"
+    cgroups+=("$(node_cgroup "$h" "standin-$name")")
+  done
+  (
+    exec 8>&-
+    for h in "${cgroups[@]}"; do printf '%s\n' "$BASHPID" >"$h/cgroup.procs"; done
+    printf '%s\n' "$BASHPID" >"$(standin_pidfile "$name")"
+    exec setsid ip netns exec "$netns" "$STANDIN_BIN" "$@"
+  ) </dev/null >"$out" 2>>"$STATE_DIR/logs/standin-$name.log" &
+  local i
+  for ((i = 0; i < 50; i++)); do
+    grep -qx ready "$out" && return 0
+    sleep 0.1
+  done
+  die "stand-in $name did not start (see $STATE_DIR/logs/standin-$name.log)"
+}
+
+# standin_stop <name>: ends a stand-in (and so its TUN device) and waits (bounded) for it to go.
+standin_stop() {
+  local pid i
+  pid="$(standin_pid "$1")" || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -f "$(standin_pidfile "$1")"
+}
+
+# The GitLab host and the probe target: one listener in the internet namespace.
+targets_up() {
+  standin_pid targets >/dev/null || standin_start targets zt-internet listen "$GITLAB_STANDIN" "$PROBE_STANDIN"
+}
+
+delay_dev() { printf 'ztd-%s\n' "${1#lab-}"; }
+
+# delay_node <node> <ms>: everything the internet namespace (where the latency targets listen)
+# sends to the node waits <ms> in a delay line first; 0 lifts it. The kernel has no netem
+# (CONFIG_NET_SCH_NETEM is not set): the delay line is netstandin's TUN device, routed to for the
+# node's address; what it hands back is forwarded out through the namespace's own link.
+delay_node() {
+  local node="$1" ms="$2" dev address
+  if ! [[ "$ms" =~ ^[0-9]+$ ]] || [ "$ms" -gt 10000 ]; then
+    die "delay: MS must be a whole number from 0 to 10000, got '$ms'"
+  fi
+  address="$(node_address "$node")"
+  [ -n "$address" ] || die "delay: unknown node $node"
+  dev="$(delay_dev "$node")"
+  standin_stop "delay-$node"
+  ip -n zt-internet rule del iif "$dev" lookup "$DELAY_TABLE" 2>/dev/null || true
+  if [ "$ms" = 0 ]; then
+    log "$node: no delay from the internet namespace"
+    return 0
+  fi
+  standin_start "delay-$node" zt-internet delay "$dev" "$ms"
+  local ns=(ip netns exec zt-internet)
+  "${ns[@]}" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1" net.ipv4.conf.all.rp_filter=0 "net.ipv4.conf.$dev.rp_filter=0" \
+    "net.ipv4.conf.$dev.accept_local=1" "net.ipv4.conf.$dev.forwarding=1"
+  ip -n zt-internet link set "$dev" up
+  ip -n zt-internet route replace "$INET_GW/32" dev eth0 table "$DELAY_TABLE"
+  ip -n zt-internet route replace default via "$INET_GW" dev eth0 table "$DELAY_TABLE"
+  ip -n zt-internet rule add iif "$dev" lookup "$DELAY_TABLE" pref 1000
+  ip -n zt-internet route replace "$address/32" dev "$dev" src "$INET_CLIENT"
+  log "$node: everything from the internet namespace to $address is delayed by $ms ms ($dev)"
+}
 
 # --- nodes -----------------------------------------------------------------------------------
 
@@ -435,7 +549,9 @@ write_pulumi_config() {
     printf '  zerotouch:managementCidrs: ["%s"]\n' "$MANAGEMENT_CIDR"
     # Each fio run stops after 30 s: enough samples (about 1200 on the slow node) and a short wait.
     printf '  zerotouch:fsyncGate: {thresholdMs: 10, runs: 2, maxSecondsPerRun: 30}\n'
-    printf '  zerotouch:preflight: {allowedVirtualization: [kvm, systemd-nspawn], requireNvme: false}\n'
+    # The latency targets are the lab's stand-ins in the internet namespace (lab.sh delay adds a link delay).
+    printf '  zerotouch:preflight: {allowedVirtualization: [kvm, systemd-nspawn], requireNvme: false, latency: {gitlab: "%s", probe: "%s", tries: 5, timeoutMs: 2000}, maxLatencyMs: %s}\n' \
+      "$GITLAB_STANDIN" "$PROBE_STANDIN" "$LAB_MAX_LATENCY_MS"
     # No download sites here: Debian's etcd 3.4 in the node image, and no k3s (its binary cannot
     # be fetched); the write load of the WAL gate is bounded to 30 s like fio's. The lab's etcd
     # disks are files on the build machine's shared disk, whose occasional stalls put single
@@ -566,6 +682,7 @@ lab_teardown() {
   if [ -d "$RUN_DIR/nodes" ] && [ -z "$(lab_mounts)" ]; then
     rm -rf --one-file-system "$RUN_DIR/nodes"
   fi
+  rm -rf "$RUN_DIR/standins"
   rm -f "$STATE_FILE" "$KNOWN_HOSTS"
   local disk
   for disk in "$STATE_DIR"/disks/zt-lab-etcd-*.img; do

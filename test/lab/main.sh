@@ -8,7 +8,10 @@
 #
 # Every etcd disk is fast unless LAB_SLOW_NODES names nodes to throttle (e.g. lab-cp-3): then
 # `pulumi up` fails with the fsync gate's refusal of those nodes, which the job reports as the
-# lab's intended outcome. The lab is removed at the end unless LAB_KEEP=1.
+# lab's intended outcome. Likewise LAB_DELAYED_NODES (e.g. lab-worker-1) delays everything the
+# latency preflight's targets send to those nodes by LAB_DELAY_MS (default 50) ms (lab.sh delay),
+# above the lab stack's preflight.maxLatencyMs (20 ms): their preflight refuses them. Each node's
+# latency figures are printed either way. The lab is removed at the end unless LAB_KEEP=1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # shellcheck source-path=SCRIPTDIR source=../engine/engine.sh
@@ -17,12 +20,32 @@ source test/engine/engine.sh
 lab_root_only lab
 
 export LAB_SLOW_NODES="${LAB_SLOW_NODES-}"
+export LAB_DELAYED_NODES="${LAB_DELAYED_NODES-}"
+LAB_DELAY_MS="${LAB_DELAY_MS:-50}"
 if [ "${LAB_KEEP:-0}" != "1" ]; then
   trap 'bash test/lab/lab.sh down' EXIT
 fi
 trap 'exit 130' INT
 trap 'exit 143' TERM
 bash test/lab/lab.sh up
+for node in ${LAB_DELAYED_NODES//,/ }; do
+  bash test/lab/lab.sh delay "$node" "$LAB_DELAY_MS"
+done
+
+# latency_table: the latency figures per node of the `platform` output (JSON on stdin), one line each.
+latency_table() {
+  jq -r '
+    .nodes | to_entries[] | .key as $n | .value.latency as $l
+    | [$n] + (["gitlab", "probe"] | map(. as $t | $l[$t] | if . == null then "\($t) -" else "\($t) \(.target) median \(.medianMs) worst \(.worstMs) (\(.connected)/\(.tries))" end))
+      + ["threshold \($l.maxLatencyMs // "none")"]
+    | join("  ")' | sed 's/^/  /'
+}
+
+# latency_figures <log>: each node's latency figures as its preflight logged them.
+latency_figures() {
+  echo "lab: latency per node, as each node's preflight measured it (TCP connect; threshold preflight.maxLatencyMs):"
+  grep -o 'node [a-z0-9-]*: latency to .*' "$1" | sort -u | sed 's/^/  /' || echo "  (none logged)"
+}
 
 if ! bin=$(bash test/lab/toolchain/ensure.sh --built "${ENGINE_TOOLS[@]}"); then
   echo "lab: the Pulumi toolchain is not built (npm run toolchain builds it): running the node layer's steps directly" >&2
@@ -50,15 +73,23 @@ rc=${PIPESTATUS[0]}
 set -e
 echo "lab: pulumi up exited $rc after $((SECONDS - started))s" >&2
 
+latency_figures "$log"
 if [ "$rc" -eq 0 ]; then
   echo "lab: stack outputs (secrets hidden):"
   pulumi stack output --stack lab --json
+  echo "lab: latency per node from the stack outputs (ms):"
+  pulumi stack output --stack lab --json platform | latency_table
   bash test/lab/exposure.sh lab
   exit 0
 fi
-# A refusal the lab asked for (LAB_SLOW_NODES) is the outcome it intends; anything else fails.
-[ -n "$LAB_SLOW_NODES" ] || exit "$rc"
+# A refusal the lab asked for (LAB_SLOW_NODES, LAB_DELAYED_NODES) is the outcome it intends;
+# anything else fails.
+[ -n "$LAB_SLOW_NODES$LAB_DELAYED_NODES" ] || exit "$rc"
 for node in ${LAB_SLOW_NODES//,/ }; do
   grep -q "fsync gate failed on node $node:" "$log" || exit "$rc"
 done
-echo "lab: refused by the fsync gate as the lab intends (throttled etcd disk on: $LAB_SLOW_NODES)"
+for node in ${LAB_DELAYED_NODES//,/ }; do
+  grep -q "preflight failed on node $node: latency:" "$log" || exit "$rc"
+done
+[ -z "$LAB_SLOW_NODES" ] || echo "lab: refused by the fsync gate as the lab intends (throttled etcd disk on: $LAB_SLOW_NODES)"
+[ -z "$LAB_DELAYED_NODES" ] || echo "lab: refused by the latency preflight as the lab intends (link delayed by $LAB_DELAY_MS ms on: $LAB_DELAYED_NODES)"

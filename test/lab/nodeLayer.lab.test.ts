@@ -40,6 +40,9 @@ test("runs every node's phases in order, firewall before the gate; the slow-disk
         const text = section(first.stdout, node.name);
         expect(text).toMatch(/connect +ok/);
         expect(text).toMatch(/preflight +ok .*systemd-nspawn/);
+        // The latency figures of the lab's GitLab host and probe target, under the lab's threshold.
+        expect(text).toMatch(/latency to gitlab 10\.213\.200\.10:7080: median \d+\.\d{3} ms, worst \d+\.\d{3} ms \(5\/5\), threshold 20 ms\n/);
+        expect(text).toMatch(/latency to probe 10\.213\.200\.10:7081: median \d+\.\d{3} ms, worst \d+\.\d{3} ms \(5\/5\), threshold 20 ms\n/);
         // Locked down before it is judged: every node's firewall is confirmed, the refused one's too.
         expect(text).toMatch(/firewall confirm +ok .*confirmed true/);
         expect(text.indexOf("firewall confirm")).toBeLessThan(text.indexOf("fsync gate"));

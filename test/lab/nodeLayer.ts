@@ -18,7 +18,8 @@ import { hostFirewallPlan } from "../../components/firewall/hostFirewall";
 import { parseFsyncGateResult } from "../../components/fsync/fio";
 import { NodeStep, stepPayload } from "../../components/lib/nodeScript";
 import { lastJsonLine, remoteRunner } from "../../components/lib/script";
-import { parsePreflightResult } from "../../components/node/facts";
+import { parsePreflightResult, PreflightResult } from "../../components/node/facts";
+import { formatMs3 } from "../../components/node/latency";
 import { ConfigError, parseStackFile, validateConfig } from "../../infra/config";
 import { NodePlan, nodeSteps, planNodes } from "../../infra/program";
 import { loadOrMakeEtcdPem } from "../support/etcdCerts";
@@ -102,6 +103,16 @@ const LABELS: Record<string, string> = {
     confirm: "firewall confirm",
 };
 
+/** The latency figures of a preflight, one line per target. */
+function latencyLines(f: PreflightResult, indent: string): string[] {
+    return f.latency.map(
+        (l) =>
+            `${indent}latency to ${l.name} ${l.host}:${l.port}: ` +
+            (l.medianNs === null || l.worstNs === null ? `no connect in ${l.tries} tries` : `median ${formatMs3(l.medianNs)} ms, worst ${formatMs3(l.worstNs)} ms (${l.connected}/${l.tries})`) +
+            (l.thresholdMs === null ? "" : `, threshold ${l.thresholdMs} ms${l.passed ? "" : ": REFUSED"}`),
+    );
+}
+
 function report(run: NodeRun): string {
     const { plan } = run;
     const out: string[] = [`${plan.name} (${plan.config.role}, ${plan.target.host})`];
@@ -111,6 +122,9 @@ function report(run: NodeRun): string {
         const took = `${r.seconds.toFixed(1)}s`.padStart(6);
         if (r.code !== 0) {
             out.push(`  ${label} FAILED ${took} (exit ${r.code})`, `${indent}${reasonOf(r)}`);
+            if (r.step === "preflight") {
+                out.push(...latencyLines(parsePreflightResult(r.stdout, plan.name), indent));
+            }
             continue;
         }
         if (r.step === "connect") {
@@ -121,6 +135,7 @@ function report(run: NodeRun): string {
             out.push(
                 `  ${label} ok ${took}  ${f.virtualization}, ${f.os.prettyName}, kernel ${f.kernel}, ${f.cpus} CPUs, ${f.memoryMiB} MiB`,
                 `${indent}etcd disk: ${f.etcdDisk.description}`,
+                ...latencyLines(f, indent),
             );
         } else if (r.step === "fio") {
             const g = parseFsyncGateResult(r.stdout);
@@ -159,12 +174,19 @@ async function main(): Promise<number> {
         console.log(`${report(run)}\n`);
     }
     const slow = new Set(state.nodes.filter((n) => n.slowDisk).map((n) => n.name));
+    const delayed = new Set((process.env.LAB_DELAYED_NODES ?? "").split(/[ ,]+/).filter((n) => n !== ""));
     const failed = runs.filter((r) => r.failedStep !== undefined);
-    const expected = failed.filter((r) => r.failedStep === "fio" && slow.has(r.plan.name));
+    const expected = failed.filter(
+        (r) => (r.failedStep === "fio" && slow.has(r.plan.name)) || (r.failedStep === "preflight" && delayed.has(r.plan.name) && /: latency: /.test(r.runs[r.runs.length - 1].stderr)),
+    );
     const unexpected = failed.filter((r) => !expected.includes(r));
     console.log(`node layer finished in ${((Date.now() - started) / 1000).toFixed(1)}s: ${runs.length - failed.length} of ${runs.length} nodes ready`);
     for (const r of expected) {
-        console.log(`  ${r.plan.name}: refused by the fsync gate, as the lab intends (its etcd disk is throttled to 40 write IOPS)`);
+        console.log(
+            r.failedStep === "fio"
+                ? `  ${r.plan.name}: refused by the fsync gate, as the lab intends (its etcd disk is throttled to 40 write IOPS)`
+                : `  ${r.plan.name}: refused by the latency preflight, as the lab intends (its link is delayed, LAB_DELAYED_NODES)`,
+        );
     }
     for (const r of unexpected) {
         console.log(`  ${r.plan.name}: FAILED at ${r.failedStep}`);

@@ -22,6 +22,27 @@ function lastLine(text: string): string {
     return lines[lines.length - 1];
 }
 
+/**
+ * The recorded preflight, for this node and with the latency figures of the targets this
+ * command measures (its `ZT_LATENCY_TARGETS`), judged by its threshold as the node would.
+ */
+function preflightStdout(stdin: string, node: string): string {
+    const obj = JSON.parse(lastLine(fixture("node/preflight-lab.json"))) as { latency: Record<string, unknown>[] } & Record<string, unknown>;
+    const recorded = new Map(obj.latency.map((r) => [r.name as string, r]));
+    const maxNs = paramOf(stdin, "ZT_MAX_LATENCY_NS") ?? "";
+    const maxMs = paramOf(stdin, "ZT_MAX_LATENCY_MS") ?? "";
+    const latency = (paramOf(stdin, "ZT_LATENCY_TARGETS") ?? "")
+        .split("\n")
+        .filter((l) => l !== "")
+        .map((line) => {
+            const [name, host, port] = line.split(" ");
+            const r = recorded.get(name)!;
+            const passed = maxNs === "" || (r.medianNs as number) <= Number(maxNs);
+            return { ...r, host, port: Number(port), thresholdMs: maxMs === "" ? null : Number(maxMs), passed };
+        });
+    return JSON.stringify({ ...obj, node, latency });
+}
+
 export interface NodeStdoutOptions {
     /** Nodes whose preflight reports failure. */
     readonly failPreflight?: readonly string[];
@@ -41,7 +62,7 @@ export function nodeStdout(type: string, name: string, inputs: Record<string, an
         return withNode("node/connect.json");
     }
     if (name.endsWith("-preflight")) {
-        return withNode("node/preflight-lab.json");
+        return preflightStdout(stdin, node);
     }
     if (name.endsWith("-fio")) {
         return withNode("fio/gate-pass.stdout");

@@ -10,15 +10,27 @@
 #   ZT_REQUIRE_NVME          true | false: the etcd disk of a control-plane node must be NVMe
 #   ZT_SUPPORTED_OS          supported "<id> <version_id>" pairs, one per line
 #   ZT_REQUIRED_TOOLS        "<command> <debian package>" pairs, one per line
+#   ZT_LATENCY_TARGETS       "<name> <host> <port>" per target whose TCP connect time is measured
+#                            (latency.sh), one per line; empty for none
+#   ZT_LATENCY_TRIES         connects per target
+#   ZT_LATENCY_TIMEOUT_MS    bound of one connect, ms
+#   ZT_MAX_LATENCY_MS        threshold on each target's median, ms (empty: figures only)
+#   ZT_MAX_LATENCY_NS        the same threshold in whole ns
 #
-# Output: one JSON line with the facts, the problems found and "passed". Exit 4 when a check
-# fails, with one line per problem on stderr.
+# Output: one JSON line with the facts, the latency figures, the problems found and "passed".
+# Exit 4 when a check fails, with one line per problem on stderr; each latency target's figures
+# are logged on stderr.
 set -euo pipefail
 
 # json_string, json_array, read_only_delete: in the payload ahead of this script, or from the checkout.
 if ! declare -F json_string >/dev/null; then
   # shellcheck source=components/lib/scripts/common.sh
   . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
+fi
+# latency_run: in the payload ahead of this script, or from the checkout.
+if ! declare -F latency_run >/dev/null; then
+  # shellcheck source=components/node/scripts/latency.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/latency.sh"
 fi
 
 node="${ZT_NODE:?ZT_NODE is required}"
@@ -28,6 +40,11 @@ allowed_virt="${ZT_ALLOWED_VIRT:?ZT_ALLOWED_VIRT is required}"
 require_nvme="${ZT_REQUIRE_NVME:-true}"
 supported_os="${ZT_SUPPORTED_OS:?ZT_SUPPORTED_OS is required}"
 required_tools="${ZT_REQUIRED_TOOLS:-}"
+latency_targets="${ZT_LATENCY_TARGETS:-}"
+latency_tries="${ZT_LATENCY_TRIES:-5}"
+latency_timeout_ms="${ZT_LATENCY_TIMEOUT_MS:-2000}"
+max_latency_ms="${ZT_MAX_LATENCY_MS:-}"
+max_latency_ns="${ZT_MAX_LATENCY_NS:-}"
 action="${ZT_ACTION:-create}"
 [ "$action" != delete ] || read_only_delete "$node"
 
@@ -155,6 +172,16 @@ while read -r tool package; do
   fi
 done <<< "$required_tools"
 
+# --- Latency to the GitLab host and the probe target -----------------------------------------
+if ! [[ "$latency_tries" =~ ^[0-9]+$ && "$latency_timeout_ms" =~ ^[0-9]+$ ]]; then
+  invalid "ZT_LATENCY_TRIES and ZT_LATENCY_TIMEOUT_MS must be whole numbers"
+fi
+[ -z "$max_latency_ns" ] || [[ "$max_latency_ns" =~ ^[0-9]+$ ]] || invalid "ZT_MAX_LATENCY_NS must be whole nanoseconds"
+latency_run "$node" "$latency_targets" "$latency_tries" "$latency_timeout_ms" "$max_latency_ms" "$max_latency_ns"
+for p in "${latency_problems[@]+"${latency_problems[@]}"}"; do
+  problem "$p"
+done
+
 # --- Other facts (reported, not gated) -------------------------------------------------------------
 kernel=$(uname -r)
 arch=$(uname -m)
@@ -181,6 +208,11 @@ printf '"etcdDisk":{"path":%s,"disk":%s,"source":%s,"fstype":%s,"mountpoint":%s,
   "$(json_string "$mount_fstype")" "$(json_string "$mount_target")" \
   "$(json_string "$rotational")" "$(json_string "$transport")" "$(json_string "$disk_model")" \
   "$(json_string "$disk_desc")"
+latency_json="[$(
+  IFS=,
+  printf '%s' "${latency_results[*]+"${latency_results[*]}"}"
+)]"
+printf '"latency":%s,' "$latency_json"
 printf '"tools":{"present":%s,"installable":%s}}\n' \
   "$(json_array "${present[@]+"${present[@]}"}")" "$(json_array "${installable[@]+"${installable[@]}"}")"
 

@@ -1,0 +1,3 @@
+module zerotouch.local/lab/netstandin
+
+go 1.22
