@@ -52,13 +52,18 @@ export const nodeOutputSchema = z.object({
     fsyncThresholdMs: z.number(),
     /** sha256 of the nftables ruleset applied on the node. */
     firewallRulesetHash: z.string(),
-    /** TCP connect times from the node, measured at preflight; a target not configured is null. */
-    latency: z.object({
-        gitlab: latencyTargetOutputSchema.nullable(),
-        probe: latencyTargetOutputSchema.nullable(),
-        /** The threshold on each median the node was gated on (ms); null: not gated. */
-        maxLatencyMs: z.number().nullable(),
-    }),
+    /**
+     * TCP connect times from the node, measured at preflight; a target not configured is null.
+     * Optional in the contract: a stack last deployed before it existed still reads.
+     */
+    latency: z
+        .object({
+            gitlab: latencyTargetOutputSchema.nullable(),
+            probe: latencyTargetOutputSchema.nullable(),
+            /** The threshold on each median the node was gated on (ms); null: not gated. */
+            maxLatencyMs: z.number().nullable(),
+        })
+        .optional(),
 });
 
 export const etcdMemberOutputSchema = z.object({
