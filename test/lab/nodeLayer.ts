@@ -248,8 +248,8 @@ async function etcdLayer(state: LabState, cfg: ReturnType<typeof validateConfig>
         }
         const g = parseWalGateResult(wal.stdout);
         console.log(
-            `      WAL fsync p99 ${g.walFsync.quantileMs?.toFixed(2)} ms over ${g.walFsync.samples} fsyncs (threshold ${g.walFsync.thresholdMs} ms)${g.walFsync.estimate ? ", an estimate inside its bucket" : ""}; ` +
-                `backend commit p99 ${g.backendCommit.quantileMs?.toFixed(2)} ms over ${g.backendCommit.samples} (threshold ${g.backendCommit.thresholdMs} ms)`,
+            `      WAL fsync p99 ${g.walFsync.p99Ms?.toFixed(2)} ms over ${g.walFsync.samples} fsyncs (threshold ${g.walFsync.thresholdMs} ms)${g.walFsync.estimate ? ", an estimate inside its bucket" : ""}; ` +
+                `backend commit p99 ${g.backendCommit.p99Ms?.toFixed(2)} ms over ${g.backendCommit.samples} (threshold ${g.backendCommit.thresholdMs} ms)`,
         );
         const snap = await runStep(state, nodePlan, m.snapshots, 300);
         if (snap.code !== 0) {

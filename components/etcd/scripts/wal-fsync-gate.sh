@@ -37,10 +37,11 @@
 #   ZT_MIN_COMMIT_SAMPLES   fewest backend commits the p99 is taken over (1-1000000). Defaults to 100.
 #
 # Output: progress on stderr; one JSON object as the last line of stdout (also on a failed
-# gate) with the raw bucket counts of both scrapes, so the figures can be recomputed. On a
-# failed gate, one line per failed metric on stderr (the wording of formatLatencyMessage in
-# components/etcd/metrics.ts). Exit codes: 0 passed, 2 invalid parameters, 3 gate failed,
-# 1 anything else (etcd unreachable, a refused write, counters reset by a restart).
+# gate) with the raw bucket counts of both scrapes and each metric's figures and verdict. This
+# script alone decides and words the verdicts (components/etcd/walGate.ts only reads the result
+# line): a passed metric's message is logged, a failed one's stands as is on stderr, one line
+# per metric, and its exit stops the deployment. Exit codes: 0 passed, 2 invalid parameters,
+# 3 gate failed, 1 anything else (etcd unreachable, a refused write, counters reset by a restart).
 set -euo pipefail
 
 # json_string: in the payload ahead of this script, or from the checkout.
@@ -100,9 +101,10 @@ commit_threshold="$(canonical_ms ZT_COMMIT_THRESHOLD_MS "${ZT_COMMIT_THRESHOLD_M
 # For each metric, from two scrapes: the buckets of both (raw, for the result), their
 # difference, the p99 with Prometheus' histogram_quantile method, and the verdict. Prints per
 # metric "json <object>", "verdict <passed|above-threshold|too-few-samples>" and
-# "message <text>", or a line "error <text>". The arithmetic is the same, in the same order, as
-# histogramQuantile and evaluateLatencyGate in components/etcd/metrics.ts; the messages are
-# those of formatLatencyMessage.
+# "message <text>", or a line "error <text>". The p99 is Prometheus' histogram_quantile: the
+# rank q x samples is found in the first bucket whose cumulative count reaches it and
+# interpolated linearly between that bucket's bounds (from 0 for the first bucket); in the +Inf
+# bucket it is the highest finite bound, a lower bound of the true p99.
 # With fewer samples than the minimum, a metric is already above its threshold when more than
 # 1% of the minimum took longer than the bound of the bucket that holds the threshold: however
 # many samples follow, the p99 of the minimum stays above that bound.
@@ -259,7 +261,7 @@ report() {
 
 # --- evaluate two saved scrapes --------------------------------------------------------------
 # ZT_ACTION=evaluate decides on two scrapes saved in files (ZT_BEFORE_FILE, ZT_AFTER_FILE)
-# without touching etcd; the tests hold this script's arithmetic and wording to the TypeScript's.
+# without touching etcd (the tests decide on crafted and recorded scrapes this way).
 if [ "$action" = evaluate ]; then
   for file in "${ZT_BEFORE_FILE:-}" "${ZT_AFTER_FILE:-}"; do
     [ -r "$file" ] || invalid "ZT_BEFORE_FILE and ZT_AFTER_FILE must be readable files, got '${file}' (node ${node})"
