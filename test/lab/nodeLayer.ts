@@ -15,7 +15,7 @@ import { etcdMemberStep, parseEtcdMemberResult } from "../../components/etcd/mem
 import { parseSnapshotResult } from "../../components/etcd/snapshot";
 import { parseWalGateResult, walGateSteps } from "../../components/etcd/walGate";
 import { hostFirewallPlan } from "../../components/firewall/hostFirewall";
-import { parseFsyncGateResult } from "../../components/fsync/fio";
+import { parseFsyncGateResult } from "../../components/fsync/fsyncGate";
 import { NodeStep, stepPayload } from "../../components/lib/nodeScript";
 import { lastJsonLine, remoteRunner } from "../../components/lib/script";
 import { parsePreflightResult } from "../../components/node/facts";

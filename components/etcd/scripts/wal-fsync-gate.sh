@@ -81,21 +81,8 @@ in_range "$min_wal" 1000000 || invalid "ZT_MIN_SAMPLES must be an integer from 1
 in_range "$min_commit" 1000000 ||
   invalid "ZT_MIN_COMMIT_SAMPLES must be an integer from 1 to 1000000, got '${min_commit}' (node ${node})"
 
-# A threshold in its canonical spelling (010.50 -> 10.5), what JavaScript's String() gives.
-canonical_ms() {
-  local name="$1" given="$2" int frac=""
-  if ! [[ "$given" =~ ^[0-9]{1,6}(\.[0-9]{1,6})?$ ]] || ! [[ "$given" =~ [1-9] ]]; then
-    invalid "${name} must be a positive number of ms below 1000000 with at most 6 decimals, got '${given}' (node ${node})"
-  fi
-  int="${given%%.*}"
-  if [[ "$given" == *.* ]]; then
-    frac="${given#*.}"
-    frac="${frac%"${frac##*[!0]}"}"
-  fi
-  printf '%s' "$((10#$int))${frac:+.$frac}"
-}
-wal_threshold="$(canonical_ms ZT_WAL_THRESHOLD_MS "${ZT_WAL_THRESHOLD_MS:-10}")"
-commit_threshold="$(canonical_ms ZT_COMMIT_THRESHOLD_MS "${ZT_COMMIT_THRESHOLD_MS:-25}")"
+wal_threshold="$(threshold_ms ZT_WAL_THRESHOLD_MS "${ZT_WAL_THRESHOLD_MS:-10}")"
+commit_threshold="$(threshold_ms ZT_COMMIT_THRESHOLD_MS "${ZT_COMMIT_THRESHOLD_MS:-25}")"
 
 # --- evaluation -----------------------------------------------------------------------------
 # For each metric, from two scrapes: the buckets of both (raw, for the result), their
