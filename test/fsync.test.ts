@@ -4,8 +4,9 @@ import * as path from "path";
 
 import { FSYNC_GATE_SCRIPT, fsyncGateSteps, FsyncGateStepArgs, parseFsyncGateResult } from "../components/fsync/fsyncGate";
 import { evaluateFioOutputs, fsyncMessageP99Ms, fsyncRefusal, runFsyncGate as runGate } from "./support/fsyncEvaluate";
+import { expectInvalid, itChecksParameters, NOT_A_RESULT } from "./support/gateScripts";
 import { describeAsRoot } from "./support/host";
-import { CP1_PARAMS, CP1_TARGET, plainStep } from "./support/nodeSteps";
+import { CP1, expectGateStep } from "./support/nodeSteps";
 
 /**
  * Fixtures in test/fixtures/fio were recorded with fio 3.33 on an ext4 loop device:
@@ -175,9 +176,7 @@ describe("parseFsyncGateResult", () => {
         ["no runs", tamper((r) => (r.runs = [])), /unexpected result line: runs/],
         ["a p99 that is not whole ns", tamper((r) => (r.runs[0].p99Ns = 1.5)), /unexpected result line: runs\.0\.p99Ns/],
         ["an evaluation's result", '{"action":"evaluate","node":"n1","path":"/var/lib/etcd"}', /unexpected result line/],
-        ["a delete result", '{"action":"delete","node":"n1","changed":false}', /unexpected result line/],
-        ["no output", "\n", /printed no result line/],
-        ["output that is not JSON", "fio: command not found", /not JSON/],
+        ...NOT_A_RESULT("fio"),
     ])("refuses %s", (_name, stdout, message) => {
         expect(() => parseFsyncGateResult(stdout)).toThrow(message);
     });
@@ -210,25 +209,10 @@ describe("the refusal", () => {
 });
 
 describe("fsyncGateSteps", () => {
-    const base: FsyncGateStepArgs = {
-        node: "cp-1",
-        target: CP1_TARGET,
-        dataPath: "/var/lib/etcd",
-        thresholdMs: 10,
-        runs: 3,
-    };
+    const base: FsyncGateStepArgs = { ...CP1, dataPath: "/var/lib/etcd", thresholdMs: 10, runs: 3 };
 
     it("is one step, fio, measuring only (no delete), not sensitive", () => {
-        const steps = fsyncGateSteps(base);
-        expect(steps).toEqual([
-            plainStep("fio", FSYNC_GATE_SCRIPT, {
-                ...CP1_PARAMS,
-                ZT_DATA_PATH: "/var/lib/etcd",
-                ZT_THRESHOLD_MS: "10",
-                ZT_RUNS: 3,
-            }),
-        ]);
-        expect(fs.existsSync(steps[0].script)).toBe(true);
+        expectGateStep(fsyncGateSteps(base), "fio", FSYNC_GATE_SCRIPT, { ZT_DATA_PATH: "/var/lib/etcd", ZT_THRESHOLD_MS: "10", ZT_RUNS: 3 });
     });
 
     it("passes fio size and block size only when given (the script holds the defaults)", () => {
@@ -273,26 +257,8 @@ function snapshot(dir: string): string[] {
 }
 
 describe("fsync-gate.sh, checks that need neither root nor fio", () => {
-    it("has nothing to undo on delete", () => {
-        const r = runGate({ ZT_ACTION: "delete", ZT_NODE: "cp-1" });
-        expect(r.status).toBe(0);
-        expect(JSON.parse(r.stdout.trim())).toEqual({ action: "delete", node: "cp-1", changed: false });
-        expect(r.stderr).toMatch(/nothing to undo/);
-    });
-
-    const valid = {
-        ZT_ACTION: "create",
-        ZT_NODE: "cp-1",
-        ZT_HOST: "203.0.113.10",
-        ZT_DATA_PATH: "/nonexistent/zerotouch-fsync-test",
-        ZT_THRESHOLD_MS: "10",
-        ZT_RUNS: "1",
-        ZT_FIO_SIZE: "1m",
-    };
-    it.each<[string, Record<string, string>, RegExp]>([
-        ["an unknown action", { ZT_ACTION: "update" }, /ZT_ACTION must be create, delete or evaluate/],
-        ["a node name that is not a DNS label", { ZT_NODE: "cp_1" }, /ZT_NODE must be a DNS label/],
-        ["no host", { ZT_HOST: "" }, /ZT_HOST must be set/],
+    const valid = { ZT_DATA_PATH: "/nonexistent/zerotouch-fsync-test", ZT_THRESHOLD_MS: "10", ZT_RUNS: "1", ZT_FIO_SIZE: "1m" };
+    itChecksParameters(runGate, valid, [
         ["a relative data path", { ZT_DATA_PATH: "etcd" }, /ZT_DATA_PATH must be an absolute path/],
         ["the root as data path", { ZT_DATA_PATH: "/" }, /ZT_DATA_PATH must be a normalized/],
         ["a data path with ..", { ZT_DATA_PATH: "/var/../etcd" }, /ZT_DATA_PATH must be a normalized/],
@@ -302,13 +268,7 @@ describe("fsync-gate.sh, checks that need neither root nor fio", () => {
         ["11 runs", { ZT_RUNS: "11" }, /ZT_RUNS must be an integer from 1 to 10/],
         ["a bad fio size", { ZT_FIO_SIZE: "22 MB" }, /ZT_FIO_SIZE/],
         ["a bad block size", { ZT_FIO_BS: "2k" }, /ZT_FIO_BS/],
-    ])("refuses %s with exit 2", (_name, change, message) => {
-        const r = runGate({ ...valid, ...change });
-        expect(r.status).toBe(2);
-        expect(r.stderr).toMatch(message);
-        expect(r.stdout).toBe("");
-        expect(fs.existsSync(valid.ZT_DATA_PATH)).toBe(false);
-    });
+    ], () => expect(fs.existsSync(valid.ZT_DATA_PATH)).toBe(false));
 });
 
 
@@ -318,9 +278,7 @@ describe("fsync-gate.sh evaluate, its own parameters", () => {
         ["a file that does not exist", "/nonexistent/fio.json"],
     ])("refuses %s with exit 2", (_name, files) => {
         const r = runGate({ ZT_ACTION: "evaluate", ZT_NODE: "cp-1", ZT_DATA_PATH: "/var/lib/etcd", ZT_THRESHOLD_MS: "10", ZT_FIO_FILES: files });
-        expect(r.status).toBe(2);
-        expect(r.stderr).toMatch(/ZT_FIO_FILES must (name at least one file|be readable files)/);
-        expect(r.stdout).toBe("");
+        expectInvalid(r, /ZT_FIO_FILES must (name at least one file|be readable files)/);
     });
 });
 

@@ -4,10 +4,11 @@ import * as os from "os";
 import * as path from "path";
 
 import { ETCD_BACKEND_COMMIT, ETCD_WAL_FSYNC, parseWalGateResult, WAL_GATE_SCRIPT, walGateSteps, WalGateStepArgs } from "../components/etcd/walGate";
+import { itChecksParameters, NOT_A_RESULT } from "./support/gateScripts";
 import type { Recorder } from "./support/mocks";
 import { resolve, settle, wireSecret } from "./support/mocks";
 import { makeLoopbackCertificates } from "./support/loopbackCerts";
-import { CP1_PARAMS, CP1_TARGET, expectJsonLibraryAhead, plainStep } from "./support/nodeSteps";
+import { CP1, CP1_PARAMS, expectGateStep, expectJsonLibraryAhead } from "./support/nodeSteps";
 import { freePorts } from "./support/ports";
 import { gateMessage, messageP99Ms, runWalGate as runGate } from "./support/walEvaluate";
 
@@ -21,24 +22,15 @@ const FIXTURES = path.join(__dirname, "fixtures", "etcd");
 const fixture = (file: string): string => fs.readFileSync(path.join(FIXTURES, file), "utf8");
 
 describe("walGateSteps", () => {
-    const base: WalGateStepArgs = {
-        node: "cp-1",
-        target: CP1_TARGET,
-        endpoint: "https://127.0.0.1:2379",
-        walThresholdMs: 10,
-        commitThresholdMs: 25,
-    };
+    const base: WalGateStepArgs = { ...CP1, endpoint: "https://127.0.0.1:2379", walThresholdMs: 10, commitThresholdMs: 25 };
 
     it("is one step, wal-gate, measuring only (no delete), not sensitive, with the JSON library", () => {
         const steps = walGateSteps(base);
-        expect(steps).toEqual([
-            plainStep("wal-gate", WAL_GATE_SCRIPT, {
-                ...CP1_PARAMS,
-                ZT_ETCD_ENDPOINT: "https://127.0.0.1:2379",
-                ZT_WAL_THRESHOLD_MS: "10",
-                ZT_COMMIT_THRESHOLD_MS: "25",
-            }),
-        ]);
+        expectGateStep(steps, "wal-gate", WAL_GATE_SCRIPT, {
+            ZT_ETCD_ENDPOINT: "https://127.0.0.1:2379",
+            ZT_WAL_THRESHOLD_MS: "10",
+            ZT_COMMIT_THRESHOLD_MS: "25",
+        });
         expectJsonLibraryAhead(steps[0], "etcd disk gate: proves");
     });
 
@@ -126,33 +118,15 @@ describe("parseWalGateResult on the recorded runs", () => {
         ["one metric twice", tamper((r) => (r.metrics[1] = r.metrics[0])), /must hold etcd_disk_wal_fsync_duration_seconds once/],
         ["an unknown key", tamper((r) => (r.extra = 1)), /unexpected result line.*extra/],
         ["another quantile", tamper((r) => (r.quantile = 0.9)), /unexpected result line: quantile/],
-        ["a delete result", '{"action":"delete","node":"n1","changed":false}', /unexpected result line/],
-        ["no output", "\n", /printed no result line/],
-        ["output that is not JSON", "curl: command not found", /not JSON/],
+        ...NOT_A_RESULT("curl"),
     ])("refuses %s", (_name, stdout, message) => {
         expect(() => parseWalGateResult(stdout)).toThrow(message);
     });
 });
 
 describe("wal-fsync-gate.sh, checks that need no etcd", () => {
-    it("has nothing to undo on delete", () => {
-        const r = runGate({ ZT_ACTION: "delete", ZT_NODE: "cp-1" });
-        expect(r.status).toBe(0);
-        expect(JSON.parse(r.stdout.trim())).toEqual({ action: "delete", node: "cp-1", changed: false });
-        expect(r.stderr).toMatch(/nothing to undo/);
-    });
-
-    const valid = {
-        ZT_ACTION: "create",
-        ZT_NODE: "cp-1",
-        ZT_HOST: "127.0.0.1",
-        ZT_ETCD_ENDPOINT: "http://127.0.0.1:9",
-        ZT_METRICS_URL: "http://127.0.0.1:9/metrics",
-    };
-    it.each<[string, Record<string, string>, RegExp]>([
-        ["an unknown action", { ZT_ACTION: "update" }, /ZT_ACTION must be create, delete or evaluate/],
-        ["a node name that is not a DNS label", { ZT_NODE: "cp_1" }, /ZT_NODE must be a DNS label/],
-        ["no host", { ZT_HOST: "" }, /ZT_HOST must be set/],
+    const valid = { ZT_ETCD_ENDPOINT: "http://127.0.0.1:9", ZT_METRICS_URL: "http://127.0.0.1:9/metrics" };
+    itChecksParameters(runGate, valid, [
         ["no endpoint", { ZT_ETCD_ENDPOINT: "" }, /ZT_ETCD_ENDPOINT must be an etcd client URL/],
         ["an endpoint with a path", { ZT_ETCD_ENDPOINT: "http://127.0.0.1:2379/v3" }, /ZT_ETCD_ENDPOINT/],
         ["a metrics URL that is not http", { ZT_METRICS_URL: "ftp://127.0.0.1/metrics" }, /ZT_METRICS_URL must be an http\(s\) URL/],
@@ -164,16 +138,11 @@ describe("wal-fsync-gate.sh, checks that need no etcd", () => {
         ["an exponent commit threshold", { ZT_COMMIT_THRESHOLD_MS: "1e-3" }, /ZT_COMMIT_THRESHOLD_MS must be a positive number/],
         ["a minimum of 0 samples", { ZT_MIN_SAMPLES: "0" }, /ZT_MIN_SAMPLES must be an integer/],
         ["a minimum commit count that is not a number", { ZT_MIN_COMMIT_SAMPLES: "ten" }, /ZT_MIN_COMMIT_SAMPLES must be an integer/],
-    ])("refuses %s with exit 2", (_name, change, message) => {
-        const r = runGate({ ...valid, ...change });
-        expect(r.stderr).toMatch(message);
-        expect(r.status).toBe(2);
-        expect(r.stdout).toBe("");
-    });
+    ]);
 
     it("says so when etcd does not answer: exit 1, nothing on stdout", async () => {
         const [port] = await freePorts(1);
-        const r = runGate({ ...valid, ZT_ETCD_ENDPOINT: `http://127.0.0.1:${port}` });
+        const r = runGate({ ZT_ACTION: "create", ...CP1_PARAMS, ...valid, ZT_ETCD_ENDPOINT: `http://127.0.0.1:${port}` });
         expect(r.status).toBe(1);
         expect(r.stderr).toMatch(new RegExp(`node cp-1: etcd does not answer at http://127.0.0.1:${port}`));
         expect(r.stdout).toBe("");
