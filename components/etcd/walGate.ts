@@ -7,7 +7,7 @@ import { SshTarget } from "../lib/connection";
 import { COMMON_LIB, nodeScript, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
-import { DNS_LABEL } from "../lib/names";
+import { stepArgChecks } from "../lib/stepArgs";
 
 /** The gate script; also run as is by the tests. */
 export const WAL_GATE_SCRIPT = path.join(__dirname, "scripts", "wal-fsync-gate.sh");
@@ -50,13 +50,10 @@ export interface WalGateStepArgs {
     readonly minCommitSamples?: number;
 }
 
-const NODE_NAME = DNS_LABEL;
 const ENDPOINT = /^https?:\/\/[^/\s"\\]+$/;
 const URL = /^https?:\/\/[^\s"\\]+$/;
 
-function invalid(node: string, key: string, given: unknown, allowed: string): Error {
-    return new Error(`etcd disk gate for node ${node}: ${key} is ${JSON.stringify(given)}; ${allowed}`);
-}
+const { invalid, checkNode } = stepArgChecks("etcd disk gate");
 
 function checkThreshold(node: string, key: string, t: number): void {
     if (!Number.isFinite(t) || t <= 0 || t >= 1e6 || Math.round(t * 1e6) / 1e6 !== t) {
@@ -76,9 +73,7 @@ function checkInt(node: string, key: string, n: number | undefined, max: number,
  */
 export function walGateSteps(args: WalGateStepArgs): NodeStep[] {
     const { node } = args;
-    if (!NODE_NAME.test(node)) {
-        throw invalid(node, "node", node, "a node name must be a DNS label (lowercase letters, digits, '-')");
-    }
+    checkNode(node);
     if (!ENDPOINT.test(args.endpoint)) {
         throw invalid(node, "endpoint", args.endpoint, "allowed: an etcd client URL such as https://127.0.0.1:2379, without a path");
     }

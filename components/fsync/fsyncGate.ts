@@ -7,7 +7,7 @@ import { SshTarget } from "../lib/connection";
 import { COMMON_LIB, NodeStep, nodeScript } from "../lib/nodeScript";
 import { isThresholdMs, THRESHOLD_MS } from "../lib/ranges";
 import { ScriptParams } from "../lib/script";
-import { DNS_LABEL } from "../lib/names";
+import { stepArgChecks } from "../lib/stepArgs";
 import { parseResultLine } from "../lib/result";
 
 /** The gate script; also run as is by the lab tests. */
@@ -43,12 +43,9 @@ export interface FsyncGateArgs extends FsyncGateStepArgs {
     readonly dependsOn: pulumi.Input<pulumi.Input<pulumi.Resource>[]> | pulumi.Input<pulumi.Resource>;
 }
 
-const NODE_NAME = DNS_LABEL;
 const FIO_SIZE = /^[1-9][0-9]{0,5}[kKmMgG]?$/;
 
-function invalid(node: string, key: string, given: unknown, allowed: string): Error {
-    return new Error(`fsync gate for node ${node}: ${key} is ${JSON.stringify(given)}; ${allowed}`);
-}
+const { invalid, checkNode } = stepArgChecks("fsync gate");
 
 /**
  * The gate as steps (one step, `fio`). Pure: the component and the lab runner both use it.
@@ -56,9 +53,7 @@ function invalid(node: string, key: string, given: unknown, allowed: string): Er
  */
 export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
     const { node } = args;
-    if (!NODE_NAME.test(node)) {
-        throw invalid(node, "node", node, "a node name must be a DNS label (lowercase letters, digits, '-')");
-    }
+    checkNode(node);
     const p = args.dataPath;
     if (!path.posix.isAbsolute(p) || path.posix.normalize(p) !== p || p.endsWith("/") || p.includes("\n")) {
         throw invalid(node, "dataPath", args.dataPath, "allowed: a normalized absolute path other than /");
