@@ -21,6 +21,7 @@ import {
     WEBHOOK_PATH,
 } from "./argocdValues";
 import { DNS_LABEL } from "../lib/names";
+import { PlannedComponent } from "../lib/component";
 
 // The component; the chart pin, its values and the override guard live in their own modules and
 // are exported from here too, as one entry point for the program and the tests.
@@ -200,7 +201,7 @@ export const WEBHOOK_RATELIMIT_MIDDLEWARE = "argocd-webhook-ratelimit";
  * client's address only when Traefik's Service keeps it (`externalTrafficPolicy: Local`) or VPN
  * traffic reaches Traefik directly. The CLI talks gRPC-web through this route (`--grpc-web`).
  */
-export class ArgoCd extends pulumi.ComponentResource {
+export class ArgoCd extends PlannedComponent<ArgoCdPlan> {
     /** `https://<hostname>` (VPN only). */
     public readonly url: pulumi.Output<string>;
     /** `https://<webhookHostname>/api/webhook`: GitLab's webhook URL. */
@@ -214,7 +215,6 @@ export class ArgoCd extends pulumi.ComponentResource {
     public readonly webhookSecret: k8s.core.v1.SecretPatch;
     /** Redis' password Secret (REDIS_SECRET), made before the chart. */
     public readonly redisSecret: k8s.core.v1.Secret;
-    public readonly plan: ArgoCdPlan;
 
     constructor(name: string, args: ArgoCdArgs, opts?: pulumi.ComponentResourceOptions) {
         // Validate before registering anything.
@@ -222,8 +222,7 @@ export class ArgoCd extends pulumi.ComponentResource {
         if (!hasKubernetesProvider(opts)) {
             throw new Error("ArgoCd: opts.providers has no kubernetes provider; allowed: the cluster's provider, e.g. { providers: [controlPlane.provider] }");
         }
-        super("zerotouch:gitops:ArgoCd", name, {}, opts);
-        this.plan = plan;
+        super("zerotouch:gitops:ArgoCd", name, plan, opts);
         const ns = plan.namespace;
 
         // Labelled, so server-side apply owns a field of it: an object that sets nothing but its
