@@ -33,22 +33,39 @@ export interface ResourceBinding {
     readonly secretOutputs: readonly string[];
 }
 
-/** A binding of resource `token`: inputs as `Args` has them, the computed outputs `O` the class exposes. */
-function binding<Args, O>(token: string, inputs: InputTable<Args>, outputs: readonly (keyof O & string)[], secretOutputs: readonly string[]): ResourceBinding {
-    return { token, inputs, outputs, secretOutputs };
+/** The computed outputs of a resource, each with its type. */
+type OutputTable = Readonly<Record<string, "string" | "number" | "boolean">>;
+type OutputType<T> = T extends "string" ? string : T extends "number" ? number : boolean;
+
+/** A binding that also carries the types of its inputs (`Args`) and of its computed outputs. */
+export interface TypedBinding<Args, O extends OutputTable> extends ResourceBinding {
+    readonly outputTypes: O;
+    /** Never set: carries `Args` to `resourceClass`. */
+    readonly args?: Args;
 }
 
-/** What an instance of a bound resource exposes: each input as the provider keeps it, and the computed outputs `O`. */
-export type BoundResource<Args, O> = pulumi.CustomResource & {
+/** The binding of resource `token`: inputs as `Args` has them, the outputs GitLab computes, the secrets. */
+function binding<Args>() {
+    return <O extends OutputTable>(token: string, inputs: InputTable<Args>, outputs: O, secretOutputs: readonly string[]): TypedBinding<Args, O> => ({
+        token,
+        inputs,
+        outputs: Object.keys(outputs),
+        outputTypes: outputs,
+        secretOutputs,
+    });
+}
+
+/** What an instance of a bound resource exposes: each input as the provider keeps it, and the computed outputs. */
+export type BoundResource<Args, O extends OutputTable> = pulumi.CustomResource & {
     readonly [K in keyof Args]-?: pulumi.Output<pulumi.Unwrap<NonNullable<Args[K]>>>;
-} & { readonly [K in keyof O]: pulumi.Output<O[K]> };
+} & { readonly [K in keyof O]: pulumi.Output<OutputType<O[K]>> };
 
 /**
  * The resource class of a binding: `new C(name, args, opts)` registers `b.token` with the bound
  * inputs, its secret outputs declared and the plugin version pinned.
  */
-function resourceClass<Args extends object, O>(
-    b: ResourceBinding,
+function resourceClass<Args extends object, O extends OutputTable>(
+    b: TypedBinding<Args, O>,
 ): new (name: string, args: Args, opts?: pulumi.CustomResourceOptions) => BoundResource<Args, O> {
     class Bound extends pulumi.CustomResource {
         constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
@@ -170,16 +187,7 @@ export interface ProjectArgs {
     archiveOnDestroy?: pulumi.Input<boolean>;
 }
 
-/** What GitLab computes for a project. */
-export interface ProjectOutputs {
-    /** HTTPS clone URL. */
-    httpUrlToRepo: string;
-    /** `group/sub/name`. */
-    pathWithNamespace: string;
-    webUrl: string;
-}
-
-export const PROJECT: ResourceBinding = binding<ProjectArgs, ProjectOutputs>(
+export const PROJECT = binding<ProjectArgs>()(
     "gitlab:index/project:Project",
     {
         name: "optional",
@@ -191,12 +199,13 @@ export const PROJECT: ResourceBinding = binding<ProjectArgs, ProjectOutputs>(
         initializeWithReadme: "optional",
         archiveOnDestroy: "optional",
     },
-    ["httpUrlToRepo", "pathWithNamespace", "webUrl"],
+    // The HTTPS clone URL, `group/sub/name`, the web page.
+    { httpUrlToRepo: "string", pathWithNamespace: "string", webUrl: "string" },
     ["importUrlPassword", "runnersToken"],
 );
 
 /** A GitLab project (`gitlab:index/project:Project`). Its ID is the numeric project ID. */
-export const Project = resourceClass<ProjectArgs, ProjectOutputs>(PROJECT);
+export const Project = resourceClass(PROJECT);
 export type Project = InstanceType<typeof Project>;
 
 // --- branch protection -----------------------------------------------------------------------
@@ -212,10 +221,10 @@ export interface BranchProtectionArgs {
     allowForcePush?: pulumi.Input<boolean>;
 }
 
-export const BRANCH_PROTECTION: ResourceBinding = binding<BranchProtectionArgs, { branchProtectionId: number }>(
+export const BRANCH_PROTECTION = binding<BranchProtectionArgs>()(
     "gitlab:index/branchProtection:BranchProtection",
     { project: "required", branch: "required", pushAccessLevel: "optional", mergeAccessLevel: "optional", allowForcePush: "optional" },
-    ["branchProtectionId"],
+    { branchProtectionId: "number" },
     [],
 );
 
@@ -224,7 +233,7 @@ export const BRANCH_PROTECTION: ResourceBinding = binding<BranchProtectionArgs, 
  * branch, which GitLab may already protect, the provider takes the protection over (unprotects
  * and protects it again with these settings).
  */
-export const BranchProtection = resourceClass<BranchProtectionArgs, { branchProtectionId: number }>(BRANCH_PROTECTION);
+export const BranchProtection = resourceClass(BRANCH_PROTECTION);
 export type BranchProtection = InstanceType<typeof BranchProtection>;
 
 // --- deploy token ----------------------------------------------------------------------------
@@ -241,23 +250,16 @@ export interface ProjectDeployTokenArgs {
     expiresAt?: pulumi.Input<string>;
 }
 
-/** What GitLab computes for a deploy token. */
-export interface ProjectDeployTokenOutputs {
-    /** The token; secret, and only known to the run that created it. */
-    token: string;
-    expired: boolean;
-    revoked: boolean;
-}
-
-export const PROJECT_DEPLOY_TOKEN: ResourceBinding = binding<ProjectDeployTokenArgs, ProjectDeployTokenOutputs>(
+export const PROJECT_DEPLOY_TOKEN = binding<ProjectDeployTokenArgs>()(
     "gitlab:index/projectDeployToken:ProjectDeployToken",
     { project: "required", scopes: "required", name: "optional", username: "optional", expiresAt: "optional" },
-    ["token", "expired", "revoked"],
+    // The token is secret, and only known to the run that created it.
+    { token: "string", expired: "boolean", revoked: "boolean" },
     ["token"],
 );
 
 /** A project deploy token (`gitlab:index/projectDeployToken:ProjectDeployToken`). `token` is secret. */
-export const ProjectDeployToken = resourceClass<ProjectDeployTokenArgs, ProjectDeployTokenOutputs>(PROJECT_DEPLOY_TOKEN);
+export const ProjectDeployToken = resourceClass(PROJECT_DEPLOY_TOKEN);
 export type ProjectDeployToken = InstanceType<typeof ProjectDeployToken>;
 
 // --- project access token --------------------------------------------------------------------
@@ -292,17 +294,7 @@ export const ROTATION_CONFIGURATION: InputTable<ProjectAccessTokenRotationConfig
     rotateBeforeDays: "required",
 };
 
-/** What GitLab computes for a project access token. */
-export interface ProjectAccessTokenOutputs {
-    /** The token; secret. */
-    token: string;
-    active: boolean;
-    revoked: boolean;
-    /** The token's bot user. */
-    userId: number;
-}
-
-export const PROJECT_ACCESS_TOKEN: ResourceBinding = binding<ProjectAccessTokenArgs, ProjectAccessTokenOutputs>(
+export const PROJECT_ACCESS_TOKEN = binding<ProjectAccessTokenArgs>()(
     "gitlab:index/projectAccessToken:ProjectAccessToken",
     {
         project: "required",
@@ -313,12 +305,13 @@ export const PROJECT_ACCESS_TOKEN: ResourceBinding = binding<ProjectAccessTokenA
         expiresAt: "optional",
         rotationConfiguration: "optional",
     },
-    ["token", "active", "revoked", "userId"],
+    // The token (secret), and its bot user.
+    { token: "string", active: "boolean", revoked: "boolean", userId: "number" },
     ["token"],
 );
 
 /** A project access token (`gitlab:index/projectAccessToken:ProjectAccessToken`). `token` is secret. */
-export const ProjectAccessToken = resourceClass<ProjectAccessTokenArgs, ProjectAccessTokenOutputs>(PROJECT_ACCESS_TOKEN);
+export const ProjectAccessToken = resourceClass(PROJECT_ACCESS_TOKEN);
 export type ProjectAccessToken = InstanceType<typeof ProjectAccessToken>;
 
 // --- project variable ------------------------------------------------------------------------
@@ -340,7 +333,7 @@ export interface ProjectVariableArgs {
     environmentScope?: pulumi.Input<string>;
 }
 
-export const PROJECT_VARIABLE: ResourceBinding = binding<ProjectVariableArgs, object>(
+export const PROJECT_VARIABLE = binding<ProjectVariableArgs>()(
     "gitlab:index/projectVariable:ProjectVariable",
     {
         project: "required",
@@ -352,12 +345,12 @@ export const PROJECT_VARIABLE: ResourceBinding = binding<ProjectVariableArgs, ob
         description: "optional",
         environmentScope: "optional",
     },
-    [],
+    {},
     [],
 );
 
 /** A CI/CD variable of a project (`gitlab:index/projectVariable:ProjectVariable`). */
-export const ProjectVariable = resourceClass<ProjectVariableArgs, object>(PROJECT_VARIABLE);
+export const ProjectVariable = resourceClass(PROJECT_VARIABLE);
 export type ProjectVariable = InstanceType<typeof ProjectVariable>;
 
 // --- project hook ----------------------------------------------------------------------------
@@ -400,14 +393,7 @@ export const PROJECT_HOOK_EVENTS = [
     "releasesEvents",
 ] as const satisfies readonly (keyof ProjectHookArgs)[];
 
-/** What GitLab computes for a hook. */
-export interface ProjectHookOutputs {
-    /** GitLab's ID of the hook. */
-    hookId: number;
-    projectId: number;
-}
-
-export const PROJECT_HOOK: ResourceBinding = binding<ProjectHookArgs, ProjectHookOutputs>(
+export const PROJECT_HOOK = binding<ProjectHookArgs>()(
     "gitlab:index/projectHook:ProjectHook",
     {
         project: "required",
@@ -428,12 +414,13 @@ export const PROJECT_HOOK: ResourceBinding = binding<ProjectHookArgs, ProjectHoo
         deploymentEvents: "optional",
         releasesEvents: "optional",
     },
-    ["hookId", "projectId"],
+    // GitLab's ID of the hook, and of its project.
+    { hookId: "number", projectId: "number" },
     ["signingToken", "token"],
 );
 
 /** A project webhook (`gitlab:index/projectHook:ProjectHook`). `token` is secret. */
-export const ProjectHook = resourceClass<ProjectHookArgs, ProjectHookOutputs>(PROJECT_HOOK);
+export const ProjectHook = resourceClass(PROJECT_HOOK);
 export type ProjectHook = InstanceType<typeof ProjectHook>;
 
 /** Every bound resource type, for the schema test. */
