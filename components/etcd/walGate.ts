@@ -4,7 +4,7 @@ import * as path from "path";
 import { z } from "zod";
 
 import { SshTarget } from "../lib/connection";
-import { COMMON_LIB, nodeScript, NodeStep } from "../lib/nodeScript";
+import { GATE_LIBRARIES, nodeScript, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
 import { stepArgChecks } from "../lib/stepArgs";
@@ -112,7 +112,7 @@ export function walGateSteps(args: WalGateStepArgs): NodeStep[] {
         ...optional("ZT_MIN_SAMPLES", args.minSamples),
         ...optional("ZT_MIN_COMMIT_SAMPLES", args.minCommitSamples),
     };
-    return [{ name: "wal-gate", script: WAL_GATE_SCRIPT, params, hasDelete: false, sensitive: false, libraries: [COMMON_LIB] }];
+    return [{ name: "wal-gate", script: WAL_GATE_SCRIPT, params, hasDelete: false, sensitive: false, libraries: GATE_LIBRARIES }];
 }
 
 /** etcd's disk latency histograms the gate decides on. */

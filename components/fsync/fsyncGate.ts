@@ -4,7 +4,7 @@ import * as path from "path";
 import { z } from "zod";
 
 import { SshTarget } from "../lib/connection";
-import { COMMON_LIB, NodeStep, nodeScript } from "../lib/nodeScript";
+import { GATE_LIBRARIES, NodeStep, nodeScript } from "../lib/nodeScript";
 import { isThresholdMs, THRESHOLD_MS } from "../lib/ranges";
 import { ScriptParams } from "../lib/script";
 import { stepArgChecks } from "../lib/stepArgs";
@@ -86,7 +86,7 @@ export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
         ...(bs !== undefined ? { ZT_FIO_BS: bs } : {}),
         ...(max !== undefined ? { ZT_FIO_MAX_SECONDS: max } : {}),
     };
-    return [{ name: "fio", script: FSYNC_GATE_SCRIPT, params, hasDelete: false, sensitive: false, libraries: [COMMON_LIB] }];
+    return [{ name: "fio", script: FSYNC_GATE_SCRIPT, params, hasDelete: false, sensitive: false, libraries: GATE_LIBRARIES }];
 }
 
 const nanoseconds = z.number().int().nonnegative();

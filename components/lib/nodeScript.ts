@@ -40,6 +40,12 @@ export interface NodeStep {
  */
 export const COMMON_LIB = path.join(__dirname, "scripts", "common.sh");
 
+/** The shell library of the disk gates (fsync-gate.sh, wal-fsync-gate.sh): their threshold's spelling. */
+export const GATE_LIB = path.join(__dirname, "scripts", "gate.sh");
+
+/** A gate's libraries: common.sh, then gate.sh. */
+export const GATE_LIBRARIES: readonly string[] = [COMMON_LIB, GATE_LIB];
+
 /** The payload a step sends: parameters, then its libraries, then the script. */
 export function stepPayload(step: NodeStep): ScriptPayload {
     const parts = [...(step.libraries ?? []), step.script].map((file) => loadScript(file));

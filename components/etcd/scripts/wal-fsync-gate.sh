@@ -44,10 +44,12 @@
 # 3 gate failed, 1 anything else (etcd unreachable, a refused write, counters reset by a restart).
 set -euo pipefail
 
-# json_string: in the payload ahead of this script, or from the checkout.
-if ! declare -F log >/dev/null; then
+# common.sh and gate.sh: in the payload ahead of this script, or from the checkout.
+if ! declare -F threshold_ms >/dev/null; then
   # shellcheck source=components/lib/scripts/common.sh
   . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
+  # shellcheck source=components/lib/scripts/gate.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/gate.sh"
 fi
 
 readonly wal_metric=etcd_disk_wal_fsync_duration_seconds

@@ -32,10 +32,12 @@ readonly apt_timeout_s=600
 readonly lock_timeout_s=3600
 readonly scratch_prefix=.zerotouch-fsync.
 
-# log, die, invalid: in the payload ahead of this script, or from the checkout.
-if ! declare -F log >/dev/null; then
+# common.sh and gate.sh: in the payload ahead of this script, or from the checkout.
+if ! declare -F threshold_ms >/dev/null; then
   # shellcheck source=components/lib/scripts/common.sh
   . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
+  # shellcheck source=components/lib/scripts/gate.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/gate.sh"
 fi
 log_prefix=fsync-gate:
 
