@@ -37,30 +37,16 @@ function flagMap(flags: readonly string[]): Record<string, string> {
     return map;
 }
 
-const ONE: EtcdClusterSpec = { members: { "cp-1": { address: "203.0.113.11" } }, state: "new", token: "zerotouch-prod" };
-const THREE: EtcdClusterSpec = {
-    members: {
-        "cp-3": { address: "203.0.113.13" },
-        "cp-1": { address: "203.0.113.11" },
-        "cp-2": { address: "203.0.113.12" },
-    },
-    state: "new",
+/** A cluster spec of members (name → address, in this order) and a state, with the prod token. */
+const cluster = (addresses: Record<string, string>, state: EtcdClusterSpec["state"] = "new"): EtcdClusterSpec => ({
+    members: Object.fromEntries(Object.entries(addresses).map(([name, address]) => [name, { address }])),
+    state,
     token: "zerotouch-prod",
-};
-const V6: EtcdClusterSpec = {
-    members: {
-        "cp-1": { address: "2001:DB8:0:0::11" },
-        "cp-2": { address: "2001:db8::12" },
-        "cp-3": { address: "203.0.113.13" },
-    },
-    state: "new",
-    token: "zerotouch-prod",
-};
-const FIVE: EtcdClusterSpec = {
-    members: Object.fromEntries([5, 4, 3, 2, 1].map((i) => [`cp-${i}`, { address: `198.51.100.${i}` }])),
-    state: "existing",
-    token: "zerotouch-prod",
-};
+});
+const ONE = cluster({ "cp-1": "203.0.113.11" });
+const THREE = cluster({ "cp-3": "203.0.113.13", "cp-1": "203.0.113.11", "cp-2": "203.0.113.12" });
+const V6 = cluster({ "cp-1": "2001:DB8:0:0::11", "cp-2": "2001:db8::12", "cp-3": "203.0.113.13" });
+const FIVE = cluster(Object.fromEntries([5, 4, 3, 2, 1].map((i) => [`cp-${i}`, `198.51.100.${i}`])), "existing");
 
 describe("etcdFlags", () => {
     test("one IPv4 member with the defaults, flag by flag and in order", () => {

@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { SshTarget } from "../lib/connection";
 import { NodeStep, nodeScript, secretNodeScript } from "../lib/nodeScript";
+import { PlannedComponent } from "../lib/component";
 import {
     clientUrl,
     EtcdMemberResult,
@@ -186,7 +187,7 @@ export interface EtcdMemberStatus {
  *
  * Nothing deletes etcd data unless `wipeDataOnDelete` is set.
  */
-export class EtcdCluster extends pulumi.ComponentResource {
+export class EtcdCluster extends PlannedComponent<EtcdClusterPlan> {
     /** The cluster's CA certificate, PEM (public). */
     public readonly caCertPem: pulumi.Output<string>;
     /** Every member's client URL. */
@@ -199,13 +200,11 @@ export class EtcdCluster extends pulumi.ComponentResource {
     public readonly ready: pulumi.Resource;
     /** Per member, its member step (the order is in `plan`). */
     public readonly memberCommands: Readonly<Record<string, command.remote.Command>>;
-    public readonly plan: EtcdClusterPlan;
 
     constructor(name: string, args: EtcdClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         // Validate before registering anything.
-        const plan = planEtcdCluster(args);
-        super("zerotouch:etcd:EtcdCluster", name, {}, opts);
-        this.plan = plan;
+        super("zerotouch:etcd:EtcdCluster", name, planEtcdCluster(args), opts);
+        const plan = this.plan;
 
         this.pki = new EtcdPki(
             `${name}-pki`,

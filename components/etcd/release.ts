@@ -6,6 +6,7 @@ import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
 import { ETCD_BINARY, EtcdSource } from "./render";
 import { DNS_LABEL } from "../lib/names";
+import { stepArgChecks } from "../lib/stepArgs";
 
 /** The install script; also run as is by the tests. */
 export const ETCD_INSTALL_SCRIPT = path.join(__dirname, "scripts", "etcd-install.sh");
@@ -97,9 +98,7 @@ export interface EtcdInstallArgs {
     readonly binDir?: string;
 }
 
-function invalid(node: string, key: string, given: unknown, allowed: string): Error {
-    return new Error(`etcd install for node ${node}: ${key} is ${JSON.stringify(given)}; ${allowed}`);
-}
+const { invalid, checkNode } = stepArgChecks("etcd install");
 
 /**
  * The install as steps (one step, `install`). Pure: a component and a lab runner both use it.
@@ -108,9 +107,7 @@ function invalid(node: string, key: string, given: unknown, allowed: string): Er
  */
 export function etcdInstallSteps(args: EtcdInstallArgs): NodeStep[] {
     const { node } = args;
-    if (!NODE_NAME.test(node)) {
-        throw invalid(node, "node", node, "a node name must be a DNS label (lowercase letters, digits, '-')");
-    }
+    checkNode(node);
     const user = args.user ?? DEFAULT_ETCD_USER;
     if (!USER.test(user) || user === "root") {
         throw invalid(node, "user", user, "allowed: an unprivileged Unix user name (not root)");

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { COMMON_LIB, NodeStep } from "../lib/nodeScript";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
-import { DNS_LABEL } from "../lib/names";
+import { stepArgChecks } from "../lib/stepArgs";
 
 /** The snapshot script (actions create, save, delete); also run as is by the tests and the lab. */
 export const SNAPSHOT_SCRIPT = path.join(__dirname, "scripts", "etcd-snapshot.sh");
@@ -49,16 +49,13 @@ export interface EtcdSnapshotStepArgs {
     readonly schedule?: string;
 }
 
-const NODE_NAME = DNS_LABEL;
 const ENDPOINT = /^https?:\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$/;
 const SAFE_PATH = /^(\/[A-Za-z0-9._@+-]+)+$/;
 const SCHEDULE = /^[A-Za-z0-9*:,./~-]+( [A-Za-z0-9*:,./~-]+)*$/;
 const MAX_RETAIN = 1000;
 const PATH_ALLOWED = "allowed: an absolute path of letters, digits and . _ @ + - (no . or .. components)";
 
-function invalid(node: string, key: string, given: unknown, allowed: string): Error {
-    return new Error(`etcd snapshots for node ${node}: ${key} is ${JSON.stringify(given)}; ${allowed}`);
-}
+const { invalid, checkNode } = stepArgChecks("etcd snapshots");
 
 function isSafePath(p: unknown): p is string {
     return typeof p === "string" && SAFE_PATH.test(p) && !`${p}/`.includes("/./") && !`${p}/`.includes("/../");
@@ -72,9 +69,7 @@ function isSafePath(p: unknown): p is string {
  */
 export function etcdSnapshotSteps(args: EtcdSnapshotStepArgs): NodeStep[] {
     const { node } = args;
-    if (!NODE_NAME.test(node)) {
-        throw invalid(node, "node", node, "a node name must be a DNS label (lowercase letters, digits, '-')");
-    }
+    checkNode(node);
     if (!isSafePath(args.etcdctl)) {
         throw invalid(node, "etcdctl", args.etcdctl, `${PATH_ALLOWED}, such as /usr/local/bin/etcdctl or /usr/bin/etcdctl`);
     }

@@ -1,13 +1,14 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
+import { z } from "zod";
 
 import { SshTarget } from "../lib/connection";
-import { COMMON_LIB, NodeStep, nodeScript } from "../lib/nodeScript";
+import { GATE_LIBRARIES, NodeStep, nodeScript } from "../lib/nodeScript";
 import { isThresholdMs, THRESHOLD_MS } from "../lib/ranges";
 import { ScriptParams } from "../lib/script";
-import { formatGateFailure, FsyncGateResult, parseFsyncGateResult } from "./fio";
-import { DNS_LABEL } from "../lib/names";
+import { stepArgChecks } from "../lib/stepArgs";
+import { parseResultLine } from "../lib/result";
 
 /** The gate script; also run as is by the lab tests. */
 export const FSYNC_GATE_SCRIPT = path.join(__dirname, "scripts", "fsync-gate.sh");
@@ -42,12 +43,9 @@ export interface FsyncGateArgs extends FsyncGateStepArgs {
     readonly dependsOn: pulumi.Input<pulumi.Input<pulumi.Resource>[]> | pulumi.Input<pulumi.Resource>;
 }
 
-const NODE_NAME = DNS_LABEL;
 const FIO_SIZE = /^[1-9][0-9]{0,5}[kKmMgG]?$/;
 
-function invalid(node: string, key: string, given: unknown, allowed: string): Error {
-    return new Error(`fsync gate for node ${node}: ${key} is ${JSON.stringify(given)}; ${allowed}`);
-}
+const { invalid, checkNode } = stepArgChecks("fsync gate");
 
 /**
  * The gate as steps (one step, `fio`). Pure: the component and the lab runner both use it.
@@ -55,9 +53,7 @@ function invalid(node: string, key: string, given: unknown, allowed: string): Er
  */
 export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
     const { node } = args;
-    if (!NODE_NAME.test(node)) {
-        throw invalid(node, "node", node, "a node name must be a DNS label (lowercase letters, digits, '-')");
-    }
+    checkNode(node);
     const p = args.dataPath;
     if (!path.posix.isAbsolute(p) || path.posix.normalize(p) !== p || p.endsWith("/") || p.includes("\n")) {
         throw invalid(node, "dataPath", args.dataPath, "allowed: a normalized absolute path other than /");
@@ -90,7 +86,53 @@ export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
         ...(bs !== undefined ? { ZT_FIO_BS: bs } : {}),
         ...(max !== undefined ? { ZT_FIO_MAX_SECONDS: max } : {}),
     };
-    return [{ name: "fio", script: FSYNC_GATE_SCRIPT, params, hasDelete: false, sensitive: false, libraries: [COMMON_LIB] }];
+    return [{ name: "fio", script: FSYNC_GATE_SCRIPT, params, hasDelete: false, sensitive: false, libraries: GATE_LIBRARIES }];
+}
+
+const nanoseconds = z.number().int().nonnegative();
+
+/** One fio run's figures as the script read them from fio's JSON (which the reader leaves out). */
+const runSchema = z.object({
+    p50Ns: nanoseconds,
+    p90Ns: nanoseconds,
+    p99Ns: nanoseconds,
+    iops: z.number().nonnegative(),
+});
+
+const resultSchema = z.strictObject({
+    action: z.literal("create"),
+    node: z.string().min(1),
+    host: z.string().min(1),
+    path: z.string().startsWith("/"),
+    fioVersion: z.string().min(1),
+    fioSize: z.string().min(1),
+    fioBs: z.number().int().positive(),
+    device: z.strictObject({
+        source: z.string(),
+        fstype: z.string(),
+        mount: z.string(),
+        rotational: z.boolean().nullable(),
+    }),
+    thresholdMs: z.number().positive(),
+    runs: z.array(runSchema).min(1),
+    worstP99Ns: nanoseconds,
+    passed: z.boolean(),
+});
+
+/** The fsync gate's result as the script printed it (the script decides; this only reads). */
+export type FsyncGateResult = z.infer<typeof resultSchema> & {
+    /** Worst p99 over the runs, ms. */
+    readonly worstP99Ms: number;
+};
+
+/**
+ * Reads the gate script's stdout (its last line is the JSON result): where it measured, the
+ * fdatasync p50/p90/p99 (ns) and write IOPS of each fio run, the worst p99 and the verdict,
+ * all as fsync-gate.sh decided them.
+ */
+export function parseFsyncGateResult(stdout: string): FsyncGateResult {
+    const r = parseResultLine(resultSchema, stdout, "fsync gate");
+    return { ...r, worstP99Ms: r.worstP99Ns / 1e6 };
 }
 
 /**
@@ -104,7 +146,7 @@ export class FsyncGate extends pulumi.ComponentResource {
     public readonly p99Ms: pulumi.Output<number>;
     /** fdatasync p99 of each run, ms. */
     public readonly runsP99Ms: pulumi.Output<number[]>;
-    /** The full result, recomputed from fio's raw figures. */
+    /** The full result, as the script decided it. */
     public readonly result: pulumi.Output<FsyncGateResult>;
     /** The measurement; what is installed on the node later depends on it. */
     public readonly command: command.remote.Command;
@@ -120,8 +162,9 @@ export class FsyncGate extends pulumi.ComponentResource {
         this.result = this.command.stdout.apply((stdout) => {
             const result = parseFsyncGateResult(stdout);
             if (!result.passed) {
-                // The script exits 3 on a failed gate, so this only guards against a broken script.
-                throw new Error(formatGateFailure(result));
+                // The script exits 3 on a failed gate (its message on stderr stops the
+                // deployment), so this only guards against a broken script.
+                throw new Error(`fsync gate on node ${result.node}: the script exited 0 on a failed gate`);
             }
             return result;
         });

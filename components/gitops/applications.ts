@@ -1,5 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { PlannedComponent } from "../lib/component";
 
 /** The cluster Argo CD runs in, as Argo CD names it. */
 export const IN_CLUSTER = "https://kubernetes.default.svc";
@@ -281,18 +282,16 @@ export interface ApplicationsArgs extends ApplicationsSpec {
  * `opts.providers`. Every resource depends on the Argo CD chart (the CRDs exist first); each
  * Application also on its AppProject.
  */
-export class Applications extends pulumi.ComponentResource {
+export class Applications extends PlannedComponent<GitOpsPlan> {
     /** AppProjects by environment name. */
     public readonly projects: Readonly<Record<string, k8s.apiextensions.CustomResource>>;
     /** Applications by name. */
     public readonly applications: Readonly<Record<string, k8s.apiextensions.CustomResource>>;
-    public readonly plan: GitOpsPlan;
 
     constructor(name: string, args: ApplicationsArgs, opts?: pulumi.ComponentResourceOptions) {
         // Validate before registering anything.
-        const plan = planGitOps(args);
-        super("zerotouch:gitops:Applications", name, {}, opts);
-        this.plan = plan;
+        super("zerotouch:gitops:Applications", name, planGitOps(args), opts);
+        const plan = this.plan;
         const first: pulumi.Input<pulumi.Resource>[] = [args.chart, ...(args.dependsOn ?? [])];
 
         const projects: Record<string, k8s.apiextensions.CustomResource> = {};

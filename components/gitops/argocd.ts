@@ -21,6 +21,7 @@ import {
     WEBHOOK_PATH,
 } from "./argocdValues";
 import { DNS_LABEL } from "../lib/names";
+import { PlannedComponent } from "../lib/component";
 
 // The component; the chart pin, its values and the override guard live in their own modules and
 // are exported from here too, as one entry point for the program and the tests.
@@ -200,7 +201,7 @@ export const WEBHOOK_RATELIMIT_MIDDLEWARE = "argocd-webhook-ratelimit";
  * client's address only when Traefik's Service keeps it (`externalTrafficPolicy: Local`) or VPN
  * traffic reaches Traefik directly. The CLI talks gRPC-web through this route (`--grpc-web`).
  */
-export class ArgoCd extends pulumi.ComponentResource {
+export class ArgoCd extends PlannedComponent<ArgoCdPlan> {
     /** `https://<hostname>` (VPN only). */
     public readonly url: pulumi.Output<string>;
     /** `https://<webhookHostname>/api/webhook`: GitLab's webhook URL. */
@@ -214,7 +215,6 @@ export class ArgoCd extends pulumi.ComponentResource {
     public readonly webhookSecret: k8s.core.v1.SecretPatch;
     /** Redis' password Secret (REDIS_SECRET), made before the chart. */
     public readonly redisSecret: k8s.core.v1.Secret;
-    public readonly plan: ArgoCdPlan;
 
     constructor(name: string, args: ArgoCdArgs, opts?: pulumi.ComponentResourceOptions) {
         // Validate before registering anything.
@@ -222,8 +222,7 @@ export class ArgoCd extends pulumi.ComponentResource {
         if (!hasKubernetesProvider(opts)) {
             throw new Error("ArgoCd: opts.providers has no kubernetes provider; allowed: the cluster's provider, e.g. { providers: [controlPlane.provider] }");
         }
-        super("zerotouch:gitops:ArgoCd", name, {}, opts);
-        this.plan = plan;
+        super("zerotouch:gitops:ArgoCd", name, plan, opts);
         const ns = plan.namespace;
 
         // Labelled, so server-side apply owns a field of it: an object that sets nothing but its
@@ -306,57 +305,46 @@ export class ArgoCd extends pulumi.ComponentResource {
         );
     }
 
-    /** Traefik's Middlewares and the two Ingresses: the UI/API for the VPN, the webhook path for everyone. */
+    /**
+     * Traefik's Middlewares and the two Ingresses: the UI/API for the VPN (an allowlist), the
+     * webhook path for everyone (a rate limit). Each route: its Middleware, then its Ingress.
+     */
     private expose(name: string, args: ArgoCdArgs, plan: ArgoCdPlan, namespace: k8s.core.v1.Namespace): void {
         const ns = plan.namespace;
-        const allowlist = new k8s.apiextensions.CustomResource(
-            `${name}-ui-allowlist`,
+        const routes = [
             {
-                apiVersion: "traefik.io/v1alpha1",
-                kind: "Middleware",
-                metadata: { name: UI_ALLOWLIST_MIDDLEWARE, namespace: ns },
+                ingress: { resource: "ui", name: "argocd-ui", host: args.hostname, tlsSecret: args.tlsSecretNames?.ui, path: "/", pathType: "Prefix" },
                 // No ipStrategy: the connection's source address counts, not a header a client can set.
-                spec: { ipAllowList: { sourceRange: [plan.vpnCidr] } },
+                middleware: { resource: "ui-allowlist", name: UI_ALLOWLIST_MIDDLEWARE, spec: { ipAllowList: { sourceRange: [plan.vpnCidr] } } },
             },
-            { parent: this, dependsOn: [namespace] },
-        );
-        const ratelimit = new k8s.apiextensions.CustomResource(
-            `${name}-webhook-ratelimit`,
             {
-                apiVersion: "traefik.io/v1alpha1",
-                kind: "Middleware",
-                metadata: { name: WEBHOOK_RATELIMIT_MIDDLEWARE, namespace: ns },
-                spec: { rateLimit: { average: 10, period: "1s", burst: 20 } },
+                ingress: { resource: "webhook", name: "argocd-webhook", host: args.webhookHostname, tlsSecret: args.tlsSecretNames?.webhook, path: WEBHOOK_PATH, pathType: "Exact" },
+                middleware: { resource: "webhook-ratelimit", name: WEBHOOK_RATELIMIT_MIDDLEWARE, spec: { rateLimit: { average: 10, period: "1s", burst: 20 } } },
             },
-            { parent: this, dependsOn: [namespace] },
+        ];
+        const middlewares = routes.map(
+            ({ middleware: m }) =>
+                new k8s.apiextensions.CustomResource(
+                    `${name}-${m.resource}`,
+                    { apiVersion: "traefik.io/v1alpha1", kind: "Middleware", metadata: { name: m.name, namespace: ns }, spec: m.spec },
+                    { parent: this, dependsOn: [namespace] },
+                ),
         );
-
         const backend = { service: { name: ARGOCD_SERVER_SERVICE, port: { number: ARGOCD_SERVER_HTTP_PORT } } };
-        const tls = (host: string, secretName: string | undefined) => [{ hosts: [host], ...(secretName !== undefined ? { secretName } : {}) }];
-        new k8s.networking.v1.Ingress(
-            `${name}-ui`,
-            {
-                metadata: { name: "argocd-ui", namespace: ns, annotations: traefikAnnotations(ns, [UI_ALLOWLIST_MIDDLEWARE]) },
-                spec: {
-                    ingressClassName: plan.ingressClassName,
-                    tls: tls(args.hostname, args.tlsSecretNames?.ui),
-                    rules: [{ host: args.hostname, http: { paths: [{ path: "/", pathType: "Prefix", backend }] } }],
+        routes.forEach(({ ingress: r, middleware }, i) => {
+            new k8s.networking.v1.Ingress(
+                `${name}-${r.resource}`,
+                {
+                    metadata: { name: r.name, namespace: ns, annotations: traefikAnnotations(ns, [middleware.name]) },
+                    spec: {
+                        ingressClassName: plan.ingressClassName,
+                        tls: [{ hosts: [r.host], ...(r.tlsSecret !== undefined ? { secretName: r.tlsSecret } : {}) }],
+                        rules: [{ host: r.host, http: { paths: [{ path: r.path, pathType: r.pathType, backend }] } }],
+                    },
                 },
-            },
-            { parent: this, dependsOn: [allowlist, this.chart] },
-        );
-        new k8s.networking.v1.Ingress(
-            `${name}-webhook`,
-            {
-                metadata: { name: "argocd-webhook", namespace: ns, annotations: traefikAnnotations(ns, [WEBHOOK_RATELIMIT_MIDDLEWARE]) },
-                spec: {
-                    ingressClassName: plan.ingressClassName,
-                    tls: tls(args.webhookHostname, args.tlsSecretNames?.webhook),
-                    rules: [{ host: args.webhookHostname, http: { paths: [{ path: WEBHOOK_PATH, pathType: "Exact", backend }] } }],
-                },
-            },
-            { parent: this, dependsOn: [ratelimit, this.chart] },
-        );
+                { parent: this, dependsOn: [middlewares[i], this.chart] },
+            );
+        });
     }
 }
 

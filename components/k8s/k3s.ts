@@ -340,6 +340,27 @@ function checkSecret(node: string, key: string, value: string, kind: "token" | "
 }
 
 /**
+ * A node's k3s run step (server or agent): the node, k3s' version, its flags and ready
+ * timeout, then `secrets`; deleted with the node, and sensitive (its payload holds tokens).
+ */
+function k3sRunStep(name: string, script: string, node: string, args: string[], k3s: K3sSource, secrets: ScriptParams): NodeStep {
+    return {
+        name,
+        script,
+        libraries: K3S_LIBRARIES,
+        params: {
+            ZT_NODE: node,
+            ZT_K3S_VERSION: k3s.version,
+            ZT_K3S_ARGS: args,
+            ZT_READY_TIMEOUT_SECONDS: k3s.readyTimeoutSeconds,
+            ...secrets,
+        },
+        hasDelete: true,
+        sensitive: true,
+    };
+}
+
+/**
  * The server step (k3s-server.sh) of one node, from plain specs and resolved secrets. Its
  * payload holds the node's own flags, the shared endpoint, datastore and tokens, and nothing
  * about other servers, so adding a server leaves the others' steps unchanged. Pure.
@@ -351,44 +372,20 @@ export function k3sServerStep(spec: K3sNodeSpec, shared: K3sServerShared, k3s: K
     checkSecret(spec.node, "etcd.caCertPem", secrets.etcdCaPem, "pem");
     checkSecret(spec.node, "etcd.certPem", secrets.etcdCertPem, "pem");
     checkSecret(spec.node, "etcd.keyPem", secrets.etcdKeyPem, "pem");
-    return {
-        name: "server",
-        script: K3S_SERVER_SCRIPT,
-        libraries: K3S_LIBRARIES,
-        params: {
-            ZT_NODE: spec.node,
-            ZT_K3S_VERSION: k3s.version,
-            ZT_K3S_ARGS: args,
-            ZT_READY_TIMEOUT_SECONDS: k3s.readyTimeoutSeconds,
-            ZT_ETCD_CA_PEM: secrets.etcdCaPem,
-            ZT_ETCD_CERT_PEM: secrets.etcdCertPem,
-            ZT_ETCD_KEY_PEM: secrets.etcdKeyPem,
-            ZT_K3S_TOKEN: secrets.token,
-            ZT_K3S_AGENT_TOKEN: secrets.agentToken,
-        },
-        hasDelete: true,
-        sensitive: true,
-    };
+    return k3sRunStep("server", K3S_SERVER_SCRIPT, spec.node, args, k3s, {
+        ZT_ETCD_CA_PEM: secrets.etcdCaPem,
+        ZT_ETCD_CERT_PEM: secrets.etcdCertPem,
+        ZT_ETCD_KEY_PEM: secrets.etcdKeyPem,
+        ZT_K3S_TOKEN: secrets.token,
+        ZT_K3S_AGENT_TOKEN: secrets.agentToken,
+    });
 }
 
 /** The agent step (k3s-agent.sh) of one worker. Pure. */
 export function k3sAgentStep(spec: K3sNodeSpec, apiEndpoint: string, k3s: K3sSource, agentToken: string): NodeStep {
     const args = k3sAgentArgs(spec, apiEndpoint);
     checkSecret(spec.node, "agentToken", agentToken, "token");
-    return {
-        name: "agent",
-        script: K3S_AGENT_SCRIPT,
-        libraries: K3S_LIBRARIES,
-        params: {
-            ZT_NODE: spec.node,
-            ZT_K3S_VERSION: k3s.version,
-            ZT_K3S_ARGS: args,
-            ZT_READY_TIMEOUT_SECONDS: k3s.readyTimeoutSeconds,
-            ZT_K3S_AGENT_TOKEN: agentToken,
-        },
-        hasDelete: true,
-        sensitive: true,
-    };
+    return k3sRunStep("agent", K3S_AGENT_SCRIPT, spec.node, args, k3s, { ZT_K3S_AGENT_TOKEN: agentToken });
 }
 
 /** The step (k3s-kubeconfig.sh) that reads the admin kubeconfig back from a server. Sensitive. Pure. */

@@ -40,30 +40,44 @@ export interface NodeStep {
  */
 export const COMMON_LIB = path.join(__dirname, "scripts", "common.sh");
 
+/** The shell library of the disk gates (fsync-gate.sh, wal-fsync-gate.sh): their threshold's spelling. */
+export const GATE_LIB = path.join(__dirname, "scripts", "gate.sh");
+
+/** A gate's libraries: common.sh, then gate.sh. */
+export const GATE_LIBRARIES: readonly string[] = [COMMON_LIB, GATE_LIB];
+
 /** The payload a step sends: parameters, then its libraries, then the script. */
 export function stepPayload(step: NodeStep): ScriptPayload {
     const parts = [...(step.libraries ?? []), step.script].map((file) => loadScript(file));
     return scriptPayload(parts.join("\n"), step.params);
 }
 
-/** The `remote.Command` for a payload: fixed runner, payload on stdin, its hash (and facts) as triggers. */
-function stepCommand(
-    name: string,
-    payload: { stdin: pulumi.Input<string>; triggers: pulumi.Input<unknown>[] },
-    hasDelete: boolean,
-    sensitive: boolean,
+/** Where a step's command runs (SSH connection and target) and its resource options. */
+type Placement = [
     connection: pulumi.Input<command.types.input.remote.ConnectionArgs>,
     target: SshTarget,
     opts: pulumi.CustomResourceOptions,
-): command.remote.Command {
+];
+
+/** What a step's command sends and how: the payload on stdin, its triggers, a delete branch or not, secret or not. */
+interface CommandSpec {
+    readonly stdin: pulumi.Input<string>;
+    readonly triggers: pulumi.Input<unknown>[];
+    readonly hasDelete: boolean;
+    readonly sensitive: boolean;
+}
+
+/** The `remote.Command` for a payload: fixed runner, payload on stdin, its hash (and facts) as triggers. */
+function stepCommand(name: string, spec: CommandSpec, ...[connection, target, opts]: Placement): command.remote.Command {
+    const { hasDelete, sensitive } = spec;
     return new command.remote.Command(
         name,
         {
             connection,
             create: remoteRunner(target.user, "create"),
             ...(hasDelete ? { delete: remoteRunner(target.user, "delete") } : {}),
-            stdin: payload.stdin,
-            triggers: payload.triggers,
+            stdin: spec.stdin,
+            triggers: spec.triggers,
             addPreviousOutputInEnv: false,
             ...(sensitive ? { logging: "none" as const } : {}),
         },
@@ -75,16 +89,10 @@ function stepCommand(
  * Creates the `remote.Command` for a step. It runs again only when the script text or its
  * parameters change (their sha256 is the trigger), so an unchanged `pulumi up` runs nothing.
  */
-export function nodeScript(
-    name: string,
-    step: NodeStep,
-    connection: pulumi.Input<command.types.input.remote.ConnectionArgs>,
-    target: SshTarget,
-    opts: pulumi.CustomResourceOptions,
-): command.remote.Command {
+export function nodeScript(name: string, step: NodeStep, ...placement: Placement): command.remote.Command {
     const payload = stepPayload(step);
     const triggers = step.meta !== undefined ? [payload.hash, step.meta] : [payload.hash];
-    return stepCommand(name, { stdin: payload.stdin, triggers }, step.hasDelete, step.sensitive, connection, target, opts);
+    return stepCommand(name, { stdin: payload.stdin, triggers, hasDelete: step.hasDelete, sensitive: step.sensitive }, ...placement);
 }
 
 /**
@@ -93,20 +101,13 @@ export function nodeScript(
  * secret in state and diffs, the command is not logged, and its output is secret. Whether the step
  * has a delete branch must be known before the values are (it shapes the command's inputs).
  */
-export function secretNodeScript(
-    name: string,
-    step: pulumi.Output<NodeStep>,
-    hasDelete: boolean,
-    connection: pulumi.Input<command.types.input.remote.ConnectionArgs>,
-    target: SshTarget,
-    opts: pulumi.CustomResourceOptions,
-): command.remote.Command {
+export function secretNodeScript(name: string, step: pulumi.Output<NodeStep>, hasDelete: boolean, ...placement: Placement): command.remote.Command {
     const payload = step.apply((s) => {
         if (s.hasDelete !== hasDelete) {
             throw new Error(`step ${name}: hasDelete is ${s.hasDelete}, but the command was declared with ${hasDelete}`);
         }
         return stepPayload(s);
     });
-    const secretPayload = { stdin: pulumi.secret(payload.stdin), triggers: [pulumi.secret(payload.hash)] };
-    return stepCommand(name, secretPayload, hasDelete, true, connection, target, opts);
+    const spec = { stdin: pulumi.secret(payload.stdin), triggers: [pulumi.secret(payload.hash)], hasDelete, sensitive: true };
+    return stepCommand(name, spec, ...placement);
 }

@@ -31,6 +31,17 @@ export const OBJECT_NAMES = {
     deployment: "backend-service",
 } as const;
 
+/** A template's object: its apiVersion, kind, name and the chart's label, then `body` (YAML, from the top level). */
+function chartObject(apiVersion: string, kind: string, name: string, body: string): string {
+    return `apiVersion: ${apiVersion}
+kind: ${kind}
+metadata:
+  name: ${name}
+  labels:
+    app.kubernetes.io/name: backend-service
+${body}`;
+}
+
 /** An image tag, as bump-image.mjs accepts it (so it is written quoted and needs no escaping). */
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
@@ -91,23 +102,11 @@ image:
   repository: ${IMAGE_REPOSITORY}
   tag: "${opts.tag}"  # written by update-manifests
 ${opts.replicas !== undefined ? `\nreplicaCount: ${opts.replicas}\n` : ""}`,
-        [`${CHART_PATH}/templates/configmap.yaml`]: `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: ${OBJECT_NAMES.config}
-  labels:
-    app.kubernetes.io/name: backend-service
-data:
+        [`${CHART_PATH}/templates/configmap.yaml`]: chartObject("v1", "ConfigMap", OBJECT_NAMES.config, `data:
   imageTag: {{ required "image.tag is required" .Values.image.tag | quote }}
   logLevel: {{ .Values.logLevel | quote }}
-`,
-        [`${CHART_PATH}/templates/service.yaml`]: `apiVersion: v1
-kind: Service
-metadata:
-  name: ${OBJECT_NAMES.service}
-  labels:
-    app.kubernetes.io/name: backend-service
-spec:
+`),
+        [`${CHART_PATH}/templates/service.yaml`]: chartObject("v1", "Service", OBJECT_NAMES.service, `spec:
   type: ClusterIP
   selector:
     app.kubernetes.io/name: backend-service
@@ -116,14 +115,8 @@ spec:
       port: {{ .Values.service.port }}
       targetPort: http
       protocol: TCP
-`,
-        [`${CHART_PATH}/templates/deployment.yaml`]: `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ${OBJECT_NAMES.deployment}
-  labels:
-    app.kubernetes.io/name: backend-service
-spec:
+`),
+        [`${CHART_PATH}/templates/deployment.yaml`]: chartObject("apps/v1", "Deployment", OBJECT_NAMES.deployment, `spec:
   replicas: {{ .Values.replicaCount }}
   selector:
     matchLabels:
@@ -144,18 +137,12 @@ spec:
           envFrom:
             - configMapRef:
                 name: ${OBJECT_NAMES.config}
-`,
+`),
     };
     if (extraConfig) {
-        files[`${CHART_PATH}/templates/extra-configmap.yaml`] = `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: ${OBJECT_NAMES.extraConfig}
-  labels:
-    app.kubernetes.io/name: backend-service
-data:
+        files[`${CHART_PATH}/templates/extra-configmap.yaml`] = chartObject("v1", "ConfigMap", OBJECT_NAMES.extraConfig, `data:
   featureFlags: "beta-search"
-`;
+`);
     }
     return files;
 }

@@ -19,7 +19,7 @@ import * as path from "path";
 import { ARGOCD_CHART, ARGOCD_RELEASE, argoCdValuesIndex, argoCdPostRenderer, argoCdValues, ArgoCdValuesSpec, REDIS_SECRET } from "../../components/gitops/argocd";
 import { formatKeyPath, unreadValues } from "../../components/gitops/chartValues";
 import { prodStack, runProgram } from "../support/program";
-import { containersOf, extractChart, helmTemplate, indexChart, podSpecOf } from "../support/chart";
+import { containersOf, extractChart, helmTemplate, indexChart, podSpecsOf } from "../support/chart";
 import { referenceFile } from "../support/reference";
 
 const CHART = referenceFile("charts", `${ARGOCD_CHART.chart}-${ARGOCD_CHART.version}.tgz`);
@@ -67,8 +67,9 @@ const where = (c: { object: string; list: string; container: Record<string, any>
 /** Secrets and ConfigMaps the workloads need (`optional` not true), as `Kind/name` with who needs them. */
 function requiredRefs(objects: readonly Record<string, any>[]): { ref: string; by: string; optional: boolean }[] {
     const out: { ref: string; by: string; optional: boolean }[] = [];
-    for (const o of objects) {
-        const spec = podSpecOf(o);
+    const specs = podSpecsOf(objects);
+    for (const [i, o] of objects.entries()) {
+        const spec = specs[i];
         if (spec === undefined) {
             continue;
         }

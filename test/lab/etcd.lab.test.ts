@@ -121,8 +121,8 @@ describe("EtcdCluster scripts on the lab", () => {
             expect(result.passed).toBe(true);
             expect(result.walFsync.samples).toBeGreaterThanOrEqual(500);
             console.log(
-                `${node.name}: WAL fsync p99 ${result.walFsync.quantileMs?.toFixed(3)} ms over ${result.walFsync.samples} fsyncs; ` +
-                    `backend commit p99 ${result.backendCommit.quantileMs?.toFixed(3)} ms over ${result.backendCommit.samples} commits`,
+                `${node.name}: WAL fsync p99 ${result.walFsync.p99Ms?.toFixed(3)} ms over ${result.walFsync.samples} fsyncs; ` +
+                    `backend commit p99 ${result.backendCommit.p99Ms?.toFixed(3)} ms over ${result.backendCommit.samples} commits`,
             );
         }
     }, 900_000);

@@ -15,7 +15,7 @@ import { etcdMemberStep, parseEtcdMemberResult } from "../../components/etcd/mem
 import { parseSnapshotResult } from "../../components/etcd/snapshot";
 import { parseWalGateResult, walGateSteps } from "../../components/etcd/walGate";
 import { hostFirewallPlan } from "../../components/firewall/hostFirewall";
-import { parseFsyncGateResult } from "../../components/fsync/fio";
+import { parseFsyncGateResult } from "../../components/fsync/fsyncGate";
 import { NodeStep, stepPayload } from "../../components/lib/nodeScript";
 import { lastJsonLine, remoteRunner } from "../../components/lib/script";
 import { parsePreflightResult, PreflightResult } from "../../components/node/facts";
@@ -270,8 +270,8 @@ async function etcdLayer(state: LabState, cfg: ReturnType<typeof validateConfig>
         }
         const g = parseWalGateResult(wal.stdout);
         console.log(
-            `      WAL fsync p99 ${g.walFsync.quantileMs?.toFixed(2)} ms over ${g.walFsync.samples} fsyncs (threshold ${g.walFsync.thresholdMs} ms)${g.walFsync.estimate ? ", an estimate inside its bucket" : ""}; ` +
-                `backend commit p99 ${g.backendCommit.quantileMs?.toFixed(2)} ms over ${g.backendCommit.samples} (threshold ${g.backendCommit.thresholdMs} ms)`,
+            `      WAL fsync p99 ${g.walFsync.p99Ms?.toFixed(2)} ms over ${g.walFsync.samples} fsyncs (threshold ${g.walFsync.thresholdMs} ms)${g.walFsync.estimate ? ", an estimate inside its bucket" : ""}; ` +
+                `backend commit p99 ${g.backendCommit.p99Ms?.toFixed(2)} ms over ${g.backendCommit.samples} (threshold ${g.backendCommit.thresholdMs} ms)`,
         );
         const snap = await runStep(state, nodePlan, m.snapshots, 300);
         if (snap.code !== 0) {

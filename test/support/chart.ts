@@ -6,8 +6,10 @@ import { spawnSync } from "child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
+import { pathToFileURL } from "url";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 
+import { POST_RENDER_SCRIPT } from "../../components/gitops/argocdValues";
 import type { ChartValuesIndex } from "../../components/gitops/chartValues";
 
 type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
@@ -157,35 +159,34 @@ export function helmTemplate(chart: string, opts: RenderOptions): Record<string,
     }
 }
 
-/** Every container of a rendered workload (init and ephemeral included), with where it is. */
 /**
- * The pod spec of a workload object, or undefined: the same kinds as the post-renderer's
- * `podSpecOf` (components/gitops/post-render.mjs, which runs standalone under node and cannot be
- * loaded here). The rendering tests check every container this finds against what the
- * post-renderer did, so a kind it missed would show.
+ * The pod spec of each object (undefined for an object that runs no pods), found by the
+ * post-renderer's own `podSpecOf` (components/gitops/post-render.mjs, an ES module, run by node),
+ * so the tests check every container the post-renderer reaches against what it did.
  */
-export function podSpecOf(o: Record<string, any>): Record<string, any> | undefined {
-    switch (o?.kind) {
-        case "Pod":
-            return o.spec;
-        case "Deployment":
-        case "StatefulSet":
-        case "DaemonSet":
-        case "ReplicaSet":
-        case "Job":
-        case "ReplicationController":
-            return o.spec?.template?.spec;
-        case "CronJob":
-            return o.spec?.jobTemplate?.spec?.template?.spec;
-        default:
-            return undefined;
+export function podSpecsOf(objects: readonly Record<string, any>[]): (Record<string, any> | undefined)[] {
+    const script =
+        `import { podSpecOf } from ${JSON.stringify(pathToFileURL(POST_RENDER_SCRIPT).href)};\n` +
+        'import { readFileSync } from "node:fs";\n' +
+        'process.stdout.write(JSON.stringify(JSON.parse(readFileSync(0, "utf8")).map((o) => podSpecOf(o) ?? null)));';
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+        input: JSON.stringify(objects),
+        encoding: "utf8",
+        timeout: 60_000,
+        maxBuffer: 64 * 1024 * 1024,
+    });
+    if (r.status !== 0) {
+        throw new Error(`the post-renderer's podSpecOf: exit ${r.status}: ${r.stderr}`);
     }
+    return (JSON.parse(r.stdout) as (Record<string, any> | null)[]).map((spec) => spec ?? undefined);
 }
 
+/** Every container of the rendered workloads (init and ephemeral included), with where it is. */
 export function containersOf(objects: readonly Record<string, any>[]): { object: string; list: string; container: Record<string, any> }[] {
     const out: { object: string; list: string; container: Record<string, any> }[] = [];
-    for (const o of objects) {
-        const spec = podSpecOf(o);
+    const specs = podSpecsOf(objects);
+    for (const [i, o] of objects.entries()) {
+        const spec = specs[i];
         for (const list of ["initContainers", "containers", "ephemeralContainers"]) {
             for (const c of (spec?.[list] ?? []) as Record<string, any>[]) {
                 out.push({ object: `${o.kind}/${o.metadata.name}`, list, container: c });

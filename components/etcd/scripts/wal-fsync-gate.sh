@@ -37,16 +37,19 @@
 #   ZT_MIN_COMMIT_SAMPLES   fewest backend commits the p99 is taken over (1-1000000). Defaults to 100.
 #
 # Output: progress on stderr; one JSON object as the last line of stdout (also on a failed
-# gate) with the raw bucket counts of both scrapes, so the figures can be recomputed. On a
-# failed gate, one line per failed metric on stderr (the wording of formatLatencyMessage in
-# components/etcd/metrics.ts). Exit codes: 0 passed, 2 invalid parameters, 3 gate failed,
-# 1 anything else (etcd unreachable, a refused write, counters reset by a restart).
+# gate) with the raw bucket counts of both scrapes and each metric's figures and verdict. This
+# script alone decides and words the verdicts (components/etcd/walGate.ts only reads the result
+# line): a passed metric's message is logged, a failed one's stands as is on stderr, one line
+# per metric, and its exit stops the deployment. Exit codes: 0 passed, 2 invalid parameters,
+# 3 gate failed, 1 anything else (etcd unreachable, a refused write, counters reset by a restart).
 set -euo pipefail
 
-# json_string: in the payload ahead of this script, or from the checkout.
-if ! declare -F log >/dev/null; then
+# common.sh and gate.sh: in the payload ahead of this script, or from the checkout.
+if ! declare -F threshold_ms >/dev/null; then
   # shellcheck source=components/lib/scripts/common.sh
   . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
+  # shellcheck source=components/lib/scripts/gate.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/gate.sh"
 fi
 
 readonly wal_metric=etcd_disk_wal_fsync_duration_seconds
@@ -80,29 +83,17 @@ in_range "$min_wal" 1000000 || invalid "ZT_MIN_SAMPLES must be an integer from 1
 in_range "$min_commit" 1000000 ||
   invalid "ZT_MIN_COMMIT_SAMPLES must be an integer from 1 to 1000000, got '${min_commit}' (node ${node})"
 
-# A threshold in its canonical spelling (010.50 -> 10.5), what JavaScript's String() gives.
-canonical_ms() {
-  local name="$1" given="$2" int frac=""
-  if ! [[ "$given" =~ ^[0-9]{1,6}(\.[0-9]{1,6})?$ ]] || ! [[ "$given" =~ [1-9] ]]; then
-    invalid "${name} must be a positive number of ms below 1000000 with at most 6 decimals, got '${given}' (node ${node})"
-  fi
-  int="${given%%.*}"
-  if [[ "$given" == *.* ]]; then
-    frac="${given#*.}"
-    frac="${frac%"${frac##*[!0]}"}"
-  fi
-  printf '%s' "$((10#$int))${frac:+.$frac}"
-}
-wal_threshold="$(canonical_ms ZT_WAL_THRESHOLD_MS "${ZT_WAL_THRESHOLD_MS:-10}")"
-commit_threshold="$(canonical_ms ZT_COMMIT_THRESHOLD_MS "${ZT_COMMIT_THRESHOLD_MS:-25}")"
+wal_threshold="$(threshold_ms ZT_WAL_THRESHOLD_MS "${ZT_WAL_THRESHOLD_MS:-10}")"
+commit_threshold="$(threshold_ms ZT_COMMIT_THRESHOLD_MS "${ZT_COMMIT_THRESHOLD_MS:-25}")"
 
 # --- evaluation -----------------------------------------------------------------------------
 # For each metric, from two scrapes: the buckets of both (raw, for the result), their
 # difference, the p99 with Prometheus' histogram_quantile method, and the verdict. Prints per
 # metric "json <object>", "verdict <passed|above-threshold|too-few-samples>" and
-# "message <text>", or a line "error <text>". The arithmetic is the same, in the same order, as
-# histogramQuantile and evaluateLatencyGate in components/etcd/metrics.ts; the messages are
-# those of formatLatencyMessage.
+# "message <text>", or a line "error <text>". The p99 is Prometheus' histogram_quantile: the
+# rank q x samples is found in the first bucket whose cumulative count reaches it and
+# interpolated linearly between that bucket's bounds (from 0 for the first bucket); in the +Inf
+# bucket it is the highest finite bound, a lower bound of the true p99.
 # With fewer samples than the minimum, a metric is already above its threshold when more than
 # 1% of the minimum took longer than the bound of the bucket that holds the threshold: however
 # many samples follow, the p99 of the minimum stays above that bound.
@@ -259,7 +250,7 @@ report() {
 
 # --- evaluate two saved scrapes --------------------------------------------------------------
 # ZT_ACTION=evaluate decides on two scrapes saved in files (ZT_BEFORE_FILE, ZT_AFTER_FILE)
-# without touching etcd; the tests hold this script's arithmetic and wording to the TypeScript's.
+# without touching etcd (the tests decide on crafted and recorded scrapes this way).
 if [ "$action" = evaluate ]; then
   for file in "${ZT_BEFORE_FILE:-}" "${ZT_AFTER_FILE:-}"; do
     [ -r "$file" ] || invalid "ZT_BEFORE_FILE and ZT_AFTER_FILE must be readable files, got '${file}' (node ${node})"

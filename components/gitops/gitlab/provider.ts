@@ -33,8 +33,46 @@ export interface ResourceBinding {
     readonly secretOutputs: readonly string[];
 }
 
-function binding<T>(token: string, inputs: InputTable<T>, outputs: readonly string[], secretOutputs: readonly string[]): ResourceBinding {
-    return { token, inputs, outputs, secretOutputs };
+/** The computed outputs of a resource, each with its type. */
+type OutputTable = Readonly<Record<string, "string" | "number" | "boolean">>;
+type OutputType<T> = T extends "string" ? string : T extends "number" ? number : boolean;
+
+/** A binding that also carries the types of its inputs (`Args`) and of its computed outputs. */
+export interface TypedBinding<Args, O extends OutputTable> extends ResourceBinding {
+    readonly outputTypes: O;
+    /** Never set: carries `Args` to `resourceClass`. */
+    readonly args?: Args;
+}
+
+/** The binding of resource `token`: inputs as `Args` has them, the outputs GitLab computes, the secrets. */
+function binding<Args>() {
+    return <O extends OutputTable>(token: string, inputs: InputTable<Args>, outputs: O, secretOutputs: readonly string[]): TypedBinding<Args, O> => ({
+        token,
+        inputs,
+        outputs: Object.keys(outputs),
+        outputTypes: outputs,
+        secretOutputs,
+    });
+}
+
+/** What an instance of a bound resource exposes: each input as the provider keeps it, and the computed outputs. */
+export type BoundResource<Args, O extends OutputTable> = pulumi.CustomResource & {
+    readonly [K in keyof Args]-?: pulumi.Output<pulumi.Unwrap<NonNullable<Args[K]>>>;
+} & { readonly [K in keyof O]: pulumi.Output<OutputType<O[K]>> };
+
+/**
+ * The resource class of a binding: `new C(name, args, opts)` registers `b.token` with the bound
+ * inputs, its secret outputs declared and the plugin version pinned.
+ */
+function resourceClass<Args extends object, O extends OutputTable>(
+    b: TypedBinding<Args, O>,
+): new (name: string, args: Args, opts?: pulumi.CustomResourceOptions) => BoundResource<Args, O> {
+    class Bound extends pulumi.CustomResource {
+        constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+            super(b.token, name, resourceInputs(b, args), resourceOptions(b, opts));
+        }
+    }
+    return Bound as unknown as new (name: string, args: Args, opts?: pulumi.CustomResourceOptions) => BoundResource<Args, O>;
 }
 
 /** Inputs as the engine wants them: the bound inputs, and every computed output as `undefined` so the class exposes it. */
@@ -149,7 +187,7 @@ export interface ProjectArgs {
     archiveOnDestroy?: pulumi.Input<boolean>;
 }
 
-export const PROJECT: ResourceBinding = binding<ProjectArgs>(
+export const PROJECT = binding<ProjectArgs>()(
     "gitlab:index/project:Project",
     {
         name: "optional",
@@ -161,30 +199,14 @@ export const PROJECT: ResourceBinding = binding<ProjectArgs>(
         initializeWithReadme: "optional",
         archiveOnDestroy: "optional",
     },
-    ["httpUrlToRepo", "pathWithNamespace", "webUrl"],
+    // The HTTPS clone URL, `group/sub/name`, the web page.
+    { httpUrlToRepo: "string", pathWithNamespace: "string", webUrl: "string" },
     ["importUrlPassword", "runnersToken"],
 );
 
 /** A GitLab project (`gitlab:index/project:Project`). Its ID is the numeric project ID. */
-export class Project extends pulumi.CustomResource {
-    declare public readonly name: pulumi.Output<string>;
-    declare public readonly path: pulumi.Output<string>;
-    declare public readonly namespaceId: pulumi.Output<number>;
-    declare public readonly description: pulumi.Output<string>;
-    declare public readonly visibilityLevel: pulumi.Output<string>;
-    declare public readonly defaultBranch: pulumi.Output<string>;
-    declare public readonly initializeWithReadme: pulumi.Output<boolean | undefined>;
-    declare public readonly archiveOnDestroy: pulumi.Output<boolean | undefined>;
-    /** HTTPS clone URL. */
-    declare public readonly httpUrlToRepo: pulumi.Output<string>;
-    /** `group/sub/name`. */
-    declare public readonly pathWithNamespace: pulumi.Output<string>;
-    declare public readonly webUrl: pulumi.Output<string>;
-
-    constructor(name: string, args: ProjectArgs, opts?: pulumi.CustomResourceOptions) {
-        super(PROJECT.token, name, resourceInputs(PROJECT, args), resourceOptions(PROJECT, opts));
-    }
-}
+export const Project = resourceClass(PROJECT);
+export type Project = InstanceType<typeof Project>;
 
 // --- branch protection -----------------------------------------------------------------------
 
@@ -199,10 +221,10 @@ export interface BranchProtectionArgs {
     allowForcePush?: pulumi.Input<boolean>;
 }
 
-export const BRANCH_PROTECTION: ResourceBinding = binding<BranchProtectionArgs>(
+export const BRANCH_PROTECTION = binding<BranchProtectionArgs>()(
     "gitlab:index/branchProtection:BranchProtection",
     { project: "required", branch: "required", pushAccessLevel: "optional", mergeAccessLevel: "optional", allowForcePush: "optional" },
-    ["branchProtectionId"],
+    { branchProtectionId: "number" },
     [],
 );
 
@@ -211,18 +233,8 @@ export const BRANCH_PROTECTION: ResourceBinding = binding<BranchProtectionArgs>(
  * branch, which GitLab may already protect, the provider takes the protection over (unprotects
  * and protects it again with these settings).
  */
-export class BranchProtection extends pulumi.CustomResource {
-    declare public readonly project: pulumi.Output<string>;
-    declare public readonly branch: pulumi.Output<string>;
-    declare public readonly pushAccessLevel: pulumi.Output<string>;
-    declare public readonly mergeAccessLevel: pulumi.Output<string>;
-    declare public readonly allowForcePush: pulumi.Output<boolean>;
-    declare public readonly branchProtectionId: pulumi.Output<number>;
-
-    constructor(name: string, args: BranchProtectionArgs, opts?: pulumi.CustomResourceOptions) {
-        super(BRANCH_PROTECTION.token, name, resourceInputs(BRANCH_PROTECTION, args), resourceOptions(BRANCH_PROTECTION, opts));
-    }
-}
+export const BranchProtection = resourceClass(BRANCH_PROTECTION);
+export type BranchProtection = InstanceType<typeof BranchProtection>;
 
 // --- deploy token ----------------------------------------------------------------------------
 
@@ -238,29 +250,17 @@ export interface ProjectDeployTokenArgs {
     expiresAt?: pulumi.Input<string>;
 }
 
-export const PROJECT_DEPLOY_TOKEN: ResourceBinding = binding<ProjectDeployTokenArgs>(
+export const PROJECT_DEPLOY_TOKEN = binding<ProjectDeployTokenArgs>()(
     "gitlab:index/projectDeployToken:ProjectDeployToken",
     { project: "required", scopes: "required", name: "optional", username: "optional", expiresAt: "optional" },
-    ["token", "expired", "revoked"],
+    // The token is secret, and only known to the run that created it.
+    { token: "string", expired: "boolean", revoked: "boolean" },
     ["token"],
 );
 
 /** A project deploy token (`gitlab:index/projectDeployToken:ProjectDeployToken`). `token` is secret. */
-export class ProjectDeployToken extends pulumi.CustomResource {
-    declare public readonly project: pulumi.Output<string>;
-    declare public readonly scopes: pulumi.Output<string[]>;
-    declare public readonly name: pulumi.Output<string>;
-    declare public readonly username: pulumi.Output<string>;
-    declare public readonly expiresAt: pulumi.Output<string>;
-    /** The token; secret, and only known to the run that created it. */
-    declare public readonly token: pulumi.Output<string>;
-    declare public readonly expired: pulumi.Output<boolean>;
-    declare public readonly revoked: pulumi.Output<boolean>;
-
-    constructor(name: string, args: ProjectDeployTokenArgs, opts?: pulumi.CustomResourceOptions) {
-        super(PROJECT_DEPLOY_TOKEN.token, name, resourceInputs(PROJECT_DEPLOY_TOKEN, args), resourceOptions(PROJECT_DEPLOY_TOKEN, opts));
-    }
-}
+export const ProjectDeployToken = resourceClass(PROJECT_DEPLOY_TOKEN);
+export type ProjectDeployToken = InstanceType<typeof ProjectDeployToken>;
 
 // --- project access token --------------------------------------------------------------------
 
@@ -294,7 +294,7 @@ export const ROTATION_CONFIGURATION: InputTable<ProjectAccessTokenRotationConfig
     rotateBeforeDays: "required",
 };
 
-export const PROJECT_ACCESS_TOKEN: ResourceBinding = binding<ProjectAccessTokenArgs>(
+export const PROJECT_ACCESS_TOKEN = binding<ProjectAccessTokenArgs>()(
     "gitlab:index/projectAccessToken:ProjectAccessToken",
     {
         project: "required",
@@ -305,31 +305,14 @@ export const PROJECT_ACCESS_TOKEN: ResourceBinding = binding<ProjectAccessTokenA
         expiresAt: "optional",
         rotationConfiguration: "optional",
     },
-    ["token", "active", "revoked", "userId"],
+    // The token (secret), and its bot user.
+    { token: "string", active: "boolean", revoked: "boolean", userId: "number" },
     ["token"],
 );
 
 /** A project access token (`gitlab:index/projectAccessToken:ProjectAccessToken`). `token` is secret. */
-export class ProjectAccessToken extends pulumi.CustomResource {
-    declare public readonly project: pulumi.Output<string>;
-    declare public readonly scopes: pulumi.Output<string[]>;
-    declare public readonly name: pulumi.Output<string>;
-    declare public readonly description: pulumi.Output<string>;
-    declare public readonly accessLevel: pulumi.Output<string>;
-    /** YYYY-MM-DD. */
-    declare public readonly expiresAt: pulumi.Output<string>;
-    declare public readonly rotationConfiguration: pulumi.Output<{ expirationDays: number; rotateBeforeDays: number } | undefined>;
-    /** The token; secret. */
-    declare public readonly token: pulumi.Output<string>;
-    declare public readonly active: pulumi.Output<boolean>;
-    declare public readonly revoked: pulumi.Output<boolean>;
-    /** The token's bot user. */
-    declare public readonly userId: pulumi.Output<number>;
-
-    constructor(name: string, args: ProjectAccessTokenArgs, opts?: pulumi.CustomResourceOptions) {
-        super(PROJECT_ACCESS_TOKEN.token, name, resourceInputs(PROJECT_ACCESS_TOKEN, args), resourceOptions(PROJECT_ACCESS_TOKEN, opts));
-    }
-}
+export const ProjectAccessToken = resourceClass(PROJECT_ACCESS_TOKEN);
+export type ProjectAccessToken = InstanceType<typeof ProjectAccessToken>;
 
 // --- project variable ------------------------------------------------------------------------
 
@@ -350,7 +333,7 @@ export interface ProjectVariableArgs {
     environmentScope?: pulumi.Input<string>;
 }
 
-export const PROJECT_VARIABLE: ResourceBinding = binding<ProjectVariableArgs>(
+export const PROJECT_VARIABLE = binding<ProjectVariableArgs>()(
     "gitlab:index/projectVariable:ProjectVariable",
     {
         project: "required",
@@ -362,25 +345,13 @@ export const PROJECT_VARIABLE: ResourceBinding = binding<ProjectVariableArgs>(
         description: "optional",
         environmentScope: "optional",
     },
-    [],
+    {},
     [],
 );
 
 /** A CI/CD variable of a project (`gitlab:index/projectVariable:ProjectVariable`). */
-export class ProjectVariable extends pulumi.CustomResource {
-    declare public readonly project: pulumi.Output<string>;
-    declare public readonly key: pulumi.Output<string>;
-    declare public readonly value: pulumi.Output<string>;
-    declare public readonly masked: pulumi.Output<boolean>;
-    declare public readonly protected: pulumi.Output<boolean>;
-    declare public readonly raw: pulumi.Output<boolean>;
-    declare public readonly description: pulumi.Output<string>;
-    declare public readonly environmentScope: pulumi.Output<string>;
-
-    constructor(name: string, args: ProjectVariableArgs, opts?: pulumi.CustomResourceOptions) {
-        super(PROJECT_VARIABLE.token, name, resourceInputs(PROJECT_VARIABLE, args), resourceOptions(PROJECT_VARIABLE, opts));
-    }
-}
+export const ProjectVariable = resourceClass(PROJECT_VARIABLE);
+export type ProjectVariable = InstanceType<typeof ProjectVariable>;
 
 // --- project hook ----------------------------------------------------------------------------
 
@@ -422,7 +393,7 @@ export const PROJECT_HOOK_EVENTS = [
     "releasesEvents",
 ] as const satisfies readonly (keyof ProjectHookArgs)[];
 
-export const PROJECT_HOOK: ResourceBinding = binding<ProjectHookArgs>(
+export const PROJECT_HOOK = binding<ProjectHookArgs>()(
     "gitlab:index/projectHook:ProjectHook",
     {
         project: "required",
@@ -443,37 +414,14 @@ export const PROJECT_HOOK: ResourceBinding = binding<ProjectHookArgs>(
         deploymentEvents: "optional",
         releasesEvents: "optional",
     },
-    ["hookId", "projectId"],
+    // GitLab's ID of the hook, and of its project.
+    { hookId: "number", projectId: "number" },
     ["signingToken", "token"],
 );
 
 /** A project webhook (`gitlab:index/projectHook:ProjectHook`). `token` is secret. */
-export class ProjectHook extends pulumi.CustomResource {
-    declare public readonly project: pulumi.Output<string>;
-    declare public readonly url: pulumi.Output<string>;
-    declare public readonly token: pulumi.Output<string>;
-    declare public readonly enableSslVerification: pulumi.Output<boolean>;
-    declare public readonly pushEvents: pulumi.Output<boolean>;
-    declare public readonly pushEventsBranchFilter: pulumi.Output<string>;
-    declare public readonly tagPushEvents: pulumi.Output<boolean>;
-    declare public readonly mergeRequestsEvents: pulumi.Output<boolean>;
-    declare public readonly issuesEvents: pulumi.Output<boolean>;
-    declare public readonly confidentialIssuesEvents: pulumi.Output<boolean>;
-    declare public readonly noteEvents: pulumi.Output<boolean>;
-    declare public readonly confidentialNoteEvents: pulumi.Output<boolean>;
-    declare public readonly jobEvents: pulumi.Output<boolean>;
-    declare public readonly pipelineEvents: pulumi.Output<boolean>;
-    declare public readonly wikiPageEvents: pulumi.Output<boolean>;
-    declare public readonly deploymentEvents: pulumi.Output<boolean>;
-    declare public readonly releasesEvents: pulumi.Output<boolean>;
-    /** GitLab's ID of the hook. */
-    declare public readonly hookId: pulumi.Output<number>;
-    declare public readonly projectId: pulumi.Output<number>;
-
-    constructor(name: string, args: ProjectHookArgs, opts?: pulumi.CustomResourceOptions) {
-        super(PROJECT_HOOK.token, name, resourceInputs(PROJECT_HOOK, args), resourceOptions(PROJECT_HOOK, opts));
-    }
-}
+export const ProjectHook = resourceClass(PROJECT_HOOK);
+export type ProjectHook = InstanceType<typeof ProjectHook>;
 
 /** Every bound resource type, for the schema test. */
 export const GITLAB_RESOURCES: Readonly<Record<string, ResourceBinding>> = {
