@@ -68,6 +68,7 @@ describe("walGateSteps", () => {
         ["a certificate without its key", { tls: { certFile: "/a.crt" } }, /certFile and keyFile together/],
         ["a zero WAL threshold", { walThresholdMs: 0 }, /walThresholdMs is 0; allowed/],
         ["a commit threshold finer than a nanosecond", { commitThresholdMs: 0.0000001 }, /commitThresholdMs is 1e-7/],
+        ["a WAL threshold above the config's range", { walThresholdMs: 1500 }, /walThresholdMs is 1500; allowed: a number of ms above 0 and at most 1000, at most 6 decimals/],
         ["zero writes", { writes: 0 }, /writes is 0; allowed: an integer from 1 to 100000/],
         ["a fractional load time", { loadSeconds: 1.5 }, /loadSeconds is 1.5/],
         ["a load time over 30 minutes", { loadSeconds: 1801 }, /loadSeconds is 1801/],

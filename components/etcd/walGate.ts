@@ -5,6 +5,7 @@ import { z } from "zod";
 
 import { SshTarget } from "../lib/connection";
 import { GATE_LIBRARIES, nodeScript, NodeStep } from "../lib/nodeScript";
+import { isThresholdMs, THRESHOLD_MS_ALLOWED } from "../lib/ranges";
 import { parseResultLine } from "../lib/result";
 import { ScriptParams } from "../lib/script";
 import { stepArgChecks } from "../lib/stepArgs";
@@ -55,9 +56,10 @@ const URL = /^https?:\/\/[^\s"\\]+$/;
 
 const { invalid, checkNode } = stepArgChecks("etcd disk gate");
 
+/** The gate takes the thresholds the config allows (THRESHOLD_MS): one range for both. */
 function checkThreshold(node: string, key: string, t: number): void {
-    if (!Number.isFinite(t) || t <= 0 || t >= 1e6 || Math.round(t * 1e6) / 1e6 !== t) {
-        throw invalid(node, key, t, "allowed: a number of ms above 0 and below 1000000, at most 6 decimals");
+    if (!isThresholdMs(t)) {
+        throw invalid(node, key, t, THRESHOLD_MS_ALLOWED);
     }
 }
 

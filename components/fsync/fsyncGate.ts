@@ -5,7 +5,7 @@ import { z } from "zod";
 
 import { SshTarget } from "../lib/connection";
 import { GATE_LIBRARIES, NodeStep, nodeScript } from "../lib/nodeScript";
-import { isThresholdMs, THRESHOLD_MS } from "../lib/ranges";
+import { isThresholdMs, THRESHOLD_MS_ALLOWED } from "../lib/ranges";
 import { ScriptParams } from "../lib/script";
 import { stepArgChecks } from "../lib/stepArgs";
 import { parseResultLine } from "../lib/result";
@@ -60,7 +60,7 @@ export function fsyncGateSteps(args: FsyncGateStepArgs): NodeStep[] {
     }
     const t = args.thresholdMs;
     if (!isThresholdMs(t)) {
-        throw invalid(node, "thresholdMs", t, `allowed: a number of ms above 0 and at most ${THRESHOLD_MS.max}, at most ${THRESHOLD_MS.decimals} decimals (whole ns)`);
+        throw invalid(node, "thresholdMs", t, THRESHOLD_MS_ALLOWED);
     }
     if (!Number.isInteger(args.runs) || args.runs < 1 || args.runs > 10) {
         throw invalid(node, "runs", args.runs, "allowed: an integer from 1 to 10");

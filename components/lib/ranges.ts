@@ -9,6 +9,9 @@ export const RECONCILIATION_SECONDS = { min: 30, max: 3600, default: 180 } as co
 /** A latency threshold in milliseconds: above 0, at most 1000, whole nanoseconds (the gates compare in ns). */
 export const THRESHOLD_MS = { max: 1000, decimals: 6 } as const;
 
+/** What THRESHOLD_MS allows, as a refusal says it. */
+export const THRESHOLD_MS_ALLOWED = `allowed: a number of ms above 0 and at most ${THRESHOLD_MS.max}, at most ${THRESHOLD_MS.decimals} decimals (whole ns)`;
+
 /** Whether `ms` is a threshold THRESHOLD_MS allows. */
 export function isThresholdMs(ms: number): boolean {
     const scale = 10 ** THRESHOLD_MS.decimals;
