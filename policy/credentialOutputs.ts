@@ -1,6 +1,6 @@
 import type { StackValidationPolicy } from "@pulumi/policy";
 
-import { configList, get, isObject, isUnknown, plain } from "./lib";
+import { configList, get, isObject, isUnknown, plain, stringListProperty } from "./lib";
 
 export const CREDENTIAL_OUTPUTS = "credential-outputs-secret";
 
@@ -72,12 +72,7 @@ export const credentialOutputsSecret: StackValidationPolicy = {
     enforcementLevel: "mandatory",
     configSchema: {
         properties: {
-            secretOutputs: {
-                type: "array",
-                items: { type: "string", minLength: 1 },
-                uniqueItems: true,
-                description: "Stack outputs that are exported as secrets and may hold credentials. Defaults to kubeconfig.",
-            },
+            secretOutputs: stringListProperty("Stack outputs that are exported as secrets and may hold credentials. Defaults to kubeconfig."),
         },
     },
     validateStack: (args, reportViolation) => {

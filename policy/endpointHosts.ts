@@ -1,6 +1,6 @@
 import type { ResourceValidationPolicy } from "@pulumi/policy";
 
-import { configList, endpointHost, get, hostAllowed, plain, show, showEndpoint, UNKNOWN } from "./lib";
+import { configList, endpointHost, get, HOST_NAME_PATTERN, hostAllowed, plain, show, showEndpoint, stringListProperty, UNKNOWN } from "./lib";
 
 export const ENDPOINT_HOSTS = "endpoint-hosts-allowed";
 
@@ -69,12 +69,7 @@ export const endpointHostsAllowed: ResourceValidationPolicy = {
     enforcementLevel: "mandatory",
     configSchema: {
         properties: {
-            allowedHosts: {
-                type: "array",
-                items: { type: "string", pattern: "^(\\*\\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$" },
-                uniqueItems: true,
-                description: "Host names endpoints may use; `*.example.com` allows every host under example.com. Defaults to none (every endpoint is a violation).",
-            },
+            allowedHosts: stringListProperty("Host names endpoints may use; `*.example.com` allows every host under example.com. Defaults to none (every endpoint is a violation).", { pattern: HOST_NAME_PATTERN }),
         },
     },
     validateResource: (args, reportViolation) => {

@@ -1,6 +1,6 @@
 import type { StackValidationPolicy } from "@pulumi/policy";
 
-import { configList, cidrWithin, get, isObject, isUnknown, parsePorts, plain, REMOTE_COMMAND, show, toCidr, triggerFact, UNKNOWN } from "./lib";
+import { cidrWithin, configList, get, isObject, isUnknown, parsePorts, plain, REMOTE_COMMAND, show, stringListProperty, toCidr, triggerFact, UNKNOWN } from "./lib";
 
 export const FIREWALL_PORTS = "firewall-management-ports";
 
@@ -23,19 +23,8 @@ export const firewallManagementPorts: StackValidationPolicy = {
     enforcementLevel: "mandatory",
     configSchema: {
         properties: {
-            allowedSourceCidrs: {
-                type: "array",
-                items: { type: "string", pattern: "^[0-9a-fA-F:.]+/[0-9]{1,3}$" },
-                uniqueItems: true,
-                description: "CIDRs management ports may be open to besides the nodes' own addresses: the VPN and the pod range. Defaults to 10.8.0.0/24 and 10.42.0.0/16.",
-            },
-            protectedPorts: {
-                type: "array",
-                items: { type: "string", pattern: "^[0-9]{1,5}(-[0-9]{1,5})?$" },
-                minItems: 1,
-                uniqueItems: true,
-                description: "Ports and ranges that are management ports. Defaults to 6443, 2379-2380, 10250.",
-            },
+            allowedSourceCidrs: stringListProperty("CIDRs management ports may be open to besides the nodes' own addresses: the VPN and the pod range. Defaults to 10.8.0.0/24 and 10.42.0.0/16.", { pattern: "^[0-9a-fA-F:.]+/[0-9]{1,3}$" }),
+            protectedPorts: stringListProperty("Ports and ranges that are management ports. Defaults to 6443, 2379-2380, 10250.", { pattern: "^[0-9]{1,5}(-[0-9]{1,5})?$" }, 1),
         },
     },
     validateStack: (args, reportViolation) => {

@@ -1,7 +1,7 @@
 import type { ResourceValidationPolicy } from "@pulumi/policy";
 
 import { APPLICATION, HELM_CHART_TYPES } from "./endpointHosts";
-import { configList, FoundImage, get, hostAllowed, imageRegistry, plain, podContainers, UNKNOWN, valuesImages, WORKLOAD_POD_SPEC } from "./lib";
+import { configList, FoundImage, get, HOST_NAME_PATTERN, hostAllowed, imageRegistry, plain, podContainers, stringListProperty, UNKNOWN, valuesImages, WORKLOAD_POD_SPEC } from "./lib";
 
 export const IMAGE_REGISTRIES = "image-registries-allowed";
 
@@ -45,12 +45,7 @@ export const imageRegistriesAllowed: ResourceValidationPolicy = {
     enforcementLevel: "mandatory",
     configSchema: {
         properties: {
-            allowedRegistries: {
-                type: "array",
-                items: { type: "string", pattern: "^(\\*\\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$" },
-                uniqueItems: true,
-                description: "Registry hosts images may come from (docker.io for Docker Hub); `*.example.com` allows every host under it. Defaults to none.",
-            },
+            allowedRegistries: stringListProperty("Registry hosts images may come from (docker.io for Docker Hub); `*.example.com` allows every host under it. Defaults to none.", { pattern: HOST_NAME_PATTERN }),
         },
     },
     validateResource: (args, reportViolation) => {

@@ -81,6 +81,14 @@ export function show(value: unknown): string {
     return text.length > 120 ? `${text.slice(0, 117)}...` : text;
 }
 
+/** A host name, or `*.` and a domain for every host under it (policy config lists of hosts). */
+export const HOST_NAME_PATTERN = "^(\\*\\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$";
+
+/** A policy config property: a list of distinct strings, each matching `items`. */
+export function stringListProperty(description: string, items: Record<string, unknown> = { type: "string", minLength: 1 }, minItems?: number): Record<string, unknown> {
+    return { type: "array", items: { type: "string", ...items }, ...(minItems === undefined ? {} : { minItems }), uniqueItems: true, description };
+}
+
 /** A list from policy config, or the default when the key is absent. */
 export function configList(config: Record<string, unknown>, key: string, fallback: readonly string[]): string[] {
     const v = config[key];

@@ -1,7 +1,7 @@
 import type { ResourceValidationPolicy } from "@pulumi/policy";
 
 import { EEA_AND_EFTA } from "./countries";
-import { get, isObject, plain, REMOTE_COMMAND, show, triggerFact, UNKNOWN } from "./lib";
+import { get, isObject, plain, REMOTE_COMMAND, show, stringListProperty, triggerFact, UNKNOWN } from "./lib";
 
 export const NODE_LOCATION = "node-location-allowed";
 
@@ -20,13 +20,7 @@ export const nodeLocationAllowed: ResourceValidationPolicy = {
     enforcementLevel: "mandatory",
     configSchema: {
         properties: {
-            allowedCountries: {
-                type: "array",
-                items: { type: "string", pattern: "^[A-Z]{2}$" },
-                minItems: 1,
-                uniqueItems: true,
-                description: "ISO 3166-1 alpha-2 codes of the countries nodes may be in. Defaults to the EEA and Switzerland.",
-            },
+            allowedCountries: stringListProperty("ISO 3166-1 alpha-2 codes of the countries nodes may be in. Defaults to the EEA and Switzerland.", { pattern: "^[A-Z]{2}$" }, 1),
         },
     },
     validateResource: (args, reportViolation) => {

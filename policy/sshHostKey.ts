@@ -1,6 +1,6 @@
 import type { ResourceValidationPolicy } from "@pulumi/policy";
 
-import { configList, get, plain, REMOTE_COMMAND, show, stackOfUrn, UNKNOWN } from "./lib";
+import { configList, get, plain, REMOTE_COMMAND, show, stackOfUrn, stringListProperty, UNKNOWN } from "./lib";
 
 export const SSH_HOST_KEY = "ssh-host-key-pinned";
 
@@ -21,12 +21,7 @@ export const sshHostKeyPinned: ResourceValidationPolicy = {
     enforcementLevel: "mandatory",
     configSchema: {
         properties: {
-            stacks: {
-                type: "array",
-                items: { type: "string", minLength: 1 },
-                uniqueItems: true,
-                description: "Stack names where host keys must be pinned. Defaults to prod.",
-            },
+            stacks: stringListProperty("Stack names where host keys must be pinned. Defaults to prod."),
         },
     },
     validateResource: (args, reportViolation) => {
