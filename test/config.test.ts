@@ -1,26 +1,17 @@
 import { readFileSync } from "fs";
 import * as path from "path";
 
-import { ConfigError, parseStackFile, projectConfig, secretConfigKeys, validateConfig } from "../infra/config";
-import { location, TEST_KEY, validRawConfig } from "./support/config";
+import { parseStackFile, projectConfig, secretConfigKeys, validateConfig } from "../infra/config";
+import { location, problemsOf, TEST_KEY, TEST_SECRET_KEYS, validRawConfig } from "./support/config";
 import { ETCD_DEFAULTS } from "./support/etcdDefaults";
 
-const SECRET = new Set(["sshPrivateKey", "gitlabToken"]);
+const SECRET = TEST_SECRET_KEYS;
 
 /** A valid config: 3 control-plane nodes and 2 workers. Each case changes one thing. */
 function valid(): Record<string, any> {
     return validRawConfig(2);
 }
 
-function problemsOf(raw: Record<string, unknown>, secretKeys: ReadonlySet<string> = SECRET): string[] {
-    try {
-        validateConfig(raw, secretKeys);
-    } catch (err) {
-        expect(err).toBeInstanceOf(ConfigError);
-        return [...(err as ConfigError).problems];
-    }
-    throw new Error("config was accepted");
-}
 
 describe("validateConfig accepts", () => {
     test("a valid config and applies each default once", () => {

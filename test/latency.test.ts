@@ -22,14 +22,14 @@ import {
     nsToMs,
     parseEndpoint,
 } from "../components/node/latency";
-import { VIRTUALIZATION_TYPES, ConfigError, latencyTargets, validateConfig } from "../infra/config";
+import { VIRTUALIZATION_TYPES, latencyTargets, validateConfig } from "../infra/config";
 import { planNodes } from "../infra/program";
-import { location, validRawConfig } from "./support/config";
+import { location, problemsOf, TEST_SECRET_KEYS, validRawConfig } from "./support/config";
 import { isSecret, resolve } from "./support/mocks";
 import { paramOf } from "./support/nodeStdout";
 import { runProgram } from "./support/program";
 
-const SECRET = new Set(["sshPrivateKey", "gitlabToken"]);
+const SECRET = TEST_SECRET_KEYS;
 const COMMON = path.join(__dirname, "..", "components", "lib", "scripts", "common.sh");
 const PREFLIGHT = path.join(__dirname, "..", "components", "node", "scripts", "preflight.sh");
 
@@ -79,15 +79,6 @@ function gitops(over: Record<string, unknown> = {}): Record<string, unknown> {
     };
 }
 
-function problemsOf(raw: Record<string, unknown>): string[] {
-    try {
-        validateConfig(raw, SECRET);
-    } catch (err) {
-        expect(err).toBeInstanceOf(ConfigError);
-        return [...(err as ConfigError).problems];
-    }
-    throw new Error("config was accepted");
-}
 
 describe("config", () => {
     test("defaults: nothing measured without gitops or targets; 5 tries of at most 2000 ms; no gate", () => {

@@ -20,6 +20,8 @@ import { z } from "zod";
 
 import { NodeStep, stepPayload } from "../../components/lib/nodeScript";
 import { remoteRunner, ScriptAction, shellQuote } from "../../components/lib/script";
+import { parseStackFile, PlatformConfig, validateConfig } from "../../infra/config";
+import { NodePlan, planNodes } from "../../infra/program";
 
 export interface LabNode {
     name: string;
@@ -64,6 +66,14 @@ export type ProbeSource = { netns: string } | { node: NodeRef } | string;
 
 /** Root of the repository (two levels above this file). */
 export const REPO_ROOT = path.resolve(__dirname, "..", "..");
+
+/** The lab stack (`Pulumi.lab.yaml`, as `lab.sh up` writes it) validated as the program does, with the lab's key, and each node's plan. */
+export function labStackPlans(lab: Lab): { cfg: PlatformConfig; plans: Map<string, NodePlan> } {
+    const text = readFileSync(path.join(REPO_ROOT, "Pulumi.lab.yaml"), "utf8");
+    const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: readFileSync(lab.keyPath, "utf8") });
+    const cfg = validateConfig(raw, secretKeys);
+    return { cfg, plans: new Map(planNodes(cfg).map((p) => [p.name, p])) };
+}
 
 /** The address range the lab owns; no probe leaves it. */
 export const LAB_RANGE = "10.213.0.0/16";

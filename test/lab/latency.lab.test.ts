@@ -8,20 +8,17 @@
  * lets it through. The figures per node are printed.
  */
 import { spawnSync } from "child_process";
-import { readFileSync } from "fs";
 import * as path from "path";
 
 import { parsePreflightResult, PreflightResult } from "../../components/node/facts";
 import { formatLatencyRefusal, formatMs3 } from "../../components/node/latency";
 import { VpsNodeSpec, vpsNodeSteps } from "../../components/node/vpsNode";
-import { parseStackFile, PlatformConfig, validateConfig } from "../../infra/config";
-import { NodePlan, planNodes } from "../../infra/program";
-import { Lab, LabNode, loadLab, REPO_ROOT, runStep, RunResult } from "./harness";
+import type { NodePlan } from "../../infra/program";
+import { Lab, LabNode, labStackPlans, loadLab, REPO_ROOT, runStep, RunResult } from "./harness";
 
 const DELAY_MS = 50;
 
 let lab: Lab;
-let cfg: PlatformConfig;
 let plans: Map<string, NodePlan>;
 let delayed: LabNode;
 
@@ -34,10 +31,7 @@ function labSh(...args: string[]): void {
 
 beforeAll(() => {
     lab = loadLab();
-    const text = readFileSync(path.join(REPO_ROOT, "Pulumi.lab.yaml"), "utf8");
-    const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: readFileSync(lab.keyPath, "utf8") });
-    cfg = validateConfig(raw, secretKeys);
-    plans = new Map(planNodes(cfg).map((p) => [p.name, p]));
+    ({ plans } = labStackPlans(lab));
     // The last node: the worker when the lab has one.
     delayed = lab.nodes[lab.nodes.length - 1];
 });

@@ -2,25 +2,17 @@
  * The connect and preflight phases on real lab nodes (systemd-nspawn containers), driven with
  * the very steps the program builds from the lab's stack config.
  */
-import { readFileSync } from "fs";
-import * as path from "path";
-
 import { parseConnectResult, parsePreflightResult } from "../../components/node/facts";
 import { VpsNodeSpec, vpsNodeSteps } from "../../components/node/vpsNode";
-import { parseStackFile, PlatformConfig, validateConfig } from "../../infra/config";
-import { NodePlan, planNodes } from "../../infra/program";
-import { Lab, LabNode, loadLab, REPO_ROOT, runStep, sshRun } from "./harness";
+import type { NodePlan } from "../../infra/program";
+import { Lab, LabNode, labStackPlans, loadLab, runStep, sshRun } from "./harness";
 
 let lab: Lab;
-let cfg: PlatformConfig;
 let plans: Map<string, NodePlan>;
 
 beforeAll(() => {
     lab = loadLab();
-    const text = readFileSync(path.join(REPO_ROOT, "Pulumi.lab.yaml"), "utf8");
-    const { raw, secretKeys } = parseStackFile(text, { sshPrivateKey: readFileSync(lab.keyPath, "utf8") });
-    cfg = validateConfig(raw, secretKeys);
-    plans = new Map(planNodes(cfg).map((p) => [p.name, p]));
+    ({ plans } = labStackPlans(lab));
 });
 
 function spec(node: LabNode, change: Partial<VpsNodeSpec> = {}): VpsNodeSpec {
