@@ -10,10 +10,22 @@
 #            (etcd 3.4). Never writes over data: refuses when ZT_DATA_DIR exists and is not an
 #            empty directory (an empty lost+found aside). The restore goes into a new directory next to ZT_DATA_DIR first and
 #            is moved into place only once complete, owned by ZT_USER, mode 0700.
+#   fetch    downloads an off-node copy (see below) and verifies it; restores nothing.
+#
+# From the off-node copy: with ZT_OFFSITE_TYPE set (and the target's ZT_OFFSITE_* parameters of
+# offsite.sh), every action first fetches a copy of node ZT_OFFSITE_NODE's snapshots from the
+# target into ZT_FETCH_DIR and checks it against the <name>.sha256 written next to it at upload;
+# ZT_SNAPSHOT then names the copy (<node>-<timestamp>.db) or is `latest`. The credentials are the
+# files of ZT_OFFSITE_CREDENTIALS_DIR, or, on a node that has none (a fresh one), the secrets
+# ZT_OFFSITE_SSH_KEY or ZT_OFFSITE_ACCESS_KEY_ID and ZT_OFFSITE_SECRET_ACCESS_KEY, which go into a
+# private scratch directory removed on exit.
 #
 # Parameters (environment):
-#   ZT_ACTION                       verify | restore
-#   ZT_SNAPSHOT                     the snapshot file
+#   ZT_ACTION                       verify | restore | fetch
+#   ZT_SNAPSHOT                     the snapshot file; with ZT_OFFSITE_TYPE the copy's name or latest
+#   ZT_OFFSITE_NODE                 (off-node copy) the node whose snapshots to fetch
+#   ZT_FETCH_DIR                    (off-node copy) where the copy goes. Defaults to
+#                                   /var/backups/etcd/offsite.
 #   ZT_ETCDCTL                      etcdctl on the node: /usr/local/bin/etcdctl (release) or
 #                                   /usr/bin/etcdctl (preinstalled)
 #   ZT_NAME                         (restore) the member's name (DNS label), as etcd's --name
@@ -36,6 +48,11 @@ if ! declare -F log >/dev/null; then
   # shellcheck source=components/lib/scripts/common.sh
   . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
 fi
+# offsite_*: likewise.
+if ! declare -F offsite_params >/dev/null; then
+  # shellcheck source=components/etcd/scripts/offsite.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/offsite.sh"
+fi
 
 readonly status_timeout_s=120
 readonly restore_timeout_s=1800
@@ -52,17 +69,31 @@ peer_urls="${ZT_INITIAL_ADVERTISE_PEER_URLS:-}"
 token="${ZT_INITIAL_CLUSTER_TOKEN:-}"
 data_dir="${ZT_DATA_DIR:-}"
 user="${ZT_USER-etcd}"
+offsite_node="${ZT_OFFSITE_NODE:-}"
+fetch_dir="${ZT_FETCH_DIR:-/var/backups/etcd/offsite}"
 
 # --- parameters -----------------------------------------------------------------------------
-check_action "$action" verify restore
+check_action "$action" verify restore fetch
 safe_path "$etcdctl" ||
   invalid "ZT_ETCDCTL must be the absolute path of etcdctl (/usr/local/bin/etcdctl or /usr/bin/etcdctl), got '${etcdctl}'"
 if [ -z "$snapshot" ] || [[ "$snapshot" == *$'\n'* ]]; then
   invalid "ZT_SNAPSHOT must be the snapshot file to restore, got '${snapshot}'"
 fi
 
+readonly label_re='^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
+offsite_params "${offsite_node:-(ZT_OFFSITE_NODE)}"
+if [ -n "$offsite_type" ]; then
+  [[ "$offsite_node" =~ $label_re ]] ||
+    invalid "ZT_OFFSITE_NODE must be the name of the node whose off-node copies to fetch (a DNS label), got '${offsite_node}'"
+  if [ "$snapshot" != latest ] && ! [[ "$snapshot" =~ ^${offsite_node}-[0-9]{8}T[0-9]{6}\.[0-9]{3}Z\.db$ ]]; then
+    invalid "with ZT_OFFSITE_TYPE, ZT_SNAPSHOT must be latest or the name of a copy of node ${offsite_node} (${offsite_node}-YYYYMMDDTHHMMSS.mmmZ.db), got '${snapshot}'"
+  fi
+  safe_path "$fetch_dir" || invalid "ZT_FETCH_DIR must be an absolute path of letters, digits and . _ @ + -, got '${fetch_dir}'"
+elif [ "$action" = fetch ]; then
+  invalid "ZT_ACTION fetch needs ZT_OFFSITE_TYPE (s3 or sftp) and the target's parameters"
+fi
+
 if [ "$action" = restore ]; then
-  readonly label_re='^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
   readonly url_re='^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$'
   [[ "$name" =~ $label_re ]] || invalid "ZT_NAME must be a member name (DNS label: lowercase letters, digits, '-'), got '${name}'"
   IFS=, read -r -a own_urls <<<"$peer_urls"
@@ -97,7 +128,9 @@ fi
 for tool in timeout sha256sum od stat; do
   command -v "$tool" >/dev/null 2>&1 || die "${tool} is missing"
 done
-if [ ! -f "$snapshot" ] || [ ! -r "$snapshot" ]; then
+if [ -n "$offsite_type" ]; then
+  command -v rclone >/dev/null 2>&1 || die "rclone is missing, which fetches the off-node copy (Debian: apt-get install rclone)"
+elif [ ! -f "$snapshot" ] || [ ! -r "$snapshot" ]; then
   die "ZT_SNAPSHOT ${snapshot} is not a readable file"
 fi
 
@@ -146,16 +179,31 @@ if [ "$action" = restore ]; then
 fi
 work="$(mktemp -d -t zerotouch-etcd-restore.XXXXXXXX)"
 
+# --- the off-node copy, fetched first -------------------------------------------------------
+fetched=null
+if [ -n "$offsite_type" ]; then
+  credentials="$offsite_credentials"
+  if [ -n "${ZT_OFFSITE_SSH_KEY:-}${ZT_OFFSITE_ACCESS_KEY_ID:-}${ZT_OFFSITE_SECRET_ACCESS_KEY:-}" ]; then
+    credentials="${work}/credentials"
+    offsite_store_credentials "$offsite_node" "$credentials"
+  fi
+  offsite_env "$credentials"
+  offsite_fetch "$offsite_node" "$snapshot" "$fetch_dir" "$work"
+  snapshot="$offsite_fetched"
+  fetched="$(printf '{"type":%s,"target":%s,"sha256":%s}' "$(json_string "$offsite_type")" \
+    "$(json_string "${offsite_base#"${offsite_remote}:"}")" "$(json_string "$offsite_sha256")")"
+fi
+
 # --- verify ---------------------------------------------------------------------------------
 # A problem ends in "." before "Nothing was written", unless it ends in a question already.
 etcd_snapshot_check "$snapshot" "$work" "$tool" "$status_timeout_s" ||
   die "${snap_problem}$([[ "$snap_problem" == *\? ]] || printf .) Nothing was written"
 log "${snapshot}: verified: ${snap_size} bytes, revision ${snap_revision}, ${snap_keys} keys, hash ${snap_hash}"
-summary="$(printf '"snapshot":%s,"size":%d,"hash":%d,"revision":%d,"totalKeys":%d' \
-  "$(json_string "$snapshot")" "$snap_size" "$snap_hash" "$snap_revision" "$snap_keys")"
+summary="$(printf '"snapshot":%s,"size":%d,"hash":%d,"revision":%d,"totalKeys":%d,"offsite":%s' \
+  "$(json_string "$snapshot")" "$snap_size" "$snap_hash" "$snap_revision" "$snap_keys" "$fetched")"
 
-if [ "$action" = verify ]; then
-  printf '{"action":"verify",%s}\n' "$summary"
+if [ "$action" != restore ]; then
+  printf '{"action":"%s",%s}\n' "$action" "$summary"
   exit 0
 fi
 

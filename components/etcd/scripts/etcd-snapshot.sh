@@ -14,8 +14,17 @@
 #           snapshot, then `snapshot status`: hash, revision, total keys) before it is renamed to
 #           <node>-<UTC timestamp>.db; then keeps the newest ZT_RETAIN snapshots of this node and
 #           deletes older ones. Runs are serialised by a lock in the directory.
-#   delete  stops and disables the timer, removes the units, the installed script and the env
-#           file. The snapshots are kept: they are data.
+#           With ZT_OFFSITE_TYPE set, each verified snapshot is then copied off the node with
+#           rclone (offsite.sh): the copy is checked (size as the target lists it, sha256 as read
+#           back), a <name>.sha256 goes next to it, and the newest ZT_OFFSITE_RETAIN copies of the
+#           node stay on the target. A failed copy fails the run; the local snapshot stays.
+#   delete  stops and disables the timer, removes the units, the installed script, the env
+#           file and the off-node credentials. The snapshots are kept: they are data.
+#
+# create also stores the off-node credentials (ZT_OFFSITE_SSH_KEY or the S3 keys) as files of
+# ZT_OFFSITE_CREDENTIALS_DIR (0700, files 0600; never in the env file), installs rclone (Debian
+# package) when it is missing, and lists the target once with them, so a wrong key, host key or
+# bucket fails the deploy, not the first timer run.
 #
 # Parameters (environment):
 #   ZT_ACTION         create | save | delete
@@ -29,6 +38,8 @@
 #   ZT_SNAPSHOT_DIR   where snapshots go (absolute). Defaults to /var/backups/etcd.
 #   ZT_RETAIN         how many snapshots of this node to keep (1-1000). Defaults to 24.
 #   ZT_SCHEDULE       systemd OnCalendar expression of the timer. Defaults to hourly.
+#   ZT_OFFSITE_*      the off-node target and its credentials: see offsite.sh. Empty
+#                     ZT_OFFSITE_TYPE (the default): no off-node copies.
 #   ZT_ROOT           tests only: a directory prefixed to the paths of the installed files
 #                     (script, env file, units). Empty (the default) on nodes.
 #
@@ -40,6 +51,11 @@ set -euo pipefail
 if ! declare -F log >/dev/null; then
   # shellcheck source=components/lib/scripts/common.sh
   . "$(dirname "${BASH_SOURCE[0]}")/../../lib/scripts/common.sh"
+fi
+# offsite_*: likewise.
+if ! declare -F offsite_params >/dev/null; then
+  # shellcheck source=components/etcd/scripts/offsite.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/offsite.sh"
 fi
 
 readonly installed_script=/usr/local/lib/zerotouch/etcd-snapshot
@@ -91,6 +107,9 @@ if ! [[ "$schedule" =~ $schedule_re ]] || [ "${#schedule}" -gt 100 ]; then
 fi
 [ -z "$root" ] || safe_path "$root" ||
   invalid "ZT_ROOT must be empty or an absolute path, got '${root}' (node ${node})"
+offsite_params "$node"
+readonly apt_timeout_s=600
+readonly rclone_check_timeout_s=120
 
 # Snapshots of this node: <node>-YYYYMMDDTHHMMSS.mmmZ.db; the name sorts by time.
 readonly snapshot_re="^${node}-[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z\\.db$"
@@ -209,9 +228,20 @@ if [ "$action" = save ]; then
   kept=$((${#snapshots[@]} - ${#removed[@]}))
   log "node ${node}: keeping ${kept} snapshots (at most ${retain}), removed ${#removed[@]}"
 
-  printf '{"action":"save","node":%s,"file":%s,"size":%d,"hash":%d,"revision":%d,"totalKeys":%d,"retain":%d,"kept":%d,"removed":%s}\n' \
+  offsite=null
+  if [ -n "$offsite_type" ]; then
+    command -v rclone >/dev/null 2>&1 || die "node ${node}: ${file} is kept on the node, but rclone is missing for its off-node copy (run the snapshot step's create again)"
+    offsite_env "$offsite_credentials"
+    offsite_copy "$node" "$file" "$work"
+    offsite="$(printf '{"type":%s,"target":%s,"file":%s,"size":%d,"sha256":%s,"copyMs":%d,"verifyMs":%d,"retain":%d,"kept":%d,"removed":%s}' \
+      "$(json_string "$offsite_type")" "$(json_string "${offsite_base#"${offsite_remote}:"}")" "$(json_string "$name")" "$offsite_size" \
+      "$(json_string "$offsite_sha256")" "$offsite_copy_ms" "$offsite_verify_ms" "$offsite_retain" "$offsite_kept" \
+      "$(json_array "${offsite_removed[@]}")")"
+  fi
+
+  printf '{"action":"save","node":%s,"file":%s,"size":%d,"hash":%d,"revision":%d,"totalKeys":%d,"retain":%d,"kept":%d,"removed":%s,"offsite":%s}\n' \
     "$(json_string "$node")" "$(json_string "$file")" "$snap_size" "$snap_hash" "$snap_revision" "$snap_keys" \
-    "$retain" "$kept" "$(json_array "${removed[@]}")"
+    "$retain" "$kept" "$(json_array "${removed[@]}")" "$offsite"
   exit 0
 fi
 
@@ -237,6 +267,11 @@ if [ "$action" = delete ]; then
       changed=true
     fi
   done
+  if [ -n "$offsite_type" ] && [ -e "${root}${offsite_credentials}" ]; then
+    rm -rf -- "${root}${offsite_credentials}"
+    log "node ${node}: removed the off-node credentials ${offsite_credentials}"
+    changed=true
+  fi
   [ "$changed" = false ] || systemctl_ daemon-reload
   count="$(snapshot_count)"
   log "node ${node}: the snapshots are kept: ${count} in ${dir}; delete them by hand once they are no longer needed"
@@ -275,7 +310,17 @@ ZT_KEY="${key}"
 ZT_SNAPSHOT_DIR="${dir}"
 ZT_RETAIN="${retain}"
 ZT_SCHEDULE="${schedule}"
+ZT_OFFSITE_TYPE="${offsite_type}"
 EOF
+if [ -n "$offsite_type" ]; then
+  # The target, not its credentials: those are files of ZT_OFFSITE_CREDENTIALS_DIR.
+  for pair in "ZT_OFFSITE_ENDPOINT=${offsite_endpoint}" "ZT_OFFSITE_REGION=${offsite_region}" "ZT_OFFSITE_BUCKET=${offsite_bucket}" \
+    "ZT_OFFSITE_HOST=${offsite_host}" "ZT_OFFSITE_PORT=${offsite_port}" "ZT_OFFSITE_USER=${offsite_user}" \
+    "ZT_OFFSITE_HOST_KEY=${offsite_host_key}" "ZT_OFFSITE_PATH=${offsite_path}" "ZT_OFFSITE_RETAIN=${offsite_retain}" \
+    "ZT_OFFSITE_CREDENTIALS_DIR=${offsite_credentials}"; do
+    printf '%s="%s"\n' "${pair%%=*}" "${pair#*=}" >>"$work/env"
+  done
+fi
 
 cat >"$work/service" <<EOF
 [Unit]
@@ -310,6 +355,30 @@ EOF
 changed=false
 units_changed=false
 timer_changed=false
+
+# The off-node target: its credentials as files, rclone, and one listing with them.
+offsite_store_credentials "$node" "${root}${offsite_credentials}"
+if [ "$offsite_stored_changed" = true ]; then
+  log "node ${node}: $([ -n "$offsite_type" ] && printf 'wrote' || printf 'removed') the off-node credentials ${offsite_credentials}"
+  changed=true
+fi
+if [ -n "$offsite_type" ]; then
+  if ! command -v rclone >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 || die "node ${node}: rclone is missing and apt-get is not available to install it"
+    log "node ${node}: installing rclone (Debian package) for the off-node copies"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout "$apt_timeout_s" apt-get -q -o DPkg::Lock::Timeout=300 update >&2 || die "node ${node}: apt-get update failed or timed out"
+    timeout "$apt_timeout_s" apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends rclone >&2 ||
+      die "node ${node}: installing rclone failed or timed out"
+    changed=true
+  fi
+  (
+    offsite_env "${root}${offsite_credentials}"
+    offsite_rclone "$rclone_check_timeout_s" "$work/check.err" lsf --files-only --max-depth 1 "$offsite_base" >/dev/null ||
+      die "node ${node}: the off-node target ${offsite_type} ${offsite_base#"${offsite_remote}:"} does not answer with the configured credentials: $(offsite_why "$work/check.err")"
+  )
+  log "node ${node}: the off-node target answers; each snapshot is copied there, the newest ${offsite_retain} kept"
+fi
 # Installs $1 (a file in $work) at $2 with mode $3 unless it is there already; sets placed.
 place() {
   local target="${root}$2"
@@ -341,5 +410,7 @@ else
   changed=true
 fi
 log "node ${node}: ${timer}: OnCalendar=${schedule}, snapshots into ${dir}, newest ${retain} kept$([ "$changed" = true ] || printf ' (unchanged)')"
-printf '{"action":"create","node":%s,"changed":%s,"schedule":%s,"snapshotDir":%s,"retain":%d,"timer":%s}\n' \
-  "$(json_string "$node")" "$changed" "$(json_string "$schedule")" "$(json_string "$dir")" "$retain" "$(json_string "$timer")"
+offsite=null
+[ -z "$offsite_type" ] || offsite="$(json_string "$offsite_type")"
+printf '{"action":"create","node":%s,"changed":%s,"schedule":%s,"snapshotDir":%s,"retain":%d,"timer":%s,"offsite":%s}\n' \
+  "$(json_string "$node")" "$changed" "$(json_string "$schedule")" "$(json_string "$dir")" "$retain" "$(json_string "$timer")" "$offsite"
