@@ -269,6 +269,140 @@ function releaseSource(allowed: string, description: string) {
         .meta(doc({ allowed, description }));
 }
 
+const OFFSITE_ENDPOINT = /^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?\/?$/;
+const OFFSITE_PATH = /^\/?[A-Za-z0-9._@+-]+(\/[A-Za-z0-9._@+-]+)*$/;
+
+/** `etcd.snapshots.offsite`: where each verified snapshot is also copied, off the node. */
+const offsiteSchema = z
+    .strictObject({
+        type: z.enum(["s3", "sftp"]).meta(
+            doc({
+                allowed: "s3 (an S3-compatible bucket) or sftp (a directory on an SSH server)",
+                description: "`s3` needs `endpoint` and `bucket` and the secrets `etcdOffsiteAccessKeyId`, `etcdOffsiteSecretAccessKey`; `sftp` needs `host`, `user`, `hostKey` and the secret `etcdOffsiteSshKey`.",
+            }),
+        ),
+        endpoint: z
+            .string()
+            .regex(OFFSITE_ENDPOINT)
+            .optional()
+            .meta(
+                doc({
+                    allowed: "(s3) the https:// URL of the S3 service without a path, e.g. https://s3.eu-central-1.amazonaws.com; its host must be on the endpoint-hosts-allowed policy's list",
+                    docType: "`https://` URL",
+                    docDefault: "(required with `s3`)",
+                    description: "The S3 service; its host is checked by the `endpoint-hosts-allowed` policy.",
+                }),
+            ),
+        region: z.string().regex(/^[a-z0-9-]{1,32}$/).optional().meta(
+            doc({ allowed: "(s3) a region name such as eu-central-1 (a-z, 0-9, -)", docType: "region", docDefault: "(the service's default)", description: "" }),
+        ),
+        bucket: z
+            .string()
+            .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/)
+            .optional()
+            .meta(doc({ allowed: "(s3) an existing bucket's name (3-63 of a-z 0-9 . -)", docType: "bucket name", docDefault: "(required with `s3`)", description: "Not created by zerotouch." })),
+        host: z
+            .string()
+            .refine((h) => isIP(h) !== 0 || ENDPOINT_HOST.test(h))
+            .optional()
+            .meta(
+                doc({
+                    allowed: "(sftp) the SSH server's DNS name or IP address; it must be on the endpoint-hosts-allowed policy's list",
+                    docType: "DNS name or IP",
+                    docDefault: "(required with `sftp`)",
+                    description: "Checked by the `endpoint-hosts-allowed` policy.",
+                }),
+            ),
+        port: portNumber.optional().meta(doc({ allowed: "(sftp) an integer from 1 to 65535 (default 22)", docDefault: "`22`", description: "" })),
+        user: z.string().regex(SSH_USER).optional().meta(
+            doc({ allowed: "(sftp) the SSH user the copies are written as", docType: "Unix user", docDefault: "(required with `sftp`)", description: "" }),
+        ),
+        hostKey: z
+            .string()
+            .trim()
+            .regex(HOST_KEY)
+            .optional()
+            .meta(
+                doc({
+                    allowed: "(sftp) the SSH server's public host key as `ssh-ed25519 AAAA…` (the key type and base64), checked out of band",
+                    docType: "`ssh-ed25519 AAAA…`",
+                    docDefault: "(required with `sftp`)",
+                    description: "Pinned: rclone refuses any other key.",
+                }),
+            ),
+        path: z
+            .string()
+            .regex(OFFSITE_PATH)
+            .refine((p) => !p.split("/").includes("..") && !p.split("/").includes("."))
+            .optional()
+            .meta(
+                doc({
+                    allowed: "a path of letters, digits and . _ @ + - without . or .. components: the key prefix in the bucket (s3) or the directory (sftp; absolute, or relative to the user's home)",
+                    docType: "path",
+                    docDefault: "(bucket top or home directory)",
+                    description: "Each node's copies are `<node>-<UTC time>.db` with a `.sha256` next to each.",
+                }),
+            ),
+        retain: z.number().int().min(1).max(1000).default(48).meta(
+            doc({
+                allowed: "an integer from 1 to 1000 (default 48): copies kept on the target per node",
+                description: "Copies kept on the target per node; older ones are deleted after each verified copy.",
+            }),
+        ),
+    })
+    .meta(
+        doc({
+            allowed: "the keys type, endpoint, region, bucket (s3) or host, port, user, hostKey (sftp), and path, retain",
+            docType: "object",
+            docDefault: "(none: snapshots stay on the node)",
+            description: "Each verified snapshot is also copied off the node with rclone, checked (size, sha256 read back), and the newest `retain` kept there.",
+        }),
+    );
+
+type OffsiteCheckInput = {
+    etcd: { snapshots: { offsite?: z.output<typeof offsiteSchema> } };
+    etcdOffsiteSshKey?: string;
+    etcdOffsiteAccessKeyId?: string;
+    etcdOffsiteSecretAccessKey?: string;
+};
+
+/** Cross-key rules of the off-node copies: the keys and secrets of the target's type, none of the other's. */
+function checkOffsite(cfg: OffsiteCheckInput, ctx: z.core.$RefinementCtx): void {
+    const o = cfg.etcd.snapshots.offsite;
+    const at = ["etcd", "snapshots", "offsite"];
+    const secrets = { sftp: ["etcdOffsiteSshKey"], s3: ["etcdOffsiteAccessKeyId", "etcdOffsiteSecretAccessKey"] } as const;
+    if (o === undefined) {
+        for (const key of [...secrets.sftp, ...secrets.s3]) {
+            if (cfg[key] !== undefined) {
+                ctx.addIssue({ code: "custom", path: [key], message: "no etcd.snapshots.offsite is configured, which takes no such secret" });
+            }
+        }
+        return;
+    }
+    const keys = { s3: ["endpoint", "bucket"], sftp: ["host", "user", "hostKey"] } as const;
+    const other = o.type === "s3" ? "sftp" : "s3";
+    for (const key of keys[o.type]) {
+        if (o[key] === undefined) {
+            ctx.addIssue({ code: "custom", path: [...at, key], message: `type ${o.type} needs it` });
+        }
+    }
+    for (const key of [...keys[other], ...(o.type === "sftp" ? ["region"] as const : ["port"] as const)]) {
+        if (o[key] !== undefined) {
+            ctx.addIssue({ code: "custom", path: [...at, key], message: `type ${o.type} takes no ${key}` });
+        }
+    }
+    for (const key of secrets[o.type]) {
+        if (cfg[key] === undefined) {
+            ctx.addIssue({ code: "custom", path: [key], message: `etcd.snapshots.offsite.type is ${o.type}, which needs it as a secret` });
+        }
+    }
+    for (const key of secrets[other]) {
+        if (cfg[key] !== undefined) {
+            ctx.addIssue({ code: "custom", path: [key], message: `etcd.snapshots.offsite.type is ${o.type}, which takes no such secret` });
+        }
+    }
+}
+
 const etcdSchema = z
     .strictObject({
         source: releaseSource(
@@ -405,6 +539,7 @@ const etcdSchema = z
                     .refine((p) => p !== "/" && !p.split("/").includes(".."))
                     .default("/var/backups/etcd")
                     .meta(doc({ allowed: "an absolute path (default /var/backups/etcd)", docType: ABSOLUTE_PATH_TYPE, description: "" })),
+                offsite: offsiteSchema.optional(),
             })
             .prefault({}),
         wipeDataOnDelete: z
@@ -1127,6 +1262,39 @@ export const configSchema = z
                     description: "The SSO client's secret; required with `gitops.argocd.sso`, set with `--secret`.",
                 }),
             ),
+        etcdOffsiteSshKey: z
+            .string()
+            .regex(PRIVATE_KEY)
+            .optional()
+            .meta(
+                doc({
+                    allowed: "the SFTP user's OpenSSH or PEM private key (without passphrase), set as a secret, required with etcd.snapshots.offsite.type sftp: pulumi config set --secret zerotouch:etcdOffsiteSshKey < key",
+                    secret: true,
+                    description: "Required with `etcd.snapshots.offsite.type: sftp`, set with `--secret`; stored on the control-plane nodes as a 0600 file of root.",
+                }),
+            ),
+        etcdOffsiteAccessKeyId: z
+            .string()
+            .regex(/^[!-~]{1,256}$/)
+            .optional()
+            .meta(
+                doc({
+                    allowed: "the S3 access key id, set as a secret, required with etcd.snapshots.offsite.type s3: pulumi config set --secret zerotouch:etcdOffsiteAccessKeyId",
+                    secret: true,
+                    docAlso: ["etcdOffsiteSecretAccessKey"],
+                    description: "The S3 key pair, required with `etcd.snapshots.offsite.type: s3`, each set with `--secret`; stored on the control-plane nodes as 0600 files of root. Give it access to the bucket only.",
+                }),
+            ),
+        etcdOffsiteSecretAccessKey: z
+            .string()
+            .regex(/^[!-~]{1,256}$/)
+            .optional()
+            .meta(
+                doc({
+                    allowed: "the S3 secret access key, set as a secret, required with etcd.snapshots.offsite.type s3: pulumi config set --secret zerotouch:etcdOffsiteSecretAccessKey",
+                    secret: true,
+                }),
+            ),
         manifestsPassword: z
             .string()
             .min(1)
@@ -1196,6 +1364,7 @@ export const configSchema = z
         }
         checkGitops(cfg, ctx);
         checkLatencyGate(cfg, ctx);
+        checkOffsite(cfg, ctx);
         const ruleNames = new Set<string>();
         cfg.firewall.extraRules.forEach((r, i) => {
             if (ruleNames.has(r.name)) {
@@ -1298,6 +1467,9 @@ const SECRET_WHAT: Readonly<Record<string, string>> = {
     gitlabToken: "a GitLab token",
     argocdSsoClientSecret: "a client secret",
     manifestsPassword: "a credential",
+    etcdOffsiteSshKey: "a private key",
+    etcdOffsiteAccessKeyId: "an access key id",
+    etcdOffsiteSecretAccessKey: "a secret access key",
 };
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {

@@ -14,6 +14,10 @@ const zerotouch = buildPlatform(cfg, {
     ...(cfg.gitops?.gitlab !== undefined ? { gitlabToken: config.requireSecret("gitlabToken") } : {}),
     ...(cfg.gitops?.argocd.sso !== undefined ? { argocdSsoClientSecret: config.requireSecret("argocdSsoClientSecret") } : {}),
     ...(cfg.gitops !== undefined && cfg.gitops.gitlab === undefined ? { manifestsPassword: config.requireSecret("manifestsPassword") } : {}),
+    ...(cfg.etcd.snapshots.offsite?.type === "sftp" ? { etcdOffsite: pulumi.output({ sshPrivateKey: config.requireSecret("etcdOffsiteSshKey") }) } : {}),
+    ...(cfg.etcd.snapshots.offsite?.type === "s3"
+        ? { etcdOffsite: pulumi.output({ accessKeyId: config.requireSecret("etcdOffsiteAccessKeyId"), secretAccessKey: config.requireSecret("etcdOffsiteSecretAccessKey") }) }
+        : {}),
 });
 
 /**

@@ -1,7 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 
-import { EtcdCluster } from "../components/etcd/cluster";
+import { EtcdCluster, EtcdClusterSettings } from "../components/etcd/cluster";
+import { EtcdOffsiteCredentials, EtcdOffsiteTarget } from "../components/etcd/snapshot";
 import { HostFirewall, HostFirewallSpec, hostFirewallSteps } from "../components/firewall/hostFirewall";
 import { ExtraRule } from "../components/firewall/rules";
 import { K3S_FIREWALL } from "../components/k8s/k3s";
@@ -182,6 +183,23 @@ export interface PlatformSecrets {
     readonly argocdSsoClientSecret?: pulumi.Input<string>;
     /** With `gitops` but without `gitops.gitlab`: the manifests repository's read credential. */
     readonly manifestsPassword?: pulumi.Input<string>;
+    /** With `etcd.snapshots.offsite`: the off-node target's credentials. */
+    readonly etcdOffsite?: pulumi.Input<EtcdOffsiteCredentials>;
+}
+
+/** The off-node target of a validated config (its type's keys are there: the schema checked them). */
+export function offsiteTarget(o: NonNullable<PlatformConfig["etcd"]["snapshots"]["offsite"]>): EtcdOffsiteTarget {
+    const path = o.path !== undefined ? { path: o.path } : {};
+    if (o.type === "s3") {
+        return { type: "s3", endpoint: o.endpoint!, bucket: o.bucket!, retain: o.retain, ...(o.region !== undefined ? { region: o.region } : {}), ...path };
+    }
+    return { type: "sftp", host: o.host!, user: o.user!, hostKey: o.hostKey!, retain: o.retain, ...(o.port !== undefined ? { port: o.port } : {}), ...path };
+}
+
+/** The snapshot settings of a validated config, as the etcd cluster takes them. */
+export function etcdSnapshotSettings(cfg: PlatformConfig): EtcdClusterSettings["snapshots"] {
+    const { schedule, retain, dir, offsite } = cfg.etcd.snapshots;
+    return { schedule, retain, dir, ...(offsite !== undefined ? { offsite: offsiteTarget(offsite) } : {}) };
 }
 
 /**
@@ -226,7 +244,7 @@ export interface Platform {
 export function buildPlatform(cfg: PlatformConfig, secrets: PlatformSecrets): Platform {
     const plans = planNodes(cfg);
     const nodes = nodeLayer(plans, secrets.privateKey);
-    const etcd = etcdLayer(cfg, plans, nodes);
+    const etcd = etcdLayer(cfg, plans, nodes, secrets.etcdOffsite);
     const kubernetes = kubernetesLayer(cfg, plans, nodes, etcd, secrets.kubeconfig);
     // GitOps on top of the cluster: Argo CD pulling the manifests repository, which GitLab holds
     // (wired by the program with gitops.gitlab, or by hand without it).
@@ -267,7 +285,12 @@ export function nodeLayer(plans: readonly NodePlan[], privateKey: pulumi.Input<s
  * asked (2 of 3 has no fault tolerance at all). The gates run in parallel, so this waits only for
  * the slowest one.
  */
-export function etcdLayer(cfg: PlatformConfig, plans: readonly NodePlan[], nodes: Readonly<Record<string, NodeLayerMember>>): EtcdCluster {
+export function etcdLayer(
+    cfg: PlatformConfig,
+    plans: readonly NodePlan[],
+    nodes: Readonly<Record<string, NodeLayerMember>>,
+    offsiteCredentials?: pulumi.Input<EtcdOffsiteCredentials>,
+): EtcdCluster {
     const controlPlanes = plans.filter((p) => p.config.role === "control-plane");
     const allControlPlanesGated: pulumi.Resource[] = controlPlanes.map((p) => nodes[p.name].gate.command);
     return new EtcdCluster("etcd", {
@@ -283,7 +306,8 @@ export function etcdLayer(cfg: PlatformConfig, plans: readonly NodePlan[], nodes
         walGateMaxSeconds: cfg.etcd.walGateMaxSeconds,
         healthTimeoutSeconds: cfg.etcd.healthTimeoutSeconds,
         quotaBackendBytes: cfg.etcd.quotaBackendBytes,
-        snapshots: cfg.etcd.snapshots,
+        snapshots: etcdSnapshotSettings(cfg),
+        ...(cfg.etcd.snapshots.offsite !== undefined && offsiteCredentials !== undefined ? { offsiteCredentials } : {}),
         wipeDataOnDelete: cfg.etcd.wipeDataOnDelete,
         members: controlPlanes.map((p) => ({
             name: p.name,

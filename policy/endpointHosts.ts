@@ -1,6 +1,6 @@
 import type { ResourceValidationPolicy } from "@pulumi/policy";
 
-import { configList, endpointHost, get, HOST_NAME_PATTERN, hostAllowed, plain, show, showEndpoint, stringListProperty, UNKNOWN } from "./lib";
+import { configList, endpointHost, get, HOST_NAME_PATTERN, hostAllowed, isObject, plain, REMOTE_COMMAND, show, showEndpoint, stringListProperty, triggerFact, UNKNOWN } from "./lib";
 
 export const ENDPOINT_HOSTS = "endpoint-hosts-allowed";
 
@@ -15,8 +15,41 @@ interface Endpoint {
     readonly value: unknown;
 }
 
+/** The etcd cluster component whose snapshot commands (`<cluster>-<node>-snapshots`) may copy off the node. */
+const ETCD_CLUSTER = "zerotouch:etcd:EtcdCluster";
+
+/**
+ * The off-node target of an etcd snapshot command (`triggers[1].zerotouchOffsite`): its endpoint,
+ * UNKNOWN when the command's facts cannot be seen, or none for a command that copies nothing off
+ * the node. A declared target without a host is unknown too (fail closed).
+ */
+function offsiteEndpoints(name: string, urn: string, props: unknown): Endpoint[] {
+    const fact = triggerFact(props, "zerotouchOffsite");
+    const field = "triggers.zerotouchOffsite";
+    if (fact === undefined) {
+        // A snapshot command whose facts cannot be read at all may hide a target.
+        const snapshots = name.endsWith("-snapshots") && urn.includes(`${ETCD_CLUSTER}$`);
+        return snapshots && get(props, ["triggers"]) === UNKNOWN ? [{ field, value: UNKNOWN }] : [];
+    }
+    if (fact === UNKNOWN || !isObject(fact)) {
+        return [{ field, value: fact === UNKNOWN ? UNKNOWN : undefined }];
+    }
+    const host = get(fact, ["host"]);
+    const endpoint = get(fact, ["endpoint"]);
+    if (host === UNKNOWN || endpoint === UNKNOWN) {
+        return [{ field: `${field}.host`, value: UNKNOWN }];
+    }
+    if (typeof host !== "string" || host === "" || typeof endpoint !== "string" || endpointHost(endpoint) !== host.toLowerCase()) {
+        return [{ field: `${field}.host`, value: undefined }];
+    }
+    return [{ field: `${field}.endpoint`, value: endpoint }];
+}
+
 /** The endpoints of one resource, by type. Missing endpoints that would fall back to a default host are included as undefined. */
-function endpointsOf(type: string, props: unknown): Endpoint[] {
+function endpointsOf(type: string, props: unknown, name = "", urn = ""): Endpoint[] {
+    if (type === REMOTE_COMMAND) {
+        return offsiteEndpoints(name, urn, props);
+    }
     if (type === APPLICATION) {
         const out: Endpoint[] = [];
         const source = get(props, ["spec", "source"]);
@@ -60,12 +93,14 @@ function endpointsOf(type: string, props: unknown): Endpoint[] {
 
 /**
  * Every endpoint that data goes to or comes from is on an allowlist of hosts: Argo CD
- * Applications' repoURLs and AppProjects' sourceRepos, the GitLab provider's baseUrl, and Helm
- * chart repositories. Unknown or missing endpoints are violations. Messages show hosts only.
+ * Applications' repoURLs and AppProjects' sourceRepos, the GitLab provider's baseUrl, Helm chart
+ * repositories, and the off-node target of etcd snapshots (S3 endpoint or SFTP host, declared on
+ * each snapshot command). Unknown or missing endpoints are violations. Messages show hosts only.
  */
 export const endpointHostsAllowed: ResourceValidationPolicy = {
     name: ENDPOINT_HOSTS,
-    description: "Argo CD repoURLs, AppProject sourceRepos, the GitLab provider's baseUrl and Helm chart repositories are on the allowlist of hosts.",
+    description:
+        "Argo CD repoURLs, AppProject sourceRepos, the GitLab provider's baseUrl, Helm chart repositories and the off-node target of etcd snapshots are on the allowlist of hosts.",
     enforcementLevel: "mandatory",
     configSchema: {
         properties: {
@@ -73,7 +108,7 @@ export const endpointHostsAllowed: ResourceValidationPolicy = {
         },
     },
     validateResource: (args, reportViolation) => {
-        const endpoints = endpointsOf(args.type, plain(args.props));
+        const endpoints = endpointsOf(args.type, plain(args.props), args.name, args.urn);
         if (endpoints.length === 0) {
             return;
         }

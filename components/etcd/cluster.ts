@@ -17,7 +17,7 @@ import {
 import { EtcdPki } from "./pki";
 import { DEFAULT_ETCD_VERSION, EtcdArch, etcdInstallSteps } from "./release";
 import { EtcdSource } from "./render";
-import { etcdSnapshotSteps } from "./snapshot";
+import { EtcdOffsiteCredentials, EtcdOffsiteTarget, etcdSnapshotSteps, offsiteCredentialParams } from "./snapshot";
 import { WalGate, walGateSteps, WalGateStepArgs } from "./walGate";
 
 /** One member as plain data. */
@@ -56,12 +56,14 @@ export interface EtcdClusterSettings {
     readonly walGateMaxSeconds: number;
     readonly healthTimeoutSeconds: number;
     readonly quotaBackendBytes: number;
-    readonly snapshots: { readonly schedule: string; readonly retain: number; readonly dir: string };
+    readonly snapshots: { readonly schedule: string; readonly retain: number; readonly dir: string; readonly offsite?: EtcdOffsiteTarget };
     readonly wipeDataOnDelete: boolean;
 }
 
 export interface EtcdClusterArgs extends EtcdClusterSettings {
     readonly members: readonly EtcdClusterNode[];
+    /** The off-node target's credentials (secret); needed with `snapshots.offsite`. */
+    readonly offsiteCredentials?: pulumi.Input<EtcdOffsiteCredentials>;
 }
 
 /** What the plan needs: the settings and the members as plain data. */
@@ -128,6 +130,7 @@ export function planEtcdCluster(args: EtcdClusterPlanArgs): EtcdClusterPlan {
             dir: args.snapshots.dir,
             retain: args.snapshots.retain,
             schedule: args.snapshots.schedule,
+            ...(args.snapshots.offsite !== undefined ? { offsite: args.snapshots.offsite } : {}),
         });
         const walGate: WalGateStepArgs = {
             node: name,
@@ -161,6 +164,21 @@ export function planEtcdCluster(args: EtcdClusterPlanArgs): EtcdClusterPlan {
         };
     });
     return { members, bootstrapMember, clientEndpoints: members.map((m) => clientUrl(m.node.address)), version };
+}
+
+/**
+ * A member's snapshot command: a plain step, or with off-node copies a secret one that carries the
+ * target's credentials (the target's facts stay readable for the residency policy).
+ */
+function snapshotCommand(name: string, step: NodeStep, args: EtcdClusterArgs, node: EtcdClusterNode, opts: pulumi.CustomResourceOptions): command.remote.Command {
+    const offsite = args.snapshots.offsite;
+    if (offsite === undefined || args.offsiteCredentials === undefined) {
+        return nodeScript(name, step, node.connection, node.target, opts);
+    }
+    const withCredentials = pulumi
+        .output(args.offsiteCredentials)
+        .apply((c): NodeStep => ({ ...step, params: { ...step.params, ...offsiteCredentialParams(node.name, offsite, c) } }));
+    return secretNodeScript(name, withCredentials, { hasDelete: step.hasDelete, ...(step.meta !== undefined ? { meta: step.meta } : {}) }, node.connection, node.target, opts);
 }
 
 /** What the cluster reports about one member. */
@@ -203,6 +221,9 @@ export class EtcdCluster extends PlannedComponent<EtcdClusterPlan> {
 
     constructor(name: string, args: EtcdClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         // Validate before registering anything.
+        if ((args.snapshots.offsite === undefined) !== (args.offsiteCredentials === undefined)) {
+            throw new Error("etcd cluster: snapshots.offsite and its credentials go together");
+        }
         super("zerotouch:etcd:EtcdCluster", name, planEtcdCluster(args), opts);
         const plan = this.plan;
 
@@ -236,10 +257,7 @@ export class EtcdCluster extends PlannedComponent<EtcdClusterPlan> {
             });
             memberCommands[node.name] = member;
             const gate = new WalGate(`${prefix}-wal`, { ...m.walGate, connection: node.connection, dependsOn: [member] }, { parent: this });
-            nodeScript(`${prefix}-${m.snapshots.name}`, m.snapshots, node.connection, node.target, {
-                parent: this,
-                dependsOn: [member],
-            });
+            snapshotCommand(`${prefix}-${m.snapshots.name}`, m.snapshots, args, node, { parent: this, dependsOn: [member] });
             previous = gate.command;
 
             // The result line holds IDs and the version, nothing secret; the output is secret

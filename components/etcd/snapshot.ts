@@ -8,8 +8,12 @@ import { stepArgChecks } from "../lib/stepArgs";
 
 /** The snapshot script (actions create, save, delete); also run as is by the tests and the lab. */
 export const SNAPSHOT_SCRIPT = path.join(__dirname, "scripts", "etcd-snapshot.sh");
-/** The restore script (actions verify, restore), run by an operator: see docs/etcd-restore.md. */
+/** The restore script (actions verify, restore, fetch), run by an operator: see docs/etcd-restore.md. */
 export const RESTORE_SCRIPT = path.join(__dirname, "scripts", "etcd-restore.sh");
+/** The off-node copies' shell library (rclone): used by the snapshot and the restore script. */
+export const OFFSITE_LIB = path.join(__dirname, "scripts", "offsite.sh");
+/** Where the snapshot step keeps the off-node credentials on the node (0700; files 0600). */
+export const OFFSITE_CREDENTIALS_DIR = "/etc/zerotouch/etcd-offsite";
 
 /** What the `create` action installs on the node (the timer runs the installed script). */
 export const SNAPSHOT_INSTALLED = {
@@ -26,6 +30,53 @@ export interface EtcdSnapshotTls {
     /** Client certificate (the PKI component's `backup` certificate) and its key. */
     readonly certFile: string;
     readonly keyFile: string;
+}
+
+/** An S3-compatible bucket the snapshots are copied to. */
+export interface EtcdOffsiteS3 {
+    readonly type: "s3";
+    /** The service's URL, https://host[:port] (http:// only where the script is run by hand, e.g. the lab). */
+    readonly endpoint: string;
+    readonly region?: string;
+    readonly bucket: string;
+    /** Key prefix in the bucket. */
+    readonly path?: string;
+    /** Copies of each node kept in the bucket, 1-1000. */
+    readonly retain: number;
+}
+
+/** An SFTP target the snapshots are copied to, its host key pinned. */
+export interface EtcdOffsiteSftp {
+    readonly type: "sftp";
+    readonly host: string;
+    /** Defaults to 22. */
+    readonly port?: number;
+    readonly user: string;
+    /** The target's public host key, `ssh-ed25519 AAAA…`. */
+    readonly hostKey: string;
+    /** Directory on the target: absolute, or relative to the user's home. */
+    readonly path?: string;
+    /** Copies of each node kept on the target, 1-1000. */
+    readonly retain: number;
+}
+
+/** Where the off-node copies go (`etcd.snapshots.offsite`). */
+export type EtcdOffsiteTarget = EtcdOffsiteS3 | EtcdOffsiteSftp;
+
+/** The off-node target's credentials (secret): the SFTP user's private key, or the S3 keys. */
+export interface EtcdOffsiteCredentials {
+    readonly sshPrivateKey?: string;
+    readonly accessKeyId?: string;
+    readonly secretAccessKey?: string;
+}
+
+/** What the residency policy reads about an off-node target (`triggers[1].zerotouchOffsite`): no secrets. */
+export interface EtcdOffsiteFact {
+    readonly type: "s3" | "sftp";
+    /** The host the copies go to. */
+    readonly host: string;
+    /** The S3 endpoint URL, or `sftp://host:port`. */
+    readonly endpoint: string;
 }
 
 /** What decides a node's snapshots: plain values, so the steps are pure data. */
@@ -47,6 +98,8 @@ export interface EtcdSnapshotStepArgs {
     readonly retain?: number;
     /** When snapshots are taken: a systemd OnCalendar expression. Defaults to hourly; the default is applied by the script. */
     readonly schedule?: string;
+    /** Where each verified snapshot is also copied, off the node. None by default. */
+    readonly offsite?: EtcdOffsiteTarget;
 }
 
 const ENDPOINT = /^https?:\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$/;
@@ -54,11 +107,103 @@ const SAFE_PATH = /^(\/[A-Za-z0-9._@+-]+)+$/;
 const SCHEDULE = /^[A-Za-z0-9*:,./~-]+( [A-Za-z0-9*:,./~-]+)*$/;
 const MAX_RETAIN = 1000;
 const PATH_ALLOWED = "allowed: an absolute path of letters, digits and . _ @ + - (no . or .. components)";
+const OFFSITE_ENDPOINT = /^https?:\/\/([A-Za-z0-9.-]+)(:[0-9]{1,5})?\/?$/;
+const OFFSITE_HOST = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|[0-9A-Fa-f:.]+)$/;
+const OFFSITE_PATH = /^\/?[A-Za-z0-9._@+-]+(\/[A-Za-z0-9._@+-]+)*$/;
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const REGION = /^[a-z0-9-]{1,32}$/;
+const SSH_USER = /^[a-z_][a-z0-9_.-]{0,31}$/;
+const HOST_KEY = /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}$/;
 
 const { invalid, checkNode } = stepArgChecks("etcd snapshots");
 
 function isSafePath(p: unknown): p is string {
     return typeof p === "string" && SAFE_PATH.test(p) && !`${p}/`.includes("/./") && !`${p}/`.includes("/../");
+}
+
+/** The off-node target's facts for the residency policy: its type, host and endpoint. */
+export function offsiteFact(target: EtcdOffsiteTarget): EtcdOffsiteFact {
+    if (target.type === "s3") {
+        const m = OFFSITE_ENDPOINT.exec(target.endpoint);
+        return { type: "s3", host: (m?.[1] ?? "").toLowerCase(), endpoint: target.endpoint };
+    }
+    return { type: "sftp", host: target.host.toLowerCase(), endpoint: `sftp://${target.host.includes(":") ? `[${target.host}]` : target.host}:${target.port ?? 22}` };
+}
+
+/** Throws on an off-node value the scripts would refuse, naming node, key, value and what is allowed. */
+function checkOffsite(node: string, t: EtcdOffsiteTarget): void {
+    const bad = (key: string, given: unknown, allowed: string): never => {
+        throw invalid(node, `offsite.${key}`, given, `allowed: ${allowed}`);
+    };
+    const { type } = t as { type: unknown };
+    if (type !== "s3" && type !== "sftp") {
+        bad("type", type, "s3 or sftp");
+    }
+    if (!Number.isInteger(t.retain) || t.retain < 1 || t.retain > MAX_RETAIN) {
+        bad("retain", t.retain, `an integer from 1 to ${MAX_RETAIN}`);
+    }
+    if (t.path !== undefined && (!OFFSITE_PATH.test(t.path) || `/${t.path}/`.includes("/./") || `/${t.path}/`.includes("/../"))) {
+        bad("path", t.path, "a path of letters, digits and . _ @ + - (no . or .. components)");
+    }
+    if (t.type === "s3") {
+        if (!OFFSITE_ENDPOINT.test(t.endpoint)) {
+            bad("endpoint", t.endpoint, "the S3 service's URL scheme://host[:port] without a path");
+        }
+        if (!BUCKET.test(t.bucket)) {
+            bad("bucket", t.bucket, "an S3 bucket name (3-63 of a-z 0-9 . -)");
+        }
+        if (t.region !== undefined && !REGION.test(t.region)) {
+            bad("region", t.region, "a region name (a-z, 0-9, -)");
+        }
+        return;
+    }
+    if (!OFFSITE_HOST.test(t.host)) {
+        bad("host", t.host, "a host name or IP address");
+    }
+    if (t.port !== undefined && (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535)) {
+        bad("port", t.port, "an integer from 1 to 65535");
+    }
+    if (!SSH_USER.test(t.user)) {
+        bad("user", t.user, "a user name");
+    }
+    if (!HOST_KEY.test(t.hostKey)) {
+        bad("hostKey", t.hostKey, "the target's public host key as `ssh-ed25519 AAAA…` (key type and base64)");
+    }
+}
+
+/** The off-node target as script parameters (no credentials). */
+function offsiteParams(t: EtcdOffsiteTarget): ScriptParams {
+    const common = { ZT_OFFSITE_TYPE: t.type, ZT_OFFSITE_RETAIN: t.retain, ...(t.path !== undefined ? { ZT_OFFSITE_PATH: t.path } : {}) };
+    if (t.type === "s3") {
+        return { ...common, ZT_OFFSITE_ENDPOINT: t.endpoint, ZT_OFFSITE_BUCKET: t.bucket, ...(t.region !== undefined ? { ZT_OFFSITE_REGION: t.region } : {}) };
+    }
+    return { ...common, ZT_OFFSITE_HOST: t.host, ZT_OFFSITE_PORT: t.port ?? 22, ZT_OFFSITE_USER: t.user, ZT_OFFSITE_HOST_KEY: t.hostKey };
+}
+
+/**
+ * The credentials of an off-node target as the script's parameters (secret: the step carrying them
+ * must be a `secretNodeScript`). Throws, without showing a value, when the target's type needs a
+ * credential that is missing or one of another type is given.
+ */
+export function offsiteCredentialParams(node: string, target: EtcdOffsiteTarget, c: EtcdOffsiteCredentials): ScriptParams {
+    const missing = (what: string): Error => new Error(`etcd snapshots for node ${node}: offsite type ${target.type} needs ${what} (not shown)`);
+    if (target.type === "sftp") {
+        if (c.sshPrivateKey === undefined || !c.sshPrivateKey.startsWith("-----BEGIN")) {
+            throw missing("the SFTP user's private key (OpenSSH or PEM)");
+        }
+        if (c.accessKeyId !== undefined || c.secretAccessKey !== undefined) {
+            throw new Error(`etcd snapshots for node ${node}: offsite type sftp takes no S3 keys`);
+        }
+        return { ZT_OFFSITE_SSH_KEY: c.sshPrivateKey };
+    }
+    const printable = /^[!-~]{1,256}$/;
+    if (c.accessKeyId === undefined || !printable.test(c.accessKeyId) || c.secretAccessKey === undefined || !printable.test(c.secretAccessKey)) {
+        throw missing("the S3 access key id and secret access key (printable, no spaces)");
+    }
+    if (c.sshPrivateKey !== undefined) {
+        throw new Error(`etcd snapshots for node ${node}: offsite type s3 takes no SSH private key`);
+    }
+    return { ZT_OFFSITE_ACCESS_KEY_ID: c.accessKeyId, ZT_OFFSITE_SECRET_ACCESS_KEY: c.secretAccessKey };
 }
 
 /**
@@ -97,6 +242,9 @@ export function etcdSnapshotSteps(args: EtcdSnapshotStepArgs): NodeStep[] {
             "allowed: a systemd OnCalendar expression (letters, digits, * : , . / ~ - and single spaces, at most 100 characters) such as hourly or *-*-* 00/6:00:00",
         );
     }
+    if (args.offsite !== undefined) {
+        checkOffsite(node, args.offsite);
+    }
     const optional = (key: string, value: string | number | undefined): ScriptParams =>
         value === undefined ? {} : { [key]: value };
     const params: ScriptParams = {
@@ -109,8 +257,23 @@ export function etcdSnapshotSteps(args: EtcdSnapshotStepArgs): NodeStep[] {
         ...optional("ZT_SNAPSHOT_DIR", args.dir),
         ...optional("ZT_RETAIN", args.retain),
         ...optional("ZT_SCHEDULE", args.schedule),
+        ...(args.offsite !== undefined ? offsiteParams(args.offsite) : {}),
     };
-    return [{ name: "snapshots", script: SNAPSHOT_SCRIPT, params, hasDelete: true, sensitive: false, libraries: [COMMON_LIB] }];
+    if (args.offsite === undefined) {
+        return [{ name: "snapshots", script: SNAPSHOT_SCRIPT, params, hasDelete: true, sensitive: false, libraries: [COMMON_LIB, OFFSITE_LIB] }];
+    }
+    // With off-node copies the step carries their credentials (offsiteCredentialParams): secret.
+    return [
+        {
+            name: "snapshots",
+            script: SNAPSHOT_SCRIPT,
+            params,
+            hasDelete: true,
+            sensitive: true,
+            libraries: [COMMON_LIB, OFFSITE_LIB],
+            meta: { zerotouchOffsite: offsiteFact(args.offsite) },
+        },
+    ];
 }
 
 const count = z.number().int().nonnegative();
@@ -124,6 +287,20 @@ const createSchema = z.strictObject({
     snapshotDir: absolute,
     retain: z.number().int().min(1).max(MAX_RETAIN),
     timer: z.literal(SNAPSHOT_INSTALLED.timer),
+    offsite: z.enum(["s3", "sftp"]).nullable(),
+});
+
+const offsiteCopySchema = z.strictObject({
+    type: z.enum(["s3", "sftp"]),
+    target: z.string(),
+    file: z.string().endsWith(".db"),
+    size: z.number().int().positive(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    copyMs: count,
+    verifyMs: count,
+    retain: z.number().int().min(1).max(MAX_RETAIN),
+    kept: z.number().int().positive(),
+    removed: z.array(z.string()),
 });
 
 const saveSchema = z.strictObject({
@@ -137,6 +314,8 @@ const saveSchema = z.strictObject({
     retain: z.number().int().min(1).max(MAX_RETAIN),
     kept: z.number().int().positive(),
     removed: z.array(absolute),
+    /** The off-node copy, verified; null without off-node copies. */
+    offsite: offsiteCopySchema.nullable(),
 });
 
 const deleteSchema = z.strictObject({
@@ -167,6 +346,10 @@ export function parseSnapshotResult(stdout: string): SnapshotResult {
         if (!path.posix.basename(r.file).startsWith(`${r.node}-`) || r.removed.includes(r.file)) {
             throw new Error(`${what} on node ${r.node}: the new snapshot ${r.file} is not the node's, or was removed`);
         }
+        const o = r.offsite;
+        if (o !== null && (o.file !== path.posix.basename(r.file) || o.size !== r.size || o.kept > o.retain || o.removed.includes(o.file))) {
+            throw new Error(`${what} on node ${r.node}: the off-node copy ${o.file} (${o.size} bytes, ${o.kept} kept of ${o.retain}) is not the new snapshot's, or was removed`);
+        }
     }
     return r;
 }
@@ -185,6 +368,8 @@ const restoreSchema = z.strictObject({
     dataDir: absolute,
     user: z.string().min(1).nullable(),
     tool: z.enum(["etcdctl", "etcdutl"]),
+    /** The off-node copy the snapshot was fetched from first; null for a local file. */
+    offsite: z.strictObject({ type: z.enum(["s3", "sftp"]), target: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/) }).nullable(),
 });
 
 /** A result of the restore script's `restore` action. */

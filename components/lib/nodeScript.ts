@@ -95,19 +95,32 @@ export function nodeScript(name: string, step: NodeStep, ...placement: Placement
     return stepCommand(name, { stdin: payload.stdin, triggers, hasDelete: step.hasDelete, sensitive: step.sensitive }, ...placement);
 }
 
+/** What a secret step's command must know before its values are: its delete branch, and its facts. */
+export interface SecretStepShape {
+    readonly hasDelete: boolean;
+    readonly meta?: Readonly<Record<string, unknown>>;
+}
+
 /**
  * Creates the `remote.Command` for a step whose parameters hold secrets (private keys, tokens):
  * the step is built from resolved values inside an Output, so its payload and trigger stay
  * secret in state and diffs, the command is not logged, and its output is secret. Whether the step
- * has a delete branch must be known before the values are (it shapes the command's inputs).
+ * has a delete branch must be known before the values are (it shapes the command's inputs), and so
+ * must its facts for policy packs (`meta`, plain JSON without secrets: the second trigger, known at
+ * preview); the step's own `meta` must then be the same.
  */
-export function secretNodeScript(name: string, step: pulumi.Output<NodeStep>, hasDelete: boolean, ...placement: Placement): command.remote.Command {
+export function secretNodeScript(name: string, step: pulumi.Output<NodeStep>, shape: boolean | SecretStepShape, ...placement: Placement): command.remote.Command {
+    const { hasDelete, meta } = typeof shape === "boolean" ? { hasDelete: shape, meta: undefined } : shape;
     const payload = step.apply((s) => {
         if (s.hasDelete !== hasDelete) {
             throw new Error(`step ${name}: hasDelete is ${s.hasDelete}, but the command was declared with ${hasDelete}`);
         }
+        if (JSON.stringify(s.meta) !== JSON.stringify(meta)) {
+            throw new Error(`step ${name}: its facts (meta) are not the ones the command was declared with`);
+        }
         return stepPayload(s);
     });
-    const spec = { stdin: pulumi.secret(payload.stdin), triggers: [pulumi.secret(payload.hash)], hasDelete, sensitive: true };
+    const facts = meta !== undefined ? [meta] : [];
+    const spec = { stdin: pulumi.secret(payload.stdin), triggers: [pulumi.secret(payload.hash), ...facts], hasDelete, sensitive: true };
     return stepCommand(name, spec, ...placement);
 }

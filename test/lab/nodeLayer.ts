@@ -21,7 +21,7 @@ import { lastJsonLine, remoteRunner } from "../../components/lib/script";
 import { parsePreflightResult, PreflightResult } from "../../components/node/facts";
 import { formatMs3 } from "../../components/node/latency";
 import { ConfigError, parseStackFile, validateConfig } from "../../infra/config";
-import { NodePlan, nodeSteps, planNodes } from "../../infra/program";
+import { etcdSnapshotSettings, NodePlan, nodeSteps, planNodes } from "../../infra/program";
 import { loadOrMakeEtcdPem } from "../support/etcdCerts";
 
 const ROOT = path.join(__dirname, "..", "..");
@@ -227,6 +227,7 @@ async function etcdLayer(state: LabState, cfg: ReturnType<typeof validateConfig>
     }
     const plan = planEtcdCluster({
         ...cfg.etcd,
+        snapshots: etcdSnapshotSettings(cfg),
         clusterToken: cfg.etcd.clusterToken ?? "zerotouch-lab",
         members: controlPlanes.map((p) => ({
             name: p.name,

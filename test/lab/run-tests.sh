@@ -23,11 +23,11 @@ export LAB_CONTROL_PLANES="${LAB_CONTROL_PLANES:-5}"
 started=$SECONDS
 # Host tools of the tests (Redis, lighttpd and git for Argo CD and the manifests repository).
 bash test/support/host-tools.sh ensure
-# The lab's Kubernetes API (kubeApi.lab.test.ts), the chart it applies, Argo CD running on it and
-# the etcd release its mirror serves: built from their Go modules into the toolchain cache, which a
-# warm cache skips.
+# The lab's Kubernetes API (kubeApi.lab.test.ts), the chart it applies, Argo CD running on it, the
+# etcd release its mirror serves and the S3 server of the off-node snapshot copies: built from
+# their Go modules into the toolchain cache, which a warm cache skips.
 bin=$(bash test/lab/toolchain/ensure.sh helm kube-apiserver kube-controller-manager kubectl etcd etcdctl etcdutl \
-  argocd argocd-server argocd-repo-server argocd-application-controller)
+  argocd argocd-server argocd-repo-server argocd-application-controller gofakes3)
 export ZT_HELM="$bin/helm" ZT_TOOLCHAIN_BIN="$bin"
 echo "test:lab: toolchain ready after $((SECONDS - started))s ($bin)" >&2
 bash test/lab/lab.sh up
