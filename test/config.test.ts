@@ -266,7 +266,7 @@ const rejections: Case[] = [
     [
         "a typo at the top level",
         (r) => (r.vpnCIDR = "10.8.0.0/24"),
-        [/^zerotouch:vpnCIDR: unknown key \(given "10\.8\.0\.0\/24"\); allowed: the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, firewall, etcd, kubernetes, kubeconfig, gitops, gitlabToken, argocdSsoClientSecret, manifestsPassword$/],
+        [/^zerotouch:vpnCIDR: unknown key \(given "10\.8\.0\.0\/24"\); allowed: the keys nodes, sshPrivateKey, vpnCidr, managementCidrs, fsyncGate, preflight, firewall, etcd, kubernetes, kubeconfig, gitops, gitlabToken, argocdSsoClientSecret, etcdOffsiteSshKey, etcdOffsiteAccessKeyId, etcdOffsiteSecretAccessKey, manifestsPassword$/],
     ],
     [
         "a typo in a node",

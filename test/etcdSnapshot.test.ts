@@ -9,6 +9,7 @@ import {
     etcdSnapshotSteps,
     parseRestoreResult,
     parseSnapshotResult,
+    OFFSITE_LIB,
     RESTORE_SCRIPT,
     SNAPSHOT_INSTALLED,
     SNAPSHOT_SCRIPT,
@@ -26,7 +27,7 @@ const SNAPSHOT_NAME = /^local-1-\d{8}T\d{6}\.\d{3}Z\.db$/;
 describe("etcdSnapshotSteps", () => {
     const base: EtcdSnapshotStepArgs = { node: "cp-1", etcdctl: "/usr/local/bin/etcdctl" };
 
-    it("is one step, snapshots, with a delete, not sensitive, with the JSON library; defaults left to the script", () => {
+    it("is one step, snapshots, with a delete, not sensitive, with the JSON and off-node libraries; defaults left to the script", () => {
         const steps = etcdSnapshotSteps(base);
         expect(steps).toEqual([
             {
@@ -35,7 +36,7 @@ describe("etcdSnapshotSteps", () => {
                 params: { ZT_NODE: "cp-1", ZT_ETCDCTL: "/usr/local/bin/etcdctl" },
                 hasDelete: true,
                 sensitive: false,
-                libraries: [COMMON_LIB],
+                libraries: [COMMON_LIB, OFFSITE_LIB],
             },
         ]);
         expect(fs.existsSync(steps[0].script)).toBe(true);
@@ -111,12 +112,13 @@ describe("parseSnapshotResult", () => {
         retain: 2,
         kept: 2,
         removed: ["/var/backups/etcd/cp-1-20241231T230000.000Z.db"],
+        offsite: null,
     };
     const line = (r: object): string => `progress\n${JSON.stringify(r)}\n`;
 
     it("parses each action's result", () => {
         expect(parseSnapshotResult(line(save))).toEqual(save);
-        const create = { action: "create", node: "cp-1", changed: true, schedule: "hourly", snapshotDir: "/var/backups/etcd", retain: 24, timer: SNAPSHOT_INSTALLED.timer };
+        const create = { action: "create", node: "cp-1", changed: true, schedule: "hourly", snapshotDir: "/var/backups/etcd", retain: 24, timer: SNAPSHOT_INSTALLED.timer, offsite: null };
         expect(parseSnapshotResult(line(create))).toEqual(create);
         const del = { action: "delete", node: "cp-1", changed: false, snapshotDir: "/var/backups/etcd", snapshotsKept: 3 };
         expect(parseSnapshotResult(line(del))).toEqual(del);
@@ -176,7 +178,7 @@ describe("parameter checks of the scripts (no etcd needed)", () => {
         ZT_USER: "",
     };
     it.each<[string, Record<string, string>, RegExp]>([
-        ["an unknown action", { ZT_ACTION: "save" }, /ZT_ACTION must be verify or restore, got 'save'/],
+        ["an unknown action", { ZT_ACTION: "save" }, /ZT_ACTION must be verify, restore or fetch, got 'save'/],
         ["a relative etcdctl", { ZT_ETCDCTL: "etcdctl" }, /ZT_ETCDCTL must be the absolute path of etcdctl/],
         ["no snapshot", { ZT_SNAPSHOT: "" }, /ZT_SNAPSHOT must be the snapshot file to restore, got ''/],
         ["a member name with a dot", { ZT_NAME: "cp.1" }, /ZT_NAME must be a member name/],
@@ -477,7 +479,15 @@ describe("etcd snapshots and restore against a real etcd 3.4 (TLS with client ce
         const r = runScript(RESTORE_SCRIPT, { ZT_ACTION: "verify", ZT_SNAPSHOT: latest(), ZT_ETCDCTL: ETCDCTL });
         expect(r.status).toBe(0);
         const last = saves[saves.length - 1];
-        expect(JSON.parse(r.stdout.trim())).toEqual({ action: "verify", snapshot: last.file, size: last.size, hash: last.hash, revision: last.revision, totalKeys: last.totalKeys });
+        expect(JSON.parse(r.stdout.trim())).toEqual({
+            action: "verify",
+            snapshot: last.file,
+            size: last.size,
+            hash: last.hash,
+            revision: last.revision,
+            totalKeys: last.totalKeys,
+            offsite: null,
+        });
     });
 
     it("restore into a new directory; a second etcd started on it, on other ports, has every key", async () => {
@@ -645,6 +655,7 @@ describe("etcd snapshots and restore against a real etcd 3.4 (TLS with client ce
                 snapshotDir: timerDir,
                 retain: 3,
                 timer: SNAPSHOT_INSTALLED.timer,
+                offsite: null,
             });
             expect(calls()).toEqual(["daemon-reload", "is-enabled --quiet zerotouch-etcd-snapshot.timer", "enable --now zerotouch-etcd-snapshot.timer"]);
             expect(mode(installed(SNAPSHOT_INSTALLED.envFile))).toBe("600");

@@ -193,9 +193,9 @@ describe("off-node etcd snapshot copies on the lab", () => {
         const other = nodesByRole(lab, "control-plane").find((n) => n.name !== target.name)!;
         const r = runStep(lab, source, snapshotStep({ ...sftp, hostKey: other.hostKey.trim() }));
         expect(r.code).toBe(1);
-        expect(r.stderr).toMatch(/the off-node target sftp etcd-snapshots does not answer with the configured credentials: .*(key mismatch|knownhosts|host key)/i);
+        expect(r.stderr).toMatch(/the off-node target sftp etcd-snapshots does not take a file with the configured credentials: .*(key mismatch|knownhosts|host key)/i);
         expect(r.stderr).not.toContain(privateKey.split("\n")[1]);
-        console.log(`pinned host key: a wrong key refused: ${r.stderr.split("\n").filter((l) => /does not answer/.test(l))[0]?.slice(0, 300)}`);
+        console.log(`pinned host key: a wrong key refused: ${r.stderr.split("\n").filter((l) => /does not take a file/.test(l))[0]?.slice(0, 300)}`);
         // Back to the right key (the S3 test replaces the step anyway).
         expectOk(source, runStep(lab, source, snapshotStep(sftp)));
     }, 300_000);

@@ -23,8 +23,8 @@
 #
 # create also stores the off-node credentials (ZT_OFFSITE_SSH_KEY or the S3 keys) as files of
 # ZT_OFFSITE_CREDENTIALS_DIR (0700, files 0600; never in the env file), installs rclone (Debian
-# package) when it is missing, and lists the target once with them, so a wrong key, host key or
-# bucket fails the deploy, not the first timer run.
+# package) when it is missing, and writes (and deletes) a small file on the target with them, so a
+# wrong key, host key, bucket or directory fails the deploy, not the first timer run.
 #
 # Parameters (environment):
 #   ZT_ACTION         create | save | delete
@@ -109,7 +109,6 @@ fi
   invalid "ZT_ROOT must be empty or an absolute path, got '${root}' (node ${node})"
 offsite_params "$node"
 readonly apt_timeout_s=600
-readonly rclone_check_timeout_s=120
 
 # Snapshots of this node: <node>-YYYYMMDDTHHMMSS.mmmZ.db; the name sorts by time.
 readonly snapshot_re="^${node}-[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z\\.db$"
@@ -374,8 +373,8 @@ if [ -n "$offsite_type" ]; then
   fi
   (
     offsite_env "${root}${offsite_credentials}"
-    offsite_rclone "$rclone_check_timeout_s" "$work/check.err" lsf --files-only --max-depth 1 "$offsite_base" >/dev/null ||
-      die "node ${node}: the off-node target ${offsite_type} ${offsite_base#"${offsite_remote}:"} does not answer with the configured credentials: $(offsite_why "$work/check.err")"
+    offsite_check "$node" "$work" ||
+      die "node ${node}: the off-node target ${offsite_type} ${offsite_base#"${offsite_remote}:"} does not take a file with the configured credentials: $(offsite_why "$work/check.err")"
   )
   log "node ${node}: the off-node target answers; each snapshot is copied there, the newest ${offsite_retain} kept"
 fi

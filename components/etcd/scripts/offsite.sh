@@ -198,10 +198,14 @@ offsite_file() {
 }
 
 # offsite_list <work> <regex>: the target's file names matching the regex, sorted (oldest first).
+# A directory (or S3 prefix) that does not exist yet lists as empty.
 offsite_list() {
   local work=$1 re=$2 name
-  offsite_rclone "$offsite_list_timeout_s" "$work/lsf.err" lsf --files-only "$offsite_base" >"$work/lsf.out" ||
-    die "cannot list the off-node target ${offsite_base#"${offsite_remote}:"} (${offsite_type}): $(offsite_why "$work/lsf.err")"
+  if ! offsite_rclone "$offsite_list_timeout_s" "$work/lsf.err" lsf --files-only "$offsite_base" >"$work/lsf.out"; then
+    grep -q 'directory not found' "$work/lsf.err" ||
+      die "cannot list the off-node target ${offsite_base#"${offsite_remote}:"} (${offsite_type}): $(offsite_why "$work/lsf.err")"
+    : >"$work/lsf.out"
+  fi
   while IFS= read -r name; do
     [[ "$name" =~ $re ]] && printf '%s\n' "$name"
   done <"$work/lsf.out" | LC_ALL=C sort
@@ -218,6 +222,16 @@ offsite_readback_sha256() {
   # shellcheck disable=SC2016  # $1 is the inner shell's
   bounded "$offsite_rclone_timeout_s" "$1/cat.err" bash -c 'set -o pipefail; rclone --contimeout 30s --timeout 300s --low-level-retries 10 cat "$1" | sha256sum' \
     _ "$(offsite_file "$2")" | cut -d' ' -f1
+}
+
+# offsite_check <node> <work>: writes a small file to the target and deletes it again: the
+# credentials, the pinned host key, the bucket or directory and the right to write there all work.
+offsite_check() {
+  local node=$1 work=$2 probe=".zerotouch-check-$1"
+  printf 'zerotouch: write check of node %s\n' "$node" >"$work/$probe"
+  offsite_rclone "$offsite_list_timeout_s" "$work/check.err" mkdir "$offsite_base" &&
+    offsite_rclone "$offsite_list_timeout_s" "$work/check.err" copyto --no-traverse "$work/$probe" "$(offsite_file "$probe")" &&
+    offsite_rclone "$offsite_list_timeout_s" "$work/check.err" deletefile "$(offsite_file "$probe")"
 }
 
 # offsite_copy <node> <file> <work>: copies a verified snapshot to the target, checks the copy
