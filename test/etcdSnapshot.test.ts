@@ -745,9 +745,20 @@ describe("etcd snapshots and restore against a real etcd 3.4 (TLS with client ce
             expect(listDir(timerDir).filter((f) => SNAPSHOT_NAME.test(f))).toHaveLength(2);
         }, 90_000);
 
+        it("the late delete of a replaced payload (Pulumi deletes the old one after creating the new) leaves the timer alone", () => {
+            const r = runStep("delete");
+            expect(r.status).toBe(0);
+            expect(parseSnapshotResult(r.stdout)).toEqual({ action: "delete", node: "local-1", changed: false, snapshotDir: timerDir, snapshotsKept: 2, owner: "newer" });
+            expect(r.stderr).toMatch(/a newer deployment of this step owns the timer; nothing to undo/);
+            expect(calls()).toEqual([]);
+            expect(fs.existsSync(unit(SNAPSHOT_INSTALLED.timer))).toBe(true);
+            expect(fs.existsSync(installed(SNAPSHOT_INSTALLED.envFile))).toBe(true);
+        });
+
         it("delete stops and disables the timer, removes what create installed, keeps the snapshots", () => {
             const kept = listDir(timerDir);
-            const r = runStep("delete");
+            const latest = { ...args, retain: 2 };
+            const r = runStep("delete", latest);
             expect(r.status).toBe(0);
             expect(parseSnapshotResult(r.stdout)).toEqual({ action: "delete", node: "local-1", changed: true, snapshotDir: timerDir, snapshotsKept: 2 });
             expect(r.stderr).toMatch(/the snapshots are kept: 2 in .*timer-snapshots/);
@@ -758,7 +769,7 @@ describe("etcd snapshots and restore against a real etcd 3.4 (TLS with client ce
             expect(fs.existsSync(unit(SNAPSHOT_INSTALLED.service))).toBe(false);
             expect(fs.existsSync(unit(SNAPSHOT_INSTALLED.timer))).toBe(false);
             expect(listDir(timerDir)).toEqual(kept);
-            const again = runStep("delete");
+            const again = runStep("delete", latest);
             expect(parseSnapshotResult(again.stdout)).toMatchObject({ action: "delete", changed: false, snapshotsKept: 2 });
             expect(calls()).toEqual([]);
         });

@@ -324,6 +324,8 @@ const deleteSchema = z.strictObject({
     changed: z.boolean(),
     snapshotDir: absolute,
     snapshotsKept: count,
+    /** Set when a newer payload of the step owns the timer: this (replaced) payload's delete did nothing. */
+    owner: z.literal("newer").optional(),
 });
 
 const resultSchema = z.discriminatedUnion("action", [createSchema, saveSchema, deleteSchema]);

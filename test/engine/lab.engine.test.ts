@@ -154,6 +154,31 @@ describe("pulumi up on the lab with the real engine", () => {
             console.log(`policy preview with ${node} in the US: failed as it must:\n${r.stdout.split("\n").filter((l) => /node-location-allowed|mandatory/.test(l)).slice(0, 4).join("\n")}`);
         });
 
+        test("an off-node snapshot target in the US fails the preview, naming the policy and each snapshot command", () => {
+            const secrets = { etcdOffsiteAccessKeyId: "ZTLABACCESSKEY0001", etcdOffsiteSecretAccessKey: "zt-lab/offsite+SECRET-0123456789" };
+            for (const [key, value] of Object.entries(secrets)) {
+                cli.must(["config", "set", "--secret", "--stack", STACK, `zerotouch:${key}`], { input: value });
+            }
+            try {
+                const offsite = { type: "s3", endpoint: "https://s3.us-east-1.amazonaws.com", bucket: "zt-etcd-lab" };
+                const r = withConfig((config) => (config["zerotouch:etcd"] = { ...config["zerotouch:etcd"], snapshots: { ...config["zerotouch:etcd"]?.snapshots, offsite } }), preview);
+                expect({ code: r.code, stderr: r.stderr.slice(-2000) }).not.toMatchObject({ code: 0 });
+                expect(r.stdout).toMatch(/endpoint-hosts-allowed/);
+                for (const node of nodesByRole(lab, "control-plane")) {
+                    expect(r.stdout).toContain(`etcd-${node.name}-snapshots`);
+                }
+                expect(r.stdout).toContain('is on host "s3.us-east-1.amazonaws.com"');
+                expect(`${r.stdout}\n${r.stderr}`).not.toContain(secrets.etcdOffsiteSecretAccessKey);
+                console.log(
+                    `policy preview with the off-node snapshot target in the US: failed as it must:\n${r.stdout.split("\n").filter((l) => /endpoint-hosts-allowed|zerotouchOffsite/.test(l)).slice(0, 4).join("\n")}`,
+                );
+            } finally {
+                for (const key of Object.keys(secrets)) {
+                    cli.must(["config", "rm", "--stack", STACK, `zerotouch:${key}`]);
+                }
+            }
+        });
+
         test("6443 opened outside the VPN fails the preview, naming the policy and the firewall", () => {
             const r = withConfig((config) => (config["zerotouch:firewall"] = { extraRules: [{ name: "api-public", protocol: "tcp", ports: 6443, from: "any" }] }), preview);
             expect({ code: r.code, stderr: r.stderr.slice(-2000) }).not.toMatchObject({ code: 0 });

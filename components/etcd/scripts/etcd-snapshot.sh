@@ -19,7 +19,9 @@
 #           back), a <name>.sha256 goes next to it, and the newest ZT_OFFSITE_RETAIN copies of the
 #           node stay on the target. A failed copy fails the run; the local snapshot stays.
 #   delete  stops and disables the timer, removes the units, the installed script, the env
-#           file and the off-node credentials. The snapshots are kept: they are data.
+#           file and the off-node credentials. The snapshots are kept: they are data. A newer
+#           payload of this step (Pulumi creates a replacement before it deletes the old one)
+#           owns what is installed: then the old payload's delete does nothing.
 #
 # create also stores the off-node credentials (ZT_OFFSITE_SSH_KEY or the S3 keys) as files of
 # ZT_OFFSITE_CREDENTIALS_DIR (0700, files 0600; never in the env file), installs rclone (Debian
@@ -63,6 +65,8 @@ readonly env_file=/etc/zerotouch/etcd-snapshot.env
 readonly unit_dir=/etc/systemd/system
 readonly service=zerotouch-etcd-snapshot.service
 readonly timer=zerotouch-etcd-snapshot.timer
+# Which payload of this step installed what is there (see delete).
+readonly owner_file=/var/lib/zerotouch/etcd-snapshot.owner
 readonly randomized_delay_s=300
 readonly save_timeout_s=600
 readonly status_timeout_s=120
@@ -253,7 +257,16 @@ snapshot_count() {
   if [ -d "$dir" ]; then list_snapshots | wc -l; else echo 0; fi
 }
 
+# This run's identity: the payload file (script and parameters), as create and delete both run it.
+self_id="$(sha256sum <"$0" | cut -d' ' -f1)"
+
 if [ "$action" = delete ]; then
+  if [ -f "${root}${owner_file}" ] && [ "$(cat -- "${root}${owner_file}")" != "$self_id" ]; then
+    log "node ${node}: a newer deployment of this step owns the timer; nothing to undo"
+    printf '{"action":"delete","node":%s,"changed":false,"snapshotDir":%s,"snapshotsKept":%d,"owner":"newer"}\n' \
+      "$(json_string "$node")" "$(json_string "$dir")" "$(snapshot_count)"
+    exit 0
+  fi
   changed=false
   if [ -e "${root}${unit_dir}/${timer}" ]; then
     systemctl_ disable --now "$timer"
@@ -266,6 +279,7 @@ if [ "$action" = delete ]; then
       changed=true
     fi
   done
+  rm -f -- "${root}${owner_file}"
   if [ -n "$offsite_type" ] && [ -e "${root}${offsite_credentials}" ]; then
     rm -rf -- "${root}${offsite_credentials}"
     log "node ${node}: removed the off-node credentials ${offsite_credentials}"
@@ -390,6 +404,11 @@ place() {
   placed=true
   changed=true
 }
+# The record of which payload installed the timer is bookkeeping, not a change.
+printf '%s\n' "$self_id" >"$work/owner"
+was_changed="$changed"
+place "$work/owner" "$owner_file" 0600
+changed="$was_changed"
 place "$work/script" "$installed_script" 0755
 place "$work/env" "$env_file" 0600
 place "$work/service" "${unit_dir}/${service}" 0644
