@@ -22,10 +22,12 @@ import {
     parseRestoreResult,
     parseSnapshotResult,
 } from "../components/etcd/snapshot";
+import { planEtcdCluster } from "../components/etcd/cluster";
 import { COMMON_LIB } from "../components/lib/nodeScript";
 import { ConfigError, validateConfig } from "../infra/config";
 import { offsiteTarget } from "../infra/program";
 import { TEST_KEY, validRawConfig } from "./support/config";
+import { ETCD_DEFAULTS } from "./support/etcdDefaults";
 import type { Recorder } from "./support/mocks";
 import { runProgram } from "./support/program";
 
@@ -85,6 +87,24 @@ describe("etcdSnapshotSteps with an off-node target", () => {
     ])("refuses %s, naming node, key, value and what is allowed", (_name, change, type, message) => {
         const offsite = { ...(type === "s3" ? S3 : SFTP), ...change } as EtcdOffsiteS3 | EtcdOffsiteSftp;
         expect(() => etcdSnapshotSteps({ ...base, offsite })).toThrow(message);
+    });
+});
+
+describe("planEtcdCluster with an off-node target", () => {
+    test("every member's snapshot step copies to the same target, under its own node name; without a target, no member's does", () => {
+        const members = [1, 2, 3].map((n) => ({ name: `cp-${n}`, target: { host: `203.0.113.1${n}`, port: 22, user: "root" }, address: `203.0.113.1${n}`, dataDir: "/var/lib/etcd" }));
+        const plan = planEtcdCluster({ ...ETCD_DEFAULTS, clusterToken: "t", members, snapshots: { ...ETCD_DEFAULTS.snapshots, offsite: S3 } });
+        for (const m of plan.members) {
+            expect([m.node.name, m.snapshots.sensitive, m.snapshots.params.ZT_NODE, m.snapshots.params.ZT_OFFSITE_BUCKET, m.snapshots.meta]).toEqual([
+                m.node.name,
+                true,
+                m.node.name,
+                "zt-etcd",
+                { zerotouchOffsite: offsiteFact(S3) },
+            ]);
+        }
+        const plain = planEtcdCluster({ ...ETCD_DEFAULTS, clusterToken: "t", members });
+        expect(plain.members.every((m) => !m.snapshots.sensitive && m.snapshots.meta === undefined && m.snapshots.params.ZT_OFFSITE_TYPE === undefined)).toBe(true);
     });
 });
 

@@ -42,6 +42,8 @@ const S3_PORT = 9000;
 const S3_BUCKET = "zt-etcd";
 const S3_UNIT = "zt-lab-s3";
 const KEYS = 40;
+/** Values of 256 KiB each (random, incompressible), so the snapshot has the size of a small cluster's. */
+const BULK = 120;
 
 describe("off-node etcd snapshot copies on the lab", () => {
     let lab: Lab;
@@ -51,6 +53,7 @@ describe("off-node etcd snapshot copies on the lab", () => {
     let keyDir: string;
     let privateKey: string;
     let etcd: LabEtcd;
+    let bulkSha = "";
     let sftp: EtcdOffsiteSftp;
     let s3: EtcdOffsiteTarget;
     const saved: Record<string, SnapshotSaveResult[]> = { sftp: [], s3: [] };
@@ -133,8 +136,10 @@ describe("off-node etcd snapshot copies on the lab", () => {
         const pem = makeEtcdPem(path.join(keyDir, "pki"), [{ name: source.name, address: source.address }]).pem;
         etcd = new LabEtcd(lab, pem, source);
         expectOk(source, etcd.run(source, etcd.step(source)));
-        ssh(source, `for i in $(seq ${KEYS}); do ETCDCTL_API=3 ${ETCDCTL} --endpoints=${LOCAL_CLIENT_URL} --cacert=${NODE_CLIENT_TLS.caFile} ` +
-            `--cert=${NODE_CLIENT_TLS.certFile} --key=${NODE_CLIENT_TLS.keyFile} put /lab/offsite/key-$i value-$i >/dev/null || exit 1; done`, 300);
+        const ctl = `ETCDCTL_API=3 ${ETCDCTL} --endpoints=${LOCAL_CLIENT_URL} --cacert=${NODE_CLIENT_TLS.caFile} --cert=${NODE_CLIENT_TLS.certFile} --key=${NODE_CLIENT_TLS.keyFile} --command-timeout=30s`;
+        ssh(source, `for i in $(seq ${KEYS}); do ${ctl} put /lab/offsite/key-$i value-$i >/dev/null || exit 1; done`, 300);
+        ssh(source, `for i in $(seq ${BULK}); do head -c 196608 /dev/urandom | base64 -w0 | ${ctl} put /lab/bulk/$(printf %03d $i) >/dev/null || exit 1; done`, 600);
+        bulkSha = ssh(source, `${ctl} get /lab/bulk/ --prefix --print-value-only | sha256sum | cut -d' ' -f1`).trim();
     }, 600_000);
 
     afterAll(() => {
@@ -269,9 +274,12 @@ describe("off-node etcd snapshot copies on the lab", () => {
             ssh(fresh, `for i in $(seq 30); do ETCDCTL_API=3 ${ETCDCTL} --endpoints=http://127.0.0.1:23790 --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1 && exit 0; sleep 0.5; done; journalctl -u ${unit} -n 20 --no-pager >&2; exit 1`);
             const values = local("get /lab/offsite/ --prefix --print-value-only").trim().split("\n").filter((l) => l !== "");
             expect(values.sort()).toEqual(Array.from({ length: KEYS }, (_, i) => `value-${i + 1}`).sort());
+            expect(local("get /lab/bulk/ --prefix --keys-only | grep -c .").trim()).toBe(String(BULK));
+            expect(local("get /lab/bulk/ --prefix --print-value-only | sha256sum | cut -d' ' -f1").trim()).toBe(bulkSha);
             console.log(
                 `restore on ${fresh.name} from the off-node copy of lost ${source.name}: ${newest.offsite!.file} fetched over sftp, sha256 checked against its .sha256, ` +
-                    `restored (revision ${r.revision}, ${r.totalKeys} keys) in ${seconds.toFixed(1)} s; a fresh etcd on it returns all ${values.length} keys of /lab/offsite/`,
+                    `restored (${r.size} bytes, revision ${r.revision}, ${r.totalKeys} keys) in ${seconds.toFixed(1)} s; a fresh etcd on it returns all ${values.length} keys of /lab/offsite/ ` +
+                    `and the ${BULK} values of /lab/bulk/ (${(BULK * 256) / 1024} MiB) with the same sha256 as before the loss`,
             );
         } finally {
             sshRun(lab, fresh, `systemctl stop ${unit}`);
