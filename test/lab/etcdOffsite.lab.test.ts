@@ -2,14 +2,13 @@
  * Off-node copies of etcd snapshots on the lab: the snapshot step (`etcdSnapshotSteps` with
  * `offsite`) on a one-member TLS etcd on lab-cp-1, copying each verified snapshot with rclone
  * (Debian's package, in the node image) to lab-worker-1: over SFTP to a user of its sshd, its host
- * key pinned, and to an S3 server built from Go modules (gofakes3, test/lab/toolchain) on the same
- * node. Then lab-cp-1 is lost (etcd, data and local snapshots gone), and the restore script on
+ * key pinned, and to an S3 server built from Go modules (rclone v1.76.0's `serve s3`, which checks
+ * request signatures, test/lab/toolchain) on the same node. Then lab-cp-1 is lost (etcd, data and local snapshots gone), and the restore script on
  * lab-cp-2 fetches the newest off-node copy, restores it into a fresh cluster (a throwaway etcd)
  * and its keys are read back.
  *
  * Every address is a lab address (10.213.0.0/24); the credentials are a key pair made for the
- * test and throwaway S3 keys (gofakes3 does not check signatures: the S3 part checks the copy,
- * the check and the retention, not a refused key).
+ * test and throwaway S3 keys, which the S3 server is started with.
  */
 import { execFileSync } from "child_process";
 import { mkdtempSync, readFileSync, rmSync } from "fs";
@@ -116,14 +115,15 @@ describe("off-node etcd snapshot copies on the lab", () => {
         );
         sftp = { type: "sftp", host: target.address, user: SFTP_USER, hostKey: target.hostKey.trim(), path: "etcd-snapshots", retain: 2 };
 
-        // The S3 server: gofakes3 from the toolchain, on the worker's lab address.
-        copyToNode(lab, target, toolchainBin("gofakes3", "npm run test:lab"), "/usr/local/bin/gofakes3");
+        // The S3 server: rclone's `serve s3` from the toolchain (beside Debian's rclone, which has
+        // none), on the worker's lab address, a directory per bucket, requests signed with the keys.
+        copyToNode(lab, target, toolchainBin("rclone", "npm run test:lab"), "/usr/local/bin/rclone-serve");
         ssh(
             target,
-            `systemctl stop ${S3_UNIT} >/dev/null 2>&1; systemctl reset-failed ${S3_UNIT} >/dev/null 2>&1; rm -rf /srv/zt-s3; ` +
-                `systemd-run --collect --unit ${S3_UNIT} /usr/local/bin/gofakes3 -backend fs -fs.path /srv/zt-s3 -fs.create ` +
-                `-host ${target.address}:${S3_PORT} -initialbucket ${S3_BUCKET} -quiet; ` +
-                `for i in $(seq 50); do curl -fsS -o /dev/null --max-time 2 http://${target.address}:${S3_PORT}/${S3_BUCKET} && exit 0; sleep 0.2; done; ` +
+            `systemctl stop ${S3_UNIT} >/dev/null 2>&1; systemctl reset-failed ${S3_UNIT} >/dev/null 2>&1; rm -rf /srv/zt-s3; mkdir -p /srv/zt-s3/${S3_BUCKET}; ` +
+                `systemd-run --collect --unit ${S3_UNIT} --setenv=RCLONE_CONFIG=/notfound --setenv=RCLONE_AUTH_KEY=${s3Keys.accessKeyId},${s3Keys.secretAccessKey} ` +
+                `/usr/local/bin/rclone-serve serve s3 --addr ${target.address}:${S3_PORT} /srv/zt-s3; ` +
+                `for i in $(seq 50); do [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://${target.address}:${S3_PORT}/${S3_BUCKET})" != 000 ] && exit 0; sleep 0.2; done; ` +
                 `journalctl -u ${S3_UNIT} -n 20 --no-pager >&2; exit 1`,
         );
         s3 = { type: "s3", endpoint: `http://${target.address}:${S3_PORT}`, bucket: S3_BUCKET, path: "lab/etcd", retain: 2 };
@@ -205,6 +205,16 @@ describe("off-node etcd snapshot copies on the lab", () => {
         expectOk(source, runStep(lab, source, snapshotStep(sftp)));
     }, 300_000);
 
+    test("s3: a wrong secret key stops create, naming the target, without showing the key", () => {
+        const [step] = etcdSnapshotSteps({ node: source.name, etcdctl: ETCDCTL, endpoint: LOCAL_CLIENT_URL, tls: NODE_CLIENT_TLS, retain: 3, offsite: s3 });
+        const wrong = { ...s3Keys, secretAccessKey: "zt-lab-WRONG-secret/0123456789" };
+        const r = runStep(lab, source, { ...step, params: { ...step.params, ...offsiteCredentialParams(source.name, s3, wrong) } });
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/the off-node target s3 zt-etcd\/lab\/etcd does not take a file with the configured credentials: .*(Forbidden|SignatureDoesNotMatch|AccessDenied)/);
+        expect(r.stderr).not.toContain(wrong.secretAccessKey);
+        console.log(`s3 signatures: a wrong secret key refused: ${r.stderr.split("\n").filter((l) => /does not take a file/.test(l))[0]?.slice(0, 300)}`);
+    }, 300_000);
+
     test("s3: copies go to an S3 server built from Go modules, checked by reading them back, the newest two kept", () => {
         const created = runStep(lab, source, snapshotStep(s3));
         expectOk(source, created);
@@ -217,7 +227,7 @@ describe("off-node etcd snapshot copies on the lab", () => {
             expect(r.offsite).toMatchObject({ type: "s3", target: `${S3_BUCKET}/lab/etcd`, size: r.size, retain: 2, kept: Math.min(i + 1, 2) });
             expect(r.offsite!.sha256).toBe(ssh(source, `sha256sum ${r.file} | cut -d' ' -f1`).trim());
         }
-        const objects = ssh(target, `find /srv/zt-s3 -type f -path '*lab/etcd*' -printf '%f\\n' | sort`).trim();
+        const objects = ssh(target, `find /srv/zt-s3/${S3_BUCKET}/lab/etcd -type f -printf '%f\\n' | sort`).trim();
         for (const r of saved.s3.slice(1)) {
             expect(objects).toContain(r.offsite!.file);
         }
@@ -225,7 +235,7 @@ describe("off-node etcd snapshot copies on the lab", () => {
         expect(ssh(source, `journalctl -o cat --no-pager | grep -c -F '${s3Keys.secretAccessKey}' || true`).trim()).toBe("0");
         const last = saved.s3[2];
         console.log(
-            `s3 (gofakes3 on ${target.name}:${S3_PORT}): ${last.size} bytes per copy; copy ${saved.s3.map((r) => r.offsite!.copyMs).join("/")} ms, ` +
+            `s3 (rclone serve s3 on ${target.name}:${S3_PORT}): ${last.size} bytes per copy; copy ${saved.s3.map((r) => r.offsite!.copyMs).join("/")} ms, ` +
                 `read-back check ${saved.s3.map((r) => r.offsite!.verifyMs).join("/")} ms; 3 saves, 2 kept`,
         );
     }, 600_000);

@@ -27,7 +27,7 @@ bash test/support/host-tools.sh ensure
 # etcd release its mirror serves and the S3 server of the off-node snapshot copies: built from
 # their Go modules into the toolchain cache, which a warm cache skips.
 bin=$(bash test/lab/toolchain/ensure.sh helm kube-apiserver kube-controller-manager kubectl etcd etcdctl etcdutl \
-  argocd argocd-server argocd-repo-server argocd-application-controller gofakes3)
+  argocd argocd-server argocd-repo-server argocd-application-controller rclone)
 export ZT_HELM="$bin/helm" ZT_TOOLCHAIN_BIN="$bin"
 echo "test:lab: toolchain ready after $((SECONDS - started))s ($bin)" >&2
 bash test/lab/lab.sh up

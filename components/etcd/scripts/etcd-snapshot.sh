@@ -369,12 +369,9 @@ changed=false
 units_changed=false
 timer_changed=false
 
-# The off-node target: its credentials as files, rclone, and one listing with them.
-offsite_store_credentials "$node" "${root}${offsite_credentials}"
-if [ "$offsite_stored_changed" = true ]; then
-  log "node ${node}: $([ -n "$offsite_type" ] && printf 'wrote' || printf 'removed') the off-node credentials ${offsite_credentials}"
-  changed=true
-fi
+# The off-node target: its credentials as files (first in the scratch directory), rclone, and a
+# write check with them; only credentials that passed it replace those the timer uses.
+offsite_store_credentials "$node" "$work/credentials"
 if [ -n "$offsite_type" ]; then
   if ! command -v rclone >/dev/null 2>&1; then
     command -v apt-get >/dev/null 2>&1 || die "node ${node}: rclone is missing and apt-get is not available to install it"
@@ -386,11 +383,27 @@ if [ -n "$offsite_type" ]; then
     changed=true
   fi
   (
-    offsite_env "${root}${offsite_credentials}"
+    offsite_env "$work/credentials"
     offsite_check "$node" "$work" ||
       die "node ${node}: the off-node target ${offsite_type} ${offsite_base#"${offsite_remote}:"} does not take a file with the configured credentials: $(offsite_why "$work/check.err")"
   )
   log "node ${node}: the off-node target answers; each snapshot is copied there, the newest ${offsite_retain} kept"
+fi
+credentials_dir="${root}${offsite_credentials}"
+if [ -z "$offsite_type" ]; then
+  if [ -e "$credentials_dir" ]; then
+    rm -rf -- "$credentials_dir"
+    log "node ${node}: removed the off-node credentials ${offsite_credentials}"
+    changed=true
+  fi
+elif ! diff -r -q -- "$work/credentials" "$credentials_dir" >/dev/null 2>&1; then
+  mkdir -p -- "$(dirname "$credentials_dir")"
+  rm -rf -- "${credentials_dir}.new"
+  cp -a -- "$work/credentials" "${credentials_dir}.new"
+  rm -rf -- "$credentials_dir"
+  mv -- "${credentials_dir}.new" "$credentials_dir"
+  log "node ${node}: wrote the off-node credentials ${offsite_credentials}"
+  changed=true
 fi
 # Installs $1 (a file in $work) at $2 with mode $3 unless it is there already; sets placed.
 place() {
