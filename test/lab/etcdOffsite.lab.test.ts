@@ -121,8 +121,8 @@ describe("off-node etcd snapshot copies on the lab", () => {
         ssh(
             target,
             `systemctl stop ${S3_UNIT} >/dev/null 2>&1; systemctl reset-failed ${S3_UNIT} >/dev/null 2>&1; rm -rf /srv/zt-s3; mkdir -p /srv/zt-s3/${S3_BUCKET}; ` +
-                `systemd-run --collect --unit ${S3_UNIT} --setenv=RCLONE_CONFIG=/notfound --setenv=RCLONE_AUTH_KEY=${s3Keys.accessKeyId},${s3Keys.secretAccessKey} ` +
-                `/usr/local/bin/rclone-serve serve s3 --addr ${target.address}:${S3_PORT} /srv/zt-s3; ` +
+                `systemd-run --collect --unit ${S3_UNIT} --setenv=RCLONE_CONFIG=/notfound /usr/local/bin/rclone-serve serve s3 ` +
+                `--addr ${target.address}:${S3_PORT} --auth-key '${s3Keys.accessKeyId},${s3Keys.secretAccessKey}' /srv/zt-s3; ` +
                 `for i in $(seq 50); do [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://${target.address}:${S3_PORT}/${S3_BUCKET})" != 000 ] && exit 0; sleep 0.2; done; ` +
                 `journalctl -u ${S3_UNIT} -n 20 --no-pager >&2; exit 1`,
         );
