@@ -121,6 +121,11 @@ const locationSchema = z.strictObject({
     provider: z.string().regex(LABEL).meta(doc({ allowed: "a lower-case label (a-z, 0-9, '-'), e.g. the VPS provider's name" })),
 });
 
+/** A pinned SSH host key (`nodes.<n>.sshHostKey`, the off-node SFTP target's `hostKey`). */
+function hostKeySchema(allowed: string, docDefault: string, description: string) {
+    return z.string().trim().regex(HOST_KEY).optional().meta(doc({ allowed, docType: "`ssh-ed25519 AAAA…`", docDefault, description }));
+}
+
 const nodeSchema = z.strictObject({
     host: z
         .string()
@@ -145,19 +150,7 @@ const nodeSchema = z.strictObject({
                 description: "root or a user with passwordless sudo (`sudo -n`).",
             }),
         ),
-    sshHostKey: z
-        .string()
-        .trim()
-        .regex(HOST_KEY)
-        .optional()
-        .meta(
-            doc({
-                allowed: "a public host key as `ssh-ed25519 AAAA…` (the key type and base64, no host name or comment)",
-                docType: "`ssh-ed25519 AAAA…`",
-                docDefault: "(recorded on first connect)",
-                description: "Pinned host key.",
-            }),
-        ),
+    sshHostKey: hostKeySchema("a public host key as `ssh-ed25519 AAAA…` (the key type and base64, no host name or comment)", "(recorded on first connect)", "Pinned host key."),
     role: z.enum(ROLES).meta(doc({ allowed: "control-plane or worker", description: "" })),
     location: locationSchema.meta(
         doc({
@@ -317,19 +310,7 @@ const offsiteSchema = z
         user: z.string().regex(SSH_USER).optional().meta(
             doc({ allowed: "(sftp) the SSH user the copies are written as", docType: "Unix user", docDefault: "(required with `sftp`)", description: "" }),
         ),
-        hostKey: z
-            .string()
-            .trim()
-            .regex(HOST_KEY)
-            .optional()
-            .meta(
-                doc({
-                    allowed: "(sftp) the SSH server's public host key as `ssh-ed25519 AAAA…` (the key type and base64), checked out of band",
-                    docType: "`ssh-ed25519 AAAA…`",
-                    docDefault: "(required with `sftp`)",
-                    description: "Pinned: rclone refuses any other key.",
-                }),
-            ),
+        hostKey: hostKeySchema("(sftp) the SSH server's public host key as `ssh-ed25519 AAAA…` (the key type and base64), checked out of band", "(required with `sftp`)", "Pinned: rclone refuses any other key."),
         path: z
             .string()
             .regex(OFFSITE_PATH)

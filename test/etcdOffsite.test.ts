@@ -24,9 +24,9 @@ import {
 } from "../components/etcd/snapshot";
 import { planEtcdCluster } from "../components/etcd/cluster";
 import { COMMON_LIB } from "../components/lib/nodeScript";
-import { ConfigError, validateConfig } from "../infra/config";
+import { validateConfig } from "../infra/config";
 import { offsiteTarget } from "../infra/program";
-import { TEST_KEY, validRawConfig } from "./support/config";
+import { problemsOf, TEST_KEY, validRawConfig } from "./support/config";
 import { ETCD_DEFAULTS } from "./support/etcdDefaults";
 import type { Recorder } from "./support/mocks";
 import { runProgram } from "./support/program";
@@ -196,15 +196,7 @@ describe("etcd.snapshots.offsite in the stack config", () => {
         r.etcd = { snapshots: offsite === undefined ? {} : { offsite } };
         return { ...r, ...secrets };
     };
-    const problems = (r: Record<string, any>, secret: ReadonlySet<string> = secretKeys): string[] => {
-        try {
-            validateConfig(r, secret);
-        } catch (err) {
-            expect(err).toBeInstanceOf(ConfigError);
-            return [...(err as ConfigError).problems];
-        }
-        throw new Error("config was accepted");
-    };
+    const problems = (r: Record<string, any>, secret: ReadonlySet<string> = secretKeys): string[] => problemsOf(r, secret);
 
     test("sftp and s3 targets with their secrets; retain defaults to 48; the program's target has the type's keys only", () => {
         const sftp = validateConfig(raw(sftpConfig, { etcdOffsiteSshKey: TEST_KEY }), secretKeys);
