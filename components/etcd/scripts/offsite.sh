@@ -136,6 +136,11 @@ offsite_store_credentials() {
   done
 }
 
+# offsite_set <KEY> <value>: one parameter of the rclone remote, exported as RCLONE_CONFIG_ZTOFFSITE_<KEY>.
+offsite_set() {
+  export "RCLONE_CONFIG_ZTOFFSITE_$1=$2"
+}
+
 # offsite_env <credentials dir>: exports the rclone remote `ztoffsite:` of the parameters, with
 # the credentials of <dir>; sets offsite_base (the remote path the copies go to).
 offsite_env() {
@@ -145,34 +150,34 @@ offsite_env() {
     case "$v" in AWS_* | RCLONE_*) unset "$v" ;; esac
   done
   export RCLONE_CONFIG=/notfound
-  export RCLONE_CONFIG_ZTOFFSITE_TYPE="$offsite_type"
+  offsite_set TYPE "$offsite_type"
   if [ "$offsite_type" = s3 ]; then
     for f in access-key-id secret-access-key; do
       [ -r "${dir}/${f}" ] || die "the off-node copy's credential ${dir}/${f} is missing (run the snapshot step's create again)"
     done
-    export RCLONE_CONFIG_ZTOFFSITE_PROVIDER=Other
-    export RCLONE_CONFIG_ZTOFFSITE_ENV_AUTH=false
-    export RCLONE_CONFIG_ZTOFFSITE_ENDPOINT="$offsite_endpoint"
-    export RCLONE_CONFIG_ZTOFFSITE_FORCE_PATH_STYLE=true
-    export RCLONE_CONFIG_ZTOFFSITE_NO_CHECK_BUCKET=true
-    [ -z "$offsite_region" ] || export RCLONE_CONFIG_ZTOFFSITE_REGION="$offsite_region"
-    RCLONE_CONFIG_ZTOFFSITE_ACCESS_KEY_ID="$(<"${dir}/access-key-id")"
-    RCLONE_CONFIG_ZTOFFSITE_SECRET_ACCESS_KEY="$(<"${dir}/secret-access-key")"
-    export RCLONE_CONFIG_ZTOFFSITE_ACCESS_KEY_ID RCLONE_CONFIG_ZTOFFSITE_SECRET_ACCESS_KEY
+    offsite_set PROVIDER Other
+    offsite_set ENV_AUTH false
+    offsite_set ENDPOINT "$offsite_endpoint"
+    offsite_set FORCE_PATH_STYLE true
+    offsite_set NO_CHECK_BUCKET true
+    [ -z "$offsite_region" ] || offsite_set REGION "$offsite_region"
+    # Read in this shell (no process sees them as arguments).
+    offsite_set ACCESS_KEY_ID "$(<"${dir}/access-key-id")"
+    offsite_set SECRET_ACCESS_KEY "$(<"${dir}/secret-access-key")"
     offsite_base="${offsite_remote}:${offsite_bucket}${offsite_path:+/${offsite_path#/}}"
   else
     for f in ssh-key known_hosts; do
       [ -r "${dir}/${f}" ] || die "the off-node copy's credential ${dir}/${f} is missing (run the snapshot step's create again)"
     done
-    export RCLONE_CONFIG_ZTOFFSITE_HOST="${offsite_host#[}"
-    RCLONE_CONFIG_ZTOFFSITE_HOST="${RCLONE_CONFIG_ZTOFFSITE_HOST%]}"
-    export RCLONE_CONFIG_ZTOFFSITE_PORT="$offsite_port"
-    export RCLONE_CONFIG_ZTOFFSITE_USER="$offsite_user"
-    export RCLONE_CONFIG_ZTOFFSITE_KEY_FILE="${dir}/ssh-key"
-    export RCLONE_CONFIG_ZTOFFSITE_KNOWN_HOSTS_FILE="${dir}/known_hosts"
-    export RCLONE_CONFIG_ZTOFFSITE_KEY_USE_AGENT=false
+    local host="${offsite_host#[}"
+    offsite_set HOST "${host%]}"
+    offsite_set PORT "$offsite_port"
+    offsite_set USER "$offsite_user"
+    offsite_set KEY_FILE "${dir}/ssh-key"
+    offsite_set KNOWN_HOSTS_FILE "${dir}/known_hosts"
+    offsite_set KEY_USE_AGENT false
     # Hashes are checked by reading the copy back; no remote commands beyond SFTP itself.
-    export RCLONE_CONFIG_ZTOFFSITE_DISABLE_HASHCHECK=true
+    offsite_set DISABLE_HASHCHECK true
     offsite_base="${offsite_remote}:${offsite_path}"
   fi
 }
