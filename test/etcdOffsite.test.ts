@@ -28,7 +28,7 @@ import { validateConfig } from "../infra/config";
 import { offsiteTarget } from "../infra/program";
 import { problemsOf, TEST_KEY, validRawConfig } from "./support/config";
 import { ETCD_DEFAULTS } from "./support/etcdDefaults";
-import type { Recorder } from "./support/mocks";
+import { Recorder, withoutSecrets } from "./support/mocks";
 import { runProgram } from "./support/program";
 
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILWvkNWpyAzs58YI0beTDhC9KCztmoxTVHtHfzNQ+1Cf";
@@ -434,19 +434,6 @@ describe("the program under mocks with off-node copies", () => {
         const raw = validRawConfig(1);
         raw.etcd = { snapshots: { offsite } };
         return { ...raw, ...secrets };
-    };
-    /** The wire value with every secret wrapper left out. */
-    const withoutSecrets = (value: any): any => {
-        if (Array.isArray(value)) {
-            return value.map(withoutSecrets);
-        }
-        if (value && typeof value === "object") {
-            if (value["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270") {
-                return "[secret]";
-            }
-            return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withoutSecrets(v)]));
-        }
-        return value;
     };
 
     beforeAll(async () => {

@@ -20,7 +20,7 @@ import {
 import type { GitLabWiringArgs } from "../components/gitops/gitlabWiring";
 import { planGitLabWiring } from "../components/gitops/gitlabWiring";
 import type { Recorder } from "./support/mocks";
-import { isSecret, resolve, wireSecret } from "./support/mocks";
+import { isSecret, resolve, wireSecret, withoutSecrets } from "./support/mocks";
 import { referenceFile } from "./support/reference";
 
 const SCHEMA_FILE = referenceFile("pulumi-gitlab-schema-subset.json");
@@ -214,19 +214,7 @@ async function refused(args: (pulumi: typeof pulumiType) => unknown): Promise<{ 
 
 /** The wire form with every secret replaced by a placeholder: what would be readable in clear. */
 function clearText(wire: unknown): string {
-    const strip = (v: any): any => {
-        if (Array.isArray(v)) {
-            return v.map(strip);
-        }
-        if (v && typeof v === "object") {
-            if (v["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270") {
-                return "[secret]";
-            }
-            return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, strip(x)]));
-        }
-        return v;
-    };
-    return JSON.stringify(strip(wire));
+    return JSON.stringify(withoutSecrets(wire));
 }
 
 // --- bindings against the schema -------------------------------------------------------------

@@ -179,18 +179,28 @@ function aliasOf(a: any): AliasSpec {
     };
 }
 
-/** Replaces every secret wrapper by its value. */
-export function unwrapSecrets(value: any): any {
+/** `value` with every secret wrapper replaced by what `onSecret` makes of the wrapped value. */
+function mapSecrets(value: any, onSecret: (wrapped: any) => any): any {
     if (Array.isArray(value)) {
-        return value.map(unwrapSecrets);
+        return value.map((v) => mapSecrets(v, onSecret));
     }
     if (value && typeof value === "object") {
         if (value[SIG_KEY] === SECRET_SIG) {
-            return unwrapSecrets(value.value);
+            return onSecret(value.value);
         }
-        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, mapSecrets(v, onSecret)]));
     }
     return value;
+}
+
+/** Replaces every secret wrapper by its value. */
+export function unwrapSecrets(value: any): any {
+    return mapSecrets(value, unwrapSecrets);
+}
+
+/** The wire form with every secret replaced by "[secret]": what would be readable in clear. */
+export function withoutSecrets(value: any): any {
+    return mapSecrets(value, () => "[secret]");
 }
 
 /** Resolves an Output's value (mocks resolve everything). */
