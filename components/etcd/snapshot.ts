@@ -12,6 +12,8 @@ export const SNAPSHOT_SCRIPT = path.join(__dirname, "scripts", "etcd-snapshot.sh
 export const RESTORE_SCRIPT = path.join(__dirname, "scripts", "etcd-restore.sh");
 /** The off-node copies' shell library (rclone): used by the snapshot and the restore script. */
 export const OFFSITE_LIB = path.join(__dirname, "scripts", "offsite.sh");
+/** The libraries etcd-restore.sh needs ahead of it in a payload (run from a checkout, it sources them itself). */
+export const RESTORE_LIBRARIES: readonly string[] = [COMMON_LIB, OFFSITE_LIB];
 /** Where the snapshot step keeps the off-node credentials on the node (0700; files 0600). */
 export const OFFSITE_CREDENTIALS_DIR = "/etc/zerotouch/etcd-offsite";
 

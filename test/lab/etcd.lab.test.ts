@@ -20,10 +20,10 @@ import * as os from "os";
 import * as path from "path";
 
 import { clientUrl, EtcdMemberPem, LOCAL_CLIENT_URL, NODE_CLIENT_TLS, parseEtcdMemberResult } from "../../components/etcd/member";
-import { etcdSnapshotSteps, parseRestoreResult, parseSnapshotResult, RESTORE_SCRIPT, SNAPSHOT_INSTALLED } from "../../components/etcd/snapshot";
+import { etcdSnapshotSteps, parseRestoreResult, parseSnapshotResult, RESTORE_LIBRARIES, RESTORE_SCRIPT, SNAPSHOT_INSTALLED } from "../../components/etcd/snapshot";
 import { parseWalGateResult, walGateSteps } from "../../components/etcd/walGate";
 import { k3sInstallStep, resolveK3sSource } from "../../components/k8s/k3s";
-import { COMMON_LIB, stepPayload } from "../../components/lib/nodeScript";
+import { stepPayload } from "../../components/lib/nodeScript";
 import type { NodeStep } from "../../components/lib/nodeScript";
 import { lastJsonLine, ScriptAction } from "../../components/lib/script";
 import { makeEtcdPem } from "../support/etcdCerts";
@@ -177,7 +177,7 @@ describe("EtcdCluster scripts on the lab", () => {
         const restore: NodeStep = {
             name: "restore",
             script: RESTORE_SCRIPT,
-            libraries: [COMMON_LIB],
+            libraries: [...RESTORE_LIBRARIES],
             hasDelete: false,
             sensitive: false,
             params: {

@@ -21,15 +21,15 @@ import {
     EtcdOffsiteTarget,
     etcdSnapshotSteps,
     OFFSITE_CREDENTIALS_DIR,
-    OFFSITE_LIB,
     offsiteCredentialParams,
     parseRestoreResult,
     parseSnapshotResult,
+    RESTORE_LIBRARIES,
     RESTORE_SCRIPT,
     SNAPSHOT_INSTALLED,
     SnapshotSaveResult,
 } from "../../components/etcd/snapshot";
-import { COMMON_LIB, NodeStep, stepPayload } from "../../components/lib/nodeScript";
+import { NodeStep, stepPayload } from "../../components/lib/nodeScript";
 import { remoteRunner } from "../../components/lib/script";
 import { makeEtcdPem } from "../support/etcdCerts";
 import { toolchainBin } from "../support/toolchain";
@@ -86,7 +86,7 @@ describe("off-node etcd snapshot copies on the lab", () => {
         const step: NodeStep = {
             name: "restore",
             script: RESTORE_SCRIPT,
-            libraries: [COMMON_LIB, OFFSITE_LIB],
+            libraries: [...RESTORE_LIBRARIES],
             hasDelete: false,
             sensitive: true,
             params: { ...offsiteParams, ...offsiteCredentialParams(source.name, offsite, credentials), ZT_OFFSITE_NODE: source.name, ZT_ETCDCTL: ETCDCTL, ...params },
