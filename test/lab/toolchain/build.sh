@@ -166,18 +166,40 @@ install_links() {
 # entry_line FILE NAME: NAME's line of a versions.env, blanks squeezed.
 entry_line() { awk -v n="$2" '$1 == n { $1 = $1; print; exit }' "$1"; }
 
-# reuse NAME STAMP: a binary that an earlier versions.env built from the same line and the same
-# sources (another folder of the cache) is linked in, not built again: editing one line of
-# versions.env rebuilds that binary only. Prints the folder it came from.
+# runtime_files WRAPPER: the names of the files the wrapper module's binary runs beside it
+# (modules/<wrapper>/runtime-files), one a line.
+runtime_files() {
+  local list="$here/modules/$1/runtime-files" mod file
+  [ -n "$1" ] && [ -f "$list" ] || return 0
+  while read -r mod file; do
+    case "$mod" in '' | '#'*) continue ;; esac
+    basename "$file"
+  done <"$list"
+}
+
+# has_runtime_files WRAPPER: whether every runtime file of the wrapper's binary is in this folder.
+has_runtime_files() {
+  local f
+  while read -r f; do
+    [ -z "$f" ] || [ -x "$bin/$f" ] || return 1
+  done < <(runtime_files "$1")
+}
+
+# reuse NAME STAMP WRAPPER: a binary that an earlier versions.env built from the same line and
+# the same sources (another folder of the cache) is linked in with its runtime files, not built
+# again: editing one line of versions.env rebuilds that binary only. Prints the folder it came from.
 reuse() {
-  local name="$1" stamp="$2" line dir
+  local name="$1" stamp="$2" line dir f files
   line="$(entry_line "$versions_file" "$name")"
+  mapfile -t files < <(runtime_files "$3")
   for dir in "$cache_root"/*; do
     if [ "$dir" = "$out" ] || [ ! -x "$dir/bin/$name" ] || [ ! -f "$dir/versions.env" ]; then
       continue
     fi
     [ "$(entry_line "$dir/versions.env" "$name")" = "$line" ] || continue
     [ "$(cat "$dir/bin/.$name.source" 2>/dev/null || true)" = "$stamp" ] || continue
+    for f in "${files[@]}"; do [ -x "$dir/bin/$f" ] || continue 2; done
+    for f in "${files[@]}"; do ln -f "$dir/bin/$f" "$bin/$f" 2>/dev/null || cp -p "$dir/bin/$f" "$bin/$f"; done
     ln -f "$dir/bin/$name" "$bin/$name" 2>/dev/null || cp -p "$dir/bin/$name" "$bin/$name"
     if [ -n "$stamp" ]; then echo "$stamp" >"$bin/.$name.source"; else rm -f "$bin/.$name.source"; fi
     echo "$dir"
@@ -203,13 +225,13 @@ while read -r name module version package version_var wrapper required links; do
   case "$name" in ''|'#'*) continue ;; esac
   is_wanted "$name" || continue
   stamp="$(source_stamp "$name" "$wrapper")"
-  if [ -x "$bin/$name" ] && [ "$(cat "$bin/.$name.source" 2>/dev/null || true)" = "$stamp" ]; then
+  if [ -x "$bin/$name" ] && [ "$(cat "$bin/.$name.source" 2>/dev/null || true)" = "$stamp" ] && has_runtime_files "$wrapper"; then
     log "$name: already built ($module@$version), skipped"
     install_links "$name" "$links"
     skipped=$((skipped + 1))
     continue
   fi
-  if [ "${TOOLCHAIN_CHECK_ONLY:-0}" != 1 ] && from="$(reuse "$name" "$stamp")"; then
+  if [ "${TOOLCHAIN_CHECK_ONLY:-0}" != 1 ] && from="$(reuse "$name" "$stamp" "$wrapper")"; then
     log "$name: built earlier from the same line and sources, linked from $from"
     install_links "$name" "$links"
     skipped=$((skipped + 1))
