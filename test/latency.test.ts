@@ -13,7 +13,6 @@ import { parsePreflightResult } from "../components/node/facts";
 import {
     endpointOfUrl,
     formatEndpoint,
-    formatLatencyRefusal,
     formatMs3,
     LATENCY_LIB,
     latencyParams,
@@ -25,6 +24,7 @@ import {
 import { VIRTUALIZATION_TYPES, latencyTargets, validateConfig } from "../infra/config";
 import { planNodes } from "../infra/program";
 import { location, problemsOf, TEST_SECRET_KEYS, validRawConfig } from "./support/config";
+import { formatLatencyRefusal } from "./support/latencyRefusal";
 import { isSecret, resolve } from "./support/mocks";
 import { paramOf } from "./support/nodeStdout";
 import { runProgram } from "./support/program";

@@ -23,12 +23,6 @@ export const LATENCY_TIMEOUT_MS = { min: 100, max: 10000, default: 2000 } as con
 export const LATENCY_TARGETS = ["gitlab", "probe"] as const;
 export type LatencyTargetName = (typeof LATENCY_TARGETS)[number];
 
-/** What a target is called in messages. */
-export const LATENCY_TARGET_LABEL: Readonly<Record<LatencyTargetName, string>> = {
-    gitlab: "the GitLab host",
-    probe: "the probe target",
-};
-
 /** A TCP endpoint: a host (DNS name or IP address) and a port. */
 export interface Endpoint {
     readonly host: string;
@@ -129,32 +123,4 @@ export function formatMs3(ns: number): string {
 /** The figure in ms the outputs carry (3 decimals), or null. */
 export function nsToMs(ns: number | null): number | null {
     return ns === null ? null : Number(formatMs3(ns));
-}
-
-/** How to raise the threshold: for this node, or for all. */
-function overrideText(node: string): string {
-    return (
-        "To accept it anyway, raise the threshold for this node: " +
-        `pulumi config set --path 'zerotouch:nodes.${node}.maxLatencyMs' <ms>, ` +
-        "or for all nodes: pulumi config set --path 'zerotouch:preflight.maxLatencyMs' <ms>"
-    );
-}
-
-/**
- * The preflight problem of a target the node refused: node, measured median (and worst), the
- * threshold and the override. `scripts/latency.sh` prints exactly this text (the tests hold
- * both to it); the preflight prefixes it with `zerotouch: preflight failed on node <node>: `.
- */
-export function formatLatencyRefusal(node: string, r: LatencyResult): string {
-    const what = `${LATENCY_TARGET_LABEL[r.name]} ${formatEndpoint(r)}`;
-    const threshold = `the threshold of ${String(r.thresholdMs)} ms`;
-    if (r.medianNs === null || r.worstNs === null) {
-        const where = r.address === "" ? `${r.host} did not resolve` : `no TCP connect to ${r.address} succeeded in ${r.tries} tries of at most ${r.timeoutMs} ms each`;
-        return `latency: ${what}: ${where}, so ${threshold} cannot be checked. Check the node's route and DNS to it, or the target (zerotouch:preflight.latency.${r.name})`;
-    }
-    return (
-        `latency: ${what} (${r.address}): TCP connect took a median of ${formatMs3(r.medianNs)} ms over ${r.connected} of ${r.tries} tries ` +
-        `(worst ${formatMs3(r.worstNs)} ms), above ${threshold}. ` +
-        `The node is far from it; a node nearer to it is the better fix. ${overrideText(node)}`
-    );
 }

@@ -11,7 +11,8 @@ import { spawnSync } from "child_process";
 import * as path from "path";
 
 import { parsePreflightResult, PreflightResult } from "../../components/node/facts";
-import { formatLatencyRefusal, formatMs3 } from "../../components/node/latency";
+import { formatMs3 } from "../../components/node/latency";
+import { formatLatencyRefusal } from "../support/latencyRefusal";
 import { VpsNodeSpec, vpsNodeSteps } from "../../components/node/vpsNode";
 import type { NodePlan } from "../../infra/program";
 import { Lab, LabNode, labStackPlans, loadLab, REPO_ROOT, runStep, RunResult } from "./harness";
