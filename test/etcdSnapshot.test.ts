@@ -5,6 +5,7 @@ import * as os from "os";
 import * as path from "path";
 
 import {
+    etcdRestoreStep,
     EtcdSnapshotStepArgs,
     etcdSnapshotSteps,
     parseRestoreResult,
@@ -44,6 +45,15 @@ describe("etcdSnapshotSteps", () => {
         const { stdin } = stepPayload(steps[0]);
         expect(stdin.indexOf("json_array() {")).toBeGreaterThan(0);
         expect(stdin.indexOf("json_array() {")).toBeLessThan(stdin.indexOf("etcd snapshots: a systemd timer"));
+    });
+
+    it("the restore step carries both libraries etcd-restore.sh sources, ahead of it", () => {
+        const { stdin } = stepPayload(etcdRestoreStep({ ZT_SNAPSHOT: "/var/backups/etcd/x.db" }, false));
+        const script = stdin.indexOf("readonly restore_timeout_s=");
+        expect(script).toBeGreaterThan(0);
+        for (const fn of ["json_string() {", "offsite_set() {"]) {
+            expect([fn, stdin.indexOf(fn) >= 0 && stdin.indexOf(fn) < script]).toEqual([fn, true]);
+        }
     });
 
     it("passes every option given", () => {

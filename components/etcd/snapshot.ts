@@ -12,8 +12,14 @@ export const SNAPSHOT_SCRIPT = path.join(__dirname, "scripts", "etcd-snapshot.sh
 export const RESTORE_SCRIPT = path.join(__dirname, "scripts", "etcd-restore.sh");
 /** The off-node copies' shell library (rclone): used by the snapshot and the restore script. */
 export const OFFSITE_LIB = path.join(__dirname, "scripts", "offsite.sh");
-/** The libraries etcd-restore.sh needs ahead of it in a payload (run from a checkout, it sources them itself). */
-export const RESTORE_LIBRARIES: readonly string[] = [COMMON_LIB, OFFSITE_LIB];
+/**
+ * etcd-restore.sh as a step to send to a node (the operator's procedure, docs/etcd-restore.md),
+ * with the libraries it needs ahead of it in the payload: run from a checkout it sources them
+ * itself. `sensitive` when `params` carry off-node credentials.
+ */
+export function etcdRestoreStep(params: ScriptParams, sensitive: boolean): NodeStep {
+    return { name: "restore", script: RESTORE_SCRIPT, libraries: [COMMON_LIB, OFFSITE_LIB], hasDelete: false, sensitive, params };
+}
 /** Where the snapshot step keeps the off-node credentials on the node (0700; files 0600). */
 export const OFFSITE_CREDENTIALS_DIR = "/etc/zerotouch/etcd-offsite";
 

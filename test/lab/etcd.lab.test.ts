@@ -20,7 +20,7 @@ import * as os from "os";
 import * as path from "path";
 
 import { clientUrl, EtcdMemberPem, LOCAL_CLIENT_URL, NODE_CLIENT_TLS, parseEtcdMemberResult } from "../../components/etcd/member";
-import { etcdSnapshotSteps, parseRestoreResult, parseSnapshotResult, RESTORE_LIBRARIES, RESTORE_SCRIPT, SNAPSHOT_INSTALLED } from "../../components/etcd/snapshot";
+import { etcdRestoreStep, etcdSnapshotSteps, parseRestoreResult, parseSnapshotResult, SNAPSHOT_INSTALLED } from "../../components/etcd/snapshot";
 import { parseWalGateResult, walGateSteps } from "../../components/etcd/walGate";
 import { k3sInstallStep, resolveK3sSource } from "../../components/k8s/k3s";
 import { stepPayload } from "../../components/lib/nodeScript";
@@ -174,23 +174,16 @@ describe("EtcdCluster scripts on the lab", () => {
 
         // etcd-restore.sh as the operator runs it (docs/etcd-restore.md), into a fresh directory.
         const restoreDir = "/var/tmp/zt-restore/data";
-        const restore: NodeStep = {
-            name: "restore",
-            script: RESTORE_SCRIPT,
-            libraries: [...RESTORE_LIBRARIES],
-            hasDelete: false,
-            sensitive: false,
-            params: {
-                ZT_SNAPSHOT: file,
-                ZT_ETCDCTL: ETCDCTL,
-                ZT_NAME: "restore-check",
-                ZT_INITIAL_CLUSTER: "restore-check=http://127.0.0.1:23800",
-                ZT_INITIAL_ADVERTISE_PEER_URLS: "http://127.0.0.1:23800",
-                ZT_INITIAL_CLUSTER_TOKEN: "zt-restore-check",
-                ZT_DATA_DIR: restoreDir,
-                ZT_USER: "etcd",
-            },
-        };
+        const restore = etcdRestoreStep({
+            ZT_SNAPSHOT: file,
+            ZT_ETCDCTL: ETCDCTL,
+            ZT_NAME: "restore-check",
+            ZT_INITIAL_CLUSTER: "restore-check=http://127.0.0.1:23800",
+            ZT_INITIAL_ADVERTISE_PEER_URLS: "http://127.0.0.1:23800",
+            ZT_INITIAL_CLUSTER_TOKEN: "zt-restore-check",
+            ZT_DATA_DIR: restoreDir,
+            ZT_USER: "etcd",
+        }, false);
         ssh(node, "rm -rf /var/tmp/zt-restore && install -d -m 0755 /var/tmp/zt-restore");
         const runner = 'umask 077; f=$(mktemp); cat >"$f"; ZT_ACTION=restore bash "$f" </dev/null; rc=$?; rm -f "$f"; exit "$rc"';
         const restored = sshRun(lab, node, runner, stepPayload(restore).stdin, 180);

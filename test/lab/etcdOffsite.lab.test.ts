@@ -19,13 +19,12 @@ import { LOCAL_CLIENT_URL, NODE_CLIENT_TLS } from "../../components/etcd/member"
 import {
     EtcdOffsiteSftp,
     EtcdOffsiteTarget,
+    etcdRestoreStep,
     etcdSnapshotSteps,
     OFFSITE_CREDENTIALS_DIR,
     offsiteCredentialParams,
     parseRestoreResult,
     parseSnapshotResult,
-    RESTORE_LIBRARIES,
-    RESTORE_SCRIPT,
     SNAPSHOT_INSTALLED,
     SnapshotSaveResult,
 } from "../../components/etcd/snapshot";
@@ -83,14 +82,7 @@ describe("off-node etcd snapshot copies on the lab", () => {
         const credentials = offsite.type === "sftp" ? { sshPrivateKey: privateKey } : s3Keys;
         const [snap] = etcdSnapshotSteps({ node: source.name, etcdctl: ETCDCTL, offsite });
         const offsiteParams = Object.fromEntries(Object.entries(snap.params).filter(([k]) => k.startsWith("ZT_OFFSITE_")));
-        const step: NodeStep = {
-            name: "restore",
-            script: RESTORE_SCRIPT,
-            libraries: [...RESTORE_LIBRARIES],
-            hasDelete: false,
-            sensitive: true,
-            params: { ...offsiteParams, ...offsiteCredentialParams(source.name, offsite, credentials), ZT_OFFSITE_NODE: source.name, ZT_ETCDCTL: ETCDCTL, ...params },
-        };
+        const step = etcdRestoreStep({ ...offsiteParams, ...offsiteCredentialParams(source.name, offsite, credentials), ZT_OFFSITE_NODE: source.name, ZT_ETCDCTL: ETCDCTL, ...params }, true);
         const runner = remoteRunner("root", "create").replace("ZT_ACTION=create", `ZT_ACTION=${action}`);
         return { stdin: stepPayload(step).stdin, runner };
     };
